@@ -96,6 +96,11 @@ class SandboxLayout(BaseModel):
         return self.run_dir / "machines"
 
     @property
+    def log_dir(self) -> Path:
+        """Boot and server logs; beside the run dir so they outlive `down` for a post-mortem."""
+        return self.run_dir.with_name(f"{self.run_dir.name}-logs")
+
+    @property
     def www_dir(self) -> Path:
         """Root of the controller's file server: one symlink per served directory."""
         return self.run_dir / "www"

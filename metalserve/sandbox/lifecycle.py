@@ -13,7 +13,7 @@ from metalserve.sandbox.errors import SandboxError
 from metalserve.sandbox.layout import HostSlot, SandboxLayout, default_layout
 from metalserve.sandbox.prereqs import check_prerequisites
 from metalserve.sandbox.recipe import APT_REPO, ROOTFS, AptRepoRecipe, CachePaths, RootfsRecipe
-from metalserve.sandbox.rootfs import Progress, build_rootfs, extract_tree
+from metalserve.sandbox.rootfs import Progress, build_rootfs, golden_tree, mount_overlay
 from metalserve.sandbox.state import SandboxHostState, SandboxState, load_state, save_state
 from metalserve.sandbox.system import remove_tree, run
 
@@ -87,8 +87,10 @@ def _bring_up(
     started: float,
 ) -> SandboxState:
     run_dir = layout.run_dir
-    logs = run_dir / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
+    logs = layout.log_dir
+    remove_tree(logs)
+    logs.mkdir(parents=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
     run_dir.chmod(0o700)
     key = run_dir / "id_ed25519"
     run(
@@ -107,14 +109,12 @@ def _bring_up(
         f"network: {layout.controller_netns} bridge {layout.subnet}, {len(slots)} veth pair(s)",
     )
 
-    def extract(slot: HostSlot) -> str:
-        tree = layout.machines_dir / slot.name
-        extract_tree(tarball, tree)
-        return machines.prepare_tree(tree, layout, slot, slots, authorized)
-
-    with ThreadPoolExecutor(max_workers=min(4, len(slots))) as pool:
-        host_keys = list(pool.map(extract, slots))
-    _stage(progress, started, f"rootfs: {len(slots)} fresh tree(s) under {layout.machines_dir}")
+    lower = golden_tree(tarball, progress)
+    roots = {s.name: mount_overlay(lower, layout.machines_dir / s.name) for s in slots}
+    host_keys = [machines.prepare_tree(roots[s.name], layout, s, slots, authorized) for s in slots]
+    _stage(
+        progress, started, f"rootfs: {len(slots)} fresh overlay root(s) under {layout.machines_dir}"
+    )
 
     known_hosts = run_dir / "known_hosts"
     known_hosts.write_text(
@@ -132,9 +132,7 @@ def _bring_up(
     booted = [
         (
             slot,
-            machines.boot(
-                layout.machines_dir / slot.name, slot, ccache_dir, logs / f"{slot.name}.log"
-            ),
+            machines.boot(roots[slot.name], slot, ccache_dir, logs / f"{slot.name}.log"),
         )
         for slot in slots
     ]

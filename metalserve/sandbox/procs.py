@@ -36,12 +36,13 @@ def find_processes(matches: Callable[[list[str]], bool]) -> list[int]:
 
 
 def alive(pid: int) -> bool:
+    """Whether `pid` exists and is not a zombie (a zombie has exited; nothing of it runs)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        stat = (PROC / str(pid) / "stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
         return False
-    # A zombie still answers kill(0); it has no cmdline left, and nothing of it runs.
-    return bool(process_cmdline(pid))
+    # Field 3, after the parenthesised command name (which may itself hold spaces or parens).
+    return stat[stat.rindex(")") + 2 :].split()[0] != "Z"
 
 
 def stop_process(pid: int, sig: signal.Signals = signal.SIGTERM) -> None:

@@ -108,3 +108,49 @@ def extract_tree(tarball: Path, dest: Path) -> None:
             f"extract {tarball}: expected zstd and tar to succeed; found exit {zstd.returncode}/{tar.returncode} "
             f"— fix: delete {tarball} so it is rebuilt, then retry"
         )
+
+
+def golden_tree(tarball: Path, progress: Progress = print) -> Path:
+    """The tarball extracted once beside it, read-only by convention: every host's overlay lower layer.
+
+    Hosts never write here (their changes land in their own upper layer), so one extraction
+    serves every `up` of the same tarball. Atomic: extracted under a temporary name, renamed last.
+    """
+    tree = tarball.with_name(tarball.name.removesuffix(".tar.zst") + ".tree")
+    if tree.is_dir():
+        return tree
+    started = time.monotonic()
+    tmp = tree.with_name(f".{tree.name}.{os.getpid()}.tmp")
+    remove_tree(tmp)
+    try:
+        extract_tree(tarball, tmp)
+        os.replace(tmp, tree)
+    finally:
+        remove_tree(tmp)
+    progress(f"rootfs: extracted {tree} in {time.monotonic() - started:.1f} s (once per tarball)")
+    return tree
+
+
+def mount_overlay(lower: Path, machine_dir: Path) -> Path:
+    """A fresh copy-on-write root for one host: `lower` below, the host's own upper dir on top.
+
+    Returns the merged root. Each host starts from the untouched golden tree and its writes stay
+    in `machine_dir/upper`, so `down` deletes only what the host changed.
+    """
+    upper, work, root = machine_dir / "upper", machine_dir / "work", machine_dir / "root"
+    for path in (upper, work, root):
+        path.mkdir(parents=True)
+    run(
+        [
+            "mount",
+            "-t",
+            "overlay",
+            "overlay",
+            "-o",
+            f"lowerdir={lower},upperdir={upper},workdir={work}",
+            root,
+        ],
+        what=f"mount the root of {machine_dir.name}",
+        fix="check that the kernel supports overlayfs (modprobe overlay), then retry",
+    )
+    return root
