@@ -31,7 +31,7 @@ def _group(value: object) -> tuple[list, dict] | None:
     return None
 
 
-def load_hosts(path: str | Path) -> dict[str, dict]:
+def load_hosts(path: str | Path) -> dict[str, object]:
     """``{host name: its metalserve data}`` in inventory order.
 
     Reads pyinfra's inventory-file format (module-level lists of ``"name"`` or ``("name", data)``,

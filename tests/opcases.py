@@ -177,3 +177,18 @@ def check_case(path: Path) -> None:
     if "second_run_facts" in case:
         again = run_case(case, "second_run_facts")
         assert again == [], f"{path.name}: second run is not a no-op:\n" + "\n".join(again)
+
+
+if __name__ == "__main__":
+    # Print a case's commands to review them; with --write, store them as the case's expectation.
+    import sys
+
+    write = "--write" in sys.argv
+    for arg in (a for a in sys.argv[1:] if a != "--write"):
+        loaded = load_case(Path(arg))
+        loaded["commands"] = run_case(loaded)
+        print(arg, json.dumps(loaded["commands"], indent=2))
+        if "second_run_facts" in loaded:
+            print("second run:", json.dumps(run_case(loaded, "second_run_facts")))
+        if write:
+            Path(arg).write_text(json.dumps(loaded, indent=2) + "\n")

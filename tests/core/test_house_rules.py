@@ -38,7 +38,11 @@ def test_core_module_does_no_io(module: Path) -> None:
     tree = ast.parse(module.read_text())
     for node in ast.walk(tree):
         if isinstance(node, ast.Import | ast.ImportFrom):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+            )
             for name in names:
                 assert name.split(".")[0] not in FORBIDDEN_MODULES, f"imports {name}"
         if isinstance(node, ast.Call):
@@ -52,13 +56,16 @@ def _python_files() -> list[Path]:
     return [
         p
         for p in REPO.rglob("*.py")
-        if "tests" not in p.parts and ".git" not in p.parts and "flagsets" not in p.parts
+        if "tests" not in p.parts
+        and ".git" not in p.parts
+        and "flagsets" not in p.parts
         and "scripts" not in p.parts
     ]
 
 
 @pytest.mark.parametrize(
-    "pin", [pins.VLLM, pins.SGLANG, pins.LLAMA_CPP, pins.LLAMA_CPP_PYTHON, pins.HUGGINGFACE_HUB],
+    "pin",
+    [pins.VLLM, pins.SGLANG, pins.LLAMA_CPP, pins.LLAMA_CPP_PYTHON, pins.HUGGINGFACE_HUB],
     ids=lambda p: p.name,
 )
 def test_each_engine_pin_is_written_once(pin: pins.Pin) -> None:
