@@ -21,6 +21,7 @@ from typing import ParamSpec, TypeVar
 import click
 
 from metalserve.catalog.busbw import expectation_for
+from metalserve.catalog.profiles import PROFILES
 from metalserve.diag.files import read_report, read_text, write_report
 from metalserve.diag.judge import Topology, judge, topology_of
 from metalserve.diag.parse import merge_outputs
@@ -46,11 +47,7 @@ def _operator_errors(command: Callable[P, R]) -> Callable[P, R]:
 
 
 def _topology(profile_id: str) -> Topology | None:
-    """The profile's GPUs, nodes and links from the hardware catalogue (issue 3's core)."""
-    try:
-        from metalserve.catalog.profiles import PROFILES
-    except ImportError:  # catalogue not installed in this checkout: judge bandwidth only
-        return None
+    """The profile's GPUs, nodes and links from the hardware catalogue."""
     profile = PROFILES.get(profile_id)
     return topology_of(profile) if profile is not None else None
 
