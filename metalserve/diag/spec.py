@@ -56,6 +56,11 @@ class DiagSpec(BaseModel):
     mpi_home: str = Field(
         default="/usr/lib/x86_64-linux-gnu/openmpi", description="Debian/Ubuntu openmpi-bin"
     )
+    hosts: tuple[str, ...] = Field(
+        default=(),
+        description="multi-node: the nodes mpirun starts ranks on, node-rank order; "
+        "default: the inventory's hosts of the same profile",
+    )
     reports_dir: str = Field(
         default="diag-reports", description="on the control host; a dated folder per run"
     )
