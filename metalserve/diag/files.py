@@ -78,7 +78,8 @@ def plot_png(report: DiagReport) -> bytes:
         )
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8, loc="lower right")
-        ax.set_ylim(bottom=0)
+        top = max(expected or 0.0, report.run.peak_busbw or 0.0, 1.0)
+        ax.set_ylim(0, top * 1.12)  # room above the expected line
         fig.tight_layout()
         buffer = BytesIO()
         fig.savefig(buffer, format="png")

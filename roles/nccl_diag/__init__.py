@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from io import StringIO
 from pathlib import Path
 
-from pyinfra import host
+from pyinfra import host, logger
 from pyinfra.api import deploy
 from pyinfra.operations import apt, files, python, server
 
@@ -34,6 +34,9 @@ from metalserve.plan import HostPlan
 from metalserve.spec import DATA_KEY
 from roles.base import RoleError
 from roles.nccl_diag.facts import BuildStamp, NvidiaGpuCount
+
+NO_GPU = "no NVIDIA GPU found (nvidia-smi -L lists none): NCCL diagnostic skipped"
+_skip_noted: set[str] = set()
 
 MPI_PACKAGES = ["openmpi-bin", "libopenmpi-dev"]
 """Debian/Ubuntu Open MPI: mpirun and the headers nccl-tests' MPI=1 build needs."""
@@ -55,7 +58,9 @@ def _plan(plan: HostPlan) -> DiagPlan | None:
     """The diagnostic plan, or None (with a note in the output) when this host has no GPU."""
     gpus = host.get_fact(NvidiaGpuCount)
     if not gpus:
-        host.noop("no NVIDIA GPU found (nvidia-smi -L lists none): NCCL diagnostic skipped")
+        if host.name not in _skip_noted:  # say it once per host, not once per phase
+            host.log(NO_GPU, log_func=logger.warning)
+            _skip_noted.add(host.name)
         return None
     return diag_plan(plan, _cluster_hosts(plan))
 
