@@ -176,3 +176,21 @@ def test_blank_out_of_place_body_reads_as_in_place_only() -> None:
     row = parse_output(text).run.rows[0]
     assert row.out_of_place is None
     assert row.in_place is not None and row.in_place.busbw == 402.65
+
+
+def test_per_iteration_columns_and_cputime_header() -> None:
+    """``-I 1`` adds i_min/i_max/i_p99/i_cv% per placement (2.19); ``-C`` renames time to cputime."""
+    header = (
+        "#       size         count      type   redop    root  cputime   algbw   busbw  #wrong"
+        "    i_min    i_max    i_p99    i_cv%  cputime   algbw   busbw  #wrong    i_min    i_max"
+        "    i_p99    i_cv%\n"
+    )
+    row = (
+        "  4294967296    1073741824     float     sum      -1    15712  273.36  478.38       0"
+        "  15650.1  15790.4  15790.4     0.31    15720  273.22  478.13       0  15660.2  15801.0"
+        "  15801.0     0.29\n"
+    )
+    (parsed,) = parse_output(header + row).run.rows
+    assert parsed.out_of_place is not None and parsed.in_place is not None
+    assert (parsed.out_of_place.time_us, parsed.out_of_place.busbw) == (15712.0, 478.38)
+    assert (parsed.in_place.busbw, parsed.in_place.wrong) == (478.13, 0.0)
