@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from metalserve.catalog.profiles import PROFILES
+from metalserve.diag.spec import DiagSpec
 from metalserve.engines import EngineSettings
 from metalserve.errors import MetalserveError, SpecError
 from metalserve.hardware import Frozen
@@ -90,6 +91,7 @@ class HostSpec(Frozen):
     sources: Sources = Sources()
     secrets: SecretsSpec = SecretsSpec()
     service: ServiceSpec = ServiceSpec()
+    diag: DiagSpec = DiagSpec()
 
     @field_validator("env")
     @classmethod
