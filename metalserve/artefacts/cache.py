@@ -87,6 +87,16 @@ def _file_table(folder: Path) -> dict[str, dict[str, Any]]:
     return table
 
 
+def _make_readable(folder: Path) -> None:
+    """Entries are shared read-only inputs: folders 0755, files 0644 (0755 if executable)."""
+    folder.chmod(0o755)
+    for path in folder.rglob("*"):
+        if path.is_dir():
+            path.chmod(0o755)
+        elif path.is_file():
+            path.chmod(0o755 if path.stat().st_mode & 0o100 else 0o644)
+
+
 def cached_build(
     kind: str,
     inputs: Mapping[str, Any],
@@ -106,6 +116,7 @@ def cached_build(
     staging = Path(tempfile.mkdtemp(prefix=f".{key}.", suffix=".partial", dir=final.parent))
     try:
         extra = build(staging) or {}
+        _make_readable(staging)
         manifest = {"kind": kind, "key": key, "inputs": dict(inputs), **extra}
         manifest["files"] = _file_table(staging)
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
