@@ -464,6 +464,16 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(probe.getsockname()[1])
 
 
+@contextlib.contextmanager
+def _operator_errors() -> Iterator[None]:
+    """Bad input ends the command with its one-line message and exit code 2, no traceback."""
+    try:
+        yield
+    except MetalserveError as error:
+        click.echo(f"error: {error}", err=True)
+        raise SystemExit(2) from None
+
+
 @click.group("mirror")
 def mirror_group() -> None:
     """A local Hugging Face Hub mirror for air-gapped hosts (HF_ENDPOINT)."""
@@ -476,7 +486,8 @@ def mirror_group() -> None:
 def add_command(root: Path, repo_id: str, source: Path) -> None:
     """Publish the folder SOURCE as REPO_ID in the mirror ROOT."""
     root.mkdir(parents=True, exist_ok=True)
-    repo = publish(root, repo_id, source)
+    with _operator_errors():
+        repo = publish(root, repo_id, source)
     click.echo(f"{repo_id}: {len(repo.files)} files, revision {repo.sha}")
 
 
@@ -486,7 +497,8 @@ def add_command(root: Path, repo_id: str, source: Path) -> None:
 @click.option("--verbose", is_flag=True, help="Log every request.")
 def serve_command(root: Path, bind: str, verbose: bool) -> None:
     """Serve the repos under ROOT until interrupted."""
-    server = make_server(root, bind, verbose)
+    with _operator_errors():
+        server = make_server(root, bind, verbose)
     for repo_id in server.index.repo_ids():
         click.echo(f"serving {repo_id}")
     click.echo(f"HF_ENDPOINT={server.endpoint}")
