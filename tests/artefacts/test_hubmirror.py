@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from huggingface_hub import HfApi, snapshot_download
+from huggingface_hub import HfApi, RepoFile, snapshot_download
 from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
 
 from metalserve.artefacts.tinymodel import tiny_moe_checkpoint
@@ -42,8 +42,10 @@ def endpoint(mirror_root: Path) -> Iterator[str]:
         yield url
 
 
-def _download(endpoint: str, into: Path, **kwargs: object) -> Path:
-    return Path(snapshot_download(REPO, endpoint=endpoint, local_dir=into, token=False, **kwargs))
+def _download(endpoint: str, into: Path, revision: str | None = None) -> Path:
+    return Path(
+        snapshot_download(REPO, endpoint=endpoint, local_dir=into, token=False, revision=revision)
+    )
 
 
 def test_snapshot_download_fetches_every_file_and_checksums_verify(
@@ -87,7 +89,7 @@ def test_hf_cache_verify_passes_on_a_download_and_fails_on_a_tampered_one(
 def test_weights_are_lfs_files_whose_etag_is_their_sha256(endpoint: str) -> None:
     source = tiny_moe_checkpoint(seed=0)
     tree = HfApi(endpoint=endpoint).list_repo_tree(REPO, recursive=True, token=False)
-    by_path = {entry.path: entry for entry in tree}
+    by_path = {entry.path: entry for entry in tree if isinstance(entry, RepoFile)}
     shard = by_path["model-00001-of-00002.safetensors"]
     manifest = json.loads((source.path / "manifest.json").read_text())["files"]
 
