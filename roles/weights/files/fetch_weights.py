@@ -117,11 +117,18 @@ def main(argv: list[str] | None = None) -> int:
                         help="free space asked for, as a multiple of the bytes still to fetch")  # fmt: skip
     args = parser.parse_args(argv)
     try:
-        result = fetch(args.repo, args.revision, args.local_dir, args.headroom)
+        summary = json.dumps(fetch(args.repo, args.revision, args.local_dir, args.headroom))
     except FetchError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_OPERATOR_ERROR
-    print(json.dumps(result, sort_keys=True))
+        parser.exit(EXIT_OPERATOR_ERROR, f"error: {error}\n")
+    except Exception as error:
+        if not type(error).__module__.startswith(("huggingface_hub", "httpx")):
+            raise
+        endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+        found = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        parser.exit(EXIT_OPERATOR_ERROR,
+                    f"error: {args.repo}@{args.revision}: expected {endpoint} to serve it, found "
+                    f"{found} — fix: check the repo id, revision, token file and HF_ENDPOINT\n")  # fmt: skip
+    print(summary)
     return 0
 
 
