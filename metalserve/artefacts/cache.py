@@ -6,7 +6,7 @@ renamed into place only once complete, so a killed build never leaves a folder t
 
 Example::
 
-    entry = cached_build("llamacpp-source", cache_key({"sdist": "0.3.36"}), build_fn)
+    entry = cached_build("llamacpp-source", {"sdist_sha256": digest}, build_fn)
     entry.manifest["files"]["llama.cpp.tar.gz"]["sha256"]
 """
 

@@ -15,24 +15,32 @@ from metalserve.catalog import pins as catalog
 class LlamaCppSdistPin:
     """The llama-cpp-python sdist whose ``vendor/llama.cpp`` tree is our offline llama.cpp source."""
 
-    package: str
-    version: str
+    sdist: catalog.Pin
     sdist_sha256: str
-    llamacpp_commit: str
-    source: str
+    llamacpp: catalog.Pin
+
+    @property
+    def package(self) -> str:
+        return self.sdist.name
+
+    @property
+    def version(self) -> str:
+        return self.sdist.version
 
     @property
     def requirement(self) -> str:
-        return f"{self.package}=={self.version}"
+        return self.sdist.requirement
+
+    @property
+    def llamacpp_commit(self) -> str:
+        return self.llamacpp.version
 
 
 LLAMACPP_SDIST = LlamaCppSdistPin(
-    package=catalog.LLAMA_CPP_PYTHON.name,
-    version=catalog.LLAMA_CPP_PYTHON.version,
+    sdist=catalog.LLAMA_CPP_PYTHON,
     # sha256 of llama_cpp_python-0.3.36.tar.gz as PyPI served it (measured with sha256sum).
     sdist_sha256="832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e",
-    llamacpp_commit=catalog.LLAMA_CPP.version,
-    source=catalog.LLAMA_CPP_PYTHON.source,
+    llamacpp=catalog.LLAMA_CPP,
 )
 
 GGUF_PY_RUNTIME: tuple[str, ...] = ("pyyaml>=5.1", "tqdm>=4.27", "requests>=2.25")
