@@ -8,6 +8,8 @@ ROOT = "/opt/metalserve"
 DATA = "/var/lib/metalserve"
 ETC = "/etc/metalserve"
 UNIT_DIR = "/etc/systemd/system"
+CCACHE_DIR = "/var/cache/ccache"
+"""ccache's directory for builds on the host (the sandbox bind-mounts a shared one here)."""
 
 
 class Layout(Frozen):
@@ -53,6 +55,11 @@ class Layout(Frozen):
     @property
     def hf_home(self) -> str:
         return f"{self.data}/hf"
+
+    @property
+    def bin(self) -> str:
+        """metalserve's own host-side scripts."""
+        return f"{self.root}/bin"
 
     @property
     def credentials(self) -> str:

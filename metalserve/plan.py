@@ -27,6 +27,9 @@ from metalserve.sizing import SizingReport, audit_claims, request_for, size, sma
 from metalserve.sources import LlamaCppSource, SourceKind, Sources, WeightsSource
 from metalserve.spec import HostSpec
 
+CUDA_HOME = "/usr/local/cuda"
+"""Where NVIDIA's cuda-toolkit packages put the active toolkit (a symlink to cuda-<version>)."""
+
 API_KEY_CREDENTIAL = "api_key"
 HF_TOKEN_CREDENTIAL = "hf_token"
 
@@ -45,6 +48,7 @@ class WeightsPlan(Frozen):
 class LlamaCppBuildPlan(Frozen):
     version: str
     source: LlamaCppSource
+    source_tarball: str = Field(description="where the source tarball is kept on the host")
     cmake_flags: tuple[str, ...]
     targets: tuple[str, ...] = ("llama-server", "llama-quantize", "llama-gguf-split")
     cuda_archs: tuple[str, ...] = ()
@@ -112,11 +116,22 @@ class HostPlan(Frozen):
 
 
 def _cmake_flags(profile: HardwareProfile) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    flags = ["-DCMAKE_BUILD_TYPE=Release", "-DLLAMA_USE_PREBUILT_UI=OFF", "-DGGML_NATIVE=OFF"]
+    # Static binaries can be moved into the versioned prefix; GGML_NATIVE=OFF keeps them portable
+    # across the hosts of a site (still AVX2); the web UI would be fetched online (sandbox-facts §2).
+    flags = [
+        "-DCMAKE_BUILD_TYPE=Release",
+        "-DBUILD_SHARED_LIBS=OFF",
+        "-DLLAMA_USE_PREBUILT_UI=OFF",
+        "-DGGML_NATIVE=OFF",
+    ]
     archs: tuple[str, ...] = ()
     if profile.gpu is not None:
         archs = (profile.gpu.cuda_arch,)
-        flags += ["-DGGML_CUDA=ON", f"-DCMAKE_CUDA_ARCHITECTURES={';'.join(archs)}"]
+        flags += [
+            "-DGGML_CUDA=ON",
+            f"-DCMAKE_CUDA_ARCHITECTURES={';'.join(archs)}",
+            f"-DCMAKE_CUDA_COMPILER={CUDA_HOME}/bin/nvcc",
+        ]
     return tuple(flags), archs
 
 
@@ -288,6 +303,7 @@ def build_plan(spec: HostSpec, checkpoint: Checkpoint | None = None) -> HostPlan
         llamacpp = LlamaCppBuildPlan(
             version=pins.LLAMA_CPP.version,
             source=spec.sources.llamacpp,
+            source_tarball=f"{layout.sources}/llama.cpp-{pins.LLAMA_CPP.version}.tar.gz",
             cmake_flags=flags,
             cuda_archs=archs,
             build_key=key,

@@ -13,10 +13,11 @@ import re
 from typing import Any
 
 from metalserve.hardware import Frozen
+from metalserve.layout import ROOT
 from metalserve.plan import HostPlan
 
 HEADER = "Rendered by metalserve for host {host} from templates/{template}; do not edit by hand."
-CREDENTIAL_ENV_WRAPPER = "/opt/metalserve/bin/credential-env"
+CREDENTIAL_ENV_WRAPPER = f"{ROOT}/bin/credential-env"
 DRAIN_SECONDS = 120
 """How long a stop waits for in-flight requests before systemd kills the engine."""
 

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from types import ModuleType
 
 from pyinfra import host
+from pyinfra.api.operation import OperationMeta
 
 from metalserve.errors import MetalserveError
 from metalserve.modelfiles import checkpoint_for_spec
@@ -40,6 +41,22 @@ def current_plan() -> HostPlan:
         spec = host_spec(host.name, data)
         _plans[key] = build_plan(spec, checkpoint_for_spec(spec))
     return _plans[key]
+
+
+_changes: dict[tuple[int, str, str], list[OperationMeta]] = {}
+
+
+def record_changes(topic: str, *ops: OperationMeta) -> None:
+    """Remember operations whose change matters to a later role (e.g. a restart), per run and host."""
+    _changes.setdefault((id(host.state), host.name, topic), []).extend(ops)
+
+
+def recorded_changes(topic: str) -> list[OperationMeta]:
+    return list(_changes.get((id(host.state), host.name, topic), []))
+
+
+SERVICE_INPUTS = "service-inputs"
+"""Files the engine service reads at start: a change means a restart."""
 
 
 def run_phases(roles: Iterable[ModuleType], plan: HostPlan | None = None) -> None:

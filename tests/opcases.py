@@ -8,6 +8,7 @@ A case file::
 
     {
       "role": "roles.llamacpp",            # module with install/configure/activate @deploy functions
+      "roles": ["roles.layout", "..."],    # or several, run phase by phase across them
       "phases": ["install", "configure"],  # default: all three, in order
       "host_data": {"metalserve": {...}},  # validated by the core into a HostPlan
       "facts": {"files.File": {"path=/etc/x": null}, "server.Os": "Linux"},
@@ -79,12 +80,25 @@ def _fact_getter(facts: dict[str, Any]) -> Callable[..., Any]:
     return get_fact
 
 
-def render_command(command: Any) -> str:
-    """One line per command, stable across runs, for comparing with a case."""
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _local_path(src: str) -> str:
+    """Uploads from the checkout are shown relative to it, so cases hold wherever it lives."""
+    path = Path(src)
+    return str(path.relative_to(REPO)) if path.is_absolute() and path.is_relative_to(REPO) else src
+
+
+def render_command(command: Any, env: dict[str, str] | None = None) -> str:
+    """One line per command, stable across runs, for comparing with a case. An operation's
+    ``_env`` is shown as a leading ``env K=V`` (pyinfra sets it when it runs the command)."""
     if isinstance(command, StringCommand):
-        return str(command.get_raw_value())
+        line = str(command.get_raw_value())
+        if env:
+            line = "env " + " ".join(f"{k}={v}" for k, v in sorted(env.items())) + " " + line
+        return line
     if isinstance(command, FileUploadCommand):
-        src = command.src if isinstance(command.src, str) else "<memory>"
+        src = _local_path(command.src) if isinstance(command.src, str) else "<memory>"
         return f"upload {src} -> {command.dest}"
     if isinstance(command, FileDownloadCommand):
         return f"download {command.src} -> {command.dest}"
@@ -124,7 +138,8 @@ def run_phases(
                 list(op_data.command_generator()) if _should_run(op_data.global_arguments) else []
             )
             op_data.operation_meta.set_complete(True, op_commands, CommandOutput([]))
-            commands.extend(render_command(c) for c in op_commands)
+            env = op_data.global_arguments.get("_env")
+            commands.extend(render_command(c, env) for c in op_commands)
     return commands
 
 
@@ -135,14 +150,15 @@ def _should_run(global_arguments: dict[str, Any]) -> bool:
     return condition() if callable(condition) else True
 
 
-def role_calls(role_module: str, phases: Iterable[str]) -> list[Callable[[], Any]]:
-    """Calls of ``role.<phase>(plan)`` with the plan of the current (fake) host."""
+def role_calls(role_modules: list[str], phases: Iterable[str]) -> list[Callable[[], Any]]:
+    """Calls of ``role.<phase>(plan)``, phase by phase across the roles, as ``run_phases`` does."""
     from roles.base import current_plan
 
-    role = importlib.import_module(role_module)
+    roles = [importlib.import_module(name) for name in role_modules]
     return [
-        (lambda phase=phase: getattr(role, phase)(current_plan()))
+        (lambda role=role, phase=phase: getattr(role, phase)(current_plan()))
         for phase in phases
+        for role in roles
         if hasattr(role, phase)
     ]
 
@@ -157,7 +173,8 @@ def case_files(role_dir: Path) -> list[Path]:
 
 def run_case(case: dict[str, Any], facts_key: str = "facts") -> list[str]:
     phases = case.get("phases", list(PHASES))
-    return run_phases(role_calls(case["role"], phases), case.get("host_data", {}), case[facts_key])
+    roles = case["roles"] if "roles" in case else [case["role"]]
+    return run_phases(role_calls(roles, phases), case.get("host_data", {}), case[facts_key])
 
 
 def check_case(path: Path) -> None:

@@ -1,7 +1,7 @@
-"""The engine service: its user and directories, credentials, rendered units, start, health.
+"""The engine service: rendered units, start, health.
 
-install   system user; data, model and credential directories
-configure credentials (0600, from the control host's files), the rendered env file and units
+configure the rendered env file and units (the user, directories and credentials are
+          ``roles.layout``'s, which runs first)
 activate  daemon-reload and start/enable; restart only when a file changed; wait for /health
           (bounded) and ask for one completion — skipped when nothing changed and /health is 200,
           so a second deploy changes nothing.
@@ -11,78 +11,24 @@ from __future__ import annotations
 
 import shlex
 from io import StringIO
-from pathlib import Path
 
 from pyinfra import host
 from pyinfra.api import deploy
-from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
-from metalserve.plan import API_KEY_CREDENTIAL, HF_TOKEN_CREDENTIAL, HostPlan
+from metalserve.plan import API_KEY_CREDENTIAL, HostPlan
 from metalserve.templating import render
+from roles.base import SERVICE_INPUTS, record_changes, recorded_changes
+from roles.layout import API_KEY_HEADER
 from roles.service.facts import HttpStatus
-
-API_KEY_HEADER = "api_key_header"
-"""A credential holding 'Authorization: Bearer …', so curl reads the key from a file (-H @file)."""
-
-_changed: dict[str, list[OperationMeta]] = {}
-
-
-def _credential_sources(plan: HostPlan) -> list[tuple[str, Path]]:
-    secrets = plan.spec.secrets
-    pairs = [
-        (HF_TOKEN_CREDENTIAL, secrets.hf_token_file),
-        (API_KEY_CREDENTIAL, secrets.api_key_file),
-    ]
-    return [(name, Path(local).expanduser()) for name, local in pairs if local]
-
-
-@deploy("Service: install")
-def install(plan: HostPlan) -> None:
-    layout, user = plan.layout, plan.service.user
-    server.user(
-        name=f"System user {user}",
-        user=user,
-        system=True,
-        home=layout.data,
-        shell="/usr/sbin/nologin",
-        create_home=False,
-    )
-    for path in (layout.data, layout.hf_home, layout.models, layout.gguf, layout.state):
-        files.directory(name=f"Directory {path}", path=path, user=user, group=user, mode="755")
-    files.directory(name=f"Directory {layout.etc}", path=layout.etc, mode="755")
-    files.directory(name="Credentials directory (root only)", path=layout.credentials, mode="700")
 
 
 @deploy("Service: configure")
 def configure(plan: HostPlan) -> None:
-    changed: list[OperationMeta] = []
-    for name, local in _credential_sources(plan):
-        changed.append(
-            files.put(
-                name=f"Credential {name}",
-                src=str(local),
-                dest=f"{plan.layout.credentials}/{name}",
-                mode="600",
-                user="root",
-                group="root",
-            )
-        )
-        if name == API_KEY_CREDENTIAL:
-            key = local.read_text().strip()
-            changed.append(
-                files.put(
-                    name="Credential api_key_header (for health and smoke requests)",
-                    src=StringIO(f"Authorization: Bearer {key}\n"),
-                    dest=f"{plan.layout.credentials}/{API_KEY_HEADER}",
-                    mode="600",
-                    user="root",
-                    group="root",
-                )
-            )
     for rendered in render(plan):
-        changed.append(
+        record_changes(
+            SERVICE_INPUTS,
             files.put(
                 name=f"Render {rendered.path}",
                 src=StringIO(rendered.content),
@@ -90,9 +36,8 @@ def configure(plan: HostPlan) -> None:
                 mode=rendered.mode,
                 user=rendered.owner,
                 group=rendered.owner,
-            )
+            ),
         )
-    _changed[host.name] = changed
 
 
 def wait_for_health_command(url: str, timeout_s: int) -> str:
@@ -132,7 +77,7 @@ def smoke_completion_command(plan: HostPlan) -> str:
 def activate(plan: HostPlan) -> None:
     service = plan.service
     unit = f"{service.name}.service"
-    changed = _changed.get(host.name, [])
+    changed = recorded_changes(SERVICE_INPUTS)
     reload = systemd.daemon_reload(name="Reload systemd units", _if=any_changed(*changed))
     start = systemd.service(
         name=f"Start and enable {unit}", service=unit, running=True, enabled=True
