@@ -135,14 +135,16 @@ def parse_rdma_ports(output: list[str]) -> tuple[RdmaPort, ...]:
 class RdmaPorts(FactBase[tuple[RdmaPort, ...]]):
     """Every RDMA port on the host with its link layer, state, rate and populated GIDs."""
 
+    sysfs_root = "/sys/class/infiniband"
+
     @staticmethod
     def default() -> tuple[RdmaPort, ...]:
         return ()
 
     def command(self) -> str:
         return (
-            'for p in /sys/class/infiniband/*/ports/*; do [ -d "$p" ] || continue; '
-            'd=${p#/sys/class/infiniband/}; d=${d%%/*}; echo "port $d ${p##*/}"; '
+            f'for p in {self.sysfs_root}/*/ports/*; do [ -d "$p" ] || continue; '
+            f'd=${{p#{self.sysfs_root}/}}; d=${{d%%/*}}; echo "port $d ${{p##*/}}"; '
             'for a in link_layer state rate; do echo "$a $(cat "$p/$a")"; done; '
             'for g in "$p"/gids/*; do i=${g##*/}; '
             't=$(cat "$p/gid_attrs/types/$i" 2>/dev/null) || continue; '
