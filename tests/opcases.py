@@ -1,0 +1,162 @@
+"""Operation-case harness: run a role against fixture facts and read back the exact commands.
+
+Modelled on pyinfra's own ``tests/operations/<op>/<case>.json``: a case gives the host data and the
+facts the host would report, and lists the commands pyinfra would run. ``second_run_facts`` are the
+facts after that first run; a role that reads its facts first yields no commands then.
+
+A case file::
+
+    {
+      "role": "roles.llamacpp",            # module with install/configure/activate @deploy functions
+      "phases": ["install", "configure"],  # default: all three, in order
+      "host_data": {"metalserve": {...}},  # validated by the core into a HostPlan
+      "facts": {"files.File": {"path=/etc/x": null}, "server.Os": "Linux"},
+      "commands": ["mkdir -p /opt/x", ...],
+      "second_run_facts": {...},           # optional: with these, the phases yield no command
+      "error": "substring"                 # optional: the run must fail with this one-line message
+    }
+
+Fact keys are ``<module>.<Class>`` with ``pyinfra.facts.`` dropped (``files.File``,
+``roles.gpu_facts.facts.NvidiaGpus``). A fact called with arguments is looked up under
+``"name=value,..."`` (keyword arguments, sorted; positional ones as ``arg0=...``). A fact the case does
+not list fails the test with its key, so a case always shows every fact a role reads.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import pyinfra.api.host as pyinfra_host
+from pyinfra.api import Config, Inventory, State
+from pyinfra.api.command import (
+    FileDownloadCommand,
+    FileUploadCommand,
+    FunctionCommand,
+    StringCommand,
+)
+from pyinfra.context import ctx_host, ctx_state
+
+PHASES = ("install", "configure", "activate")
+
+
+class MissingFact(AssertionError):
+    pass
+
+
+def fact_key(cls: type) -> str:
+    module = cls.__module__.removeprefix("pyinfra.facts.")
+    return f"{module}.{cls.__name__}"
+
+
+def _args_key(args: tuple, kwargs: dict) -> str:
+    parts = [f"arg{i}={a}" for i, a in enumerate(args)]
+    parts += [f"{k}={kwargs[k]}" for k in sorted(kwargs)]
+    return ",".join(parts)
+
+
+def _fact_getter(facts: dict[str, Any]) -> Callable[..., Any]:
+    def get_fact(state, host, cls, args=None, kwargs=None, **_ignored):  # noqa: ANN001
+        key = fact_key(cls)
+        if key not in facts:
+            raise MissingFact(f"case has no fact {key!r}")
+        value = facts[key]
+        arg_key = _args_key(tuple(args or ()), dict(kwargs or {}))
+        if not arg_key:
+            return value
+        if not isinstance(value, dict) or arg_key not in value:
+            raise MissingFact(f"case has no fact {key!r} for {arg_key!r}")
+        return value[arg_key]
+
+    return get_fact
+
+
+def render_command(command: Any) -> str:
+    """One line per command, stable across runs, for comparing with a case."""
+    if isinstance(command, StringCommand):
+        return str(command.get_raw_value())
+    if isinstance(command, FileUploadCommand):
+        src = command.src if isinstance(command.src, str) else "<memory>"
+        return f"upload {src} -> {command.dest}"
+    if isinstance(command, FileDownloadCommand):
+        return f"download {command.src} -> {command.dest}"
+    if isinstance(command, FunctionCommand):
+        return f"function {getattr(command.function, '__name__', command.function)}"
+    return str(command)
+
+
+def make_state(host_data: dict[str, Any], host_name: str = "testhost") -> tuple[State, Any]:
+    inventory = Inventory(([(host_name, dict(host_data))], {}))
+    state = State(inventory, Config())
+    return state, inventory.get_host(host_name)
+
+
+def run_phases(
+    deploy_calls: Iterable[Callable[[], Any]],
+    host_data: dict[str, Any],
+    facts: dict[str, Any],
+) -> list[str]:
+    """Run ``deploy_calls`` (closures calling @deploy functions) on a fake host; return the commands."""
+    state, host = make_state(host_data)
+    with (
+        mock.patch.object(pyinfra_host, "get_fact", _fact_getter(facts)),
+        ctx_state.use(state),
+        ctx_host.use(host),
+    ):
+        for call in deploy_calls:
+            call()
+        commands: list[str] = []
+        for op_hash in state.get_op_order():
+            op_data = state.ops[host].get(op_hash)
+            if op_data is None:
+                continue
+            commands.extend(render_command(c) for c in op_data.command_generator())
+    return commands
+
+
+def role_calls(role_module: str, phases: Iterable[str]) -> list[Callable[[], Any]]:
+    """Calls of ``role.<phase>(plan)`` with the plan of the current (fake) host."""
+    from roles.base import current_plan
+
+    role = importlib.import_module(role_module)
+    return [
+        (lambda phase=phase: getattr(role, phase)(current_plan()))
+        for phase in phases
+        if hasattr(role, phase)
+    ]
+
+
+def load_case(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text())
+
+
+def case_files(role_dir: Path) -> list[Path]:
+    return sorted(role_dir.glob("*.json"))
+
+
+def run_case(case: dict[str, Any], facts_key: str = "facts") -> list[str]:
+    phases = case.get("phases", list(PHASES))
+    return run_phases(role_calls(case["role"], phases), case.get("host_data", {}), case[facts_key])
+
+
+def check_case(path: Path) -> None:
+    """Assert one case file: exact commands, and a no-op second run where the case gives its facts."""
+    case = load_case(path)
+    if "error" in case:
+        try:
+            run_case(case)
+        except Exception as exc:  # noqa: BLE001 - the case names the message it expects
+            assert case["error"] in str(exc), f"{path.name}: wrong error: {exc}"
+            return
+        raise AssertionError(f"{path.name}: expected an error containing {case['error']!r}")
+    commands = run_case(case)
+    assert commands == case["commands"], f"{path.name}: commands differ\n--- got\n" + "\n".join(
+        commands
+    )
+    if "second_run_facts" in case:
+        again = run_case(case, "second_run_facts")
+        assert again == [], f"{path.name}: second run is not a no-op:\n" + "\n".join(again)
