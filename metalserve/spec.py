@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from metalserve.catalog.nvidia_stack import NvidiaStack
 from metalserve.catalog.profiles import PROFILES
 from metalserve.engines import EngineSettings
 from metalserve.errors import MetalserveError, SpecError
@@ -90,6 +91,7 @@ class HostSpec(Frozen):
     sources: Sources = Sources()
     secrets: SecretsSpec = SecretsSpec()
     service: ServiceSpec = ServiceSpec()
+    nvidia: NvidiaStack = NvidiaStack()
 
     @field_validator("env")
     @classmethod

@@ -10,9 +10,12 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from metalserve.catalog import gpus
 from metalserve.catalog import nvidia_stack as ns
 from metalserve.catalog.nvidia_stack import Distro, KernelModuleFlavor, NvidiaStackPins
 from metalserve.errors import PlanError
+from metalserve.hardware import GpuModel
+from metalserve.sources import AptSource, SourceKind
 
 PINS = NvidiaStackPins()
 
@@ -32,44 +35,67 @@ def test_a_driver_too_old_for_the_toolkit_is_refused() -> None:
         NvidiaStackPins(driver_version="570.195.03")
 
 
+def test_a_toolkit_without_a_known_driver_floor_is_refused() -> None:
+    with pytest.raises(ValidationError, match="CUDA 12.9 is not one metalserve knows"):
+        NvidiaStackPins(cuda_version="12.9", nccl_version="2.27.3-1+cuda12.9")
+
+
 def test_nccl_must_be_the_build_for_the_pinned_cuda() -> None:
     with pytest.raises(ValidationError, match=r"must end in \+cuda13.0"):
         NvidiaStackPins(nccl_version="2.27.3-1+cuda12.9")
 
 
 @pytest.mark.parametrize(
-    ("capabilities", "flavor"),
+    ("gpu", "flavor"),
     [
-        (["12.0"], KernelModuleFlavor.OPEN),  # RTX PRO 6000 Blackwell
-        (["10.0"], KernelModuleFlavor.OPEN),  # B200
-        (["12.1"], KernelModuleFlavor.OPEN),  # GB10 (DGX Spark)
-        (["9.0"], KernelModuleFlavor.OPEN),  # H100/H200: open unless asked otherwise
-        (["7.0"], KernelModuleFlavor.PROPRIETARY),  # V100
+        (gpus.RTX_PRO_6000, KernelModuleFlavor.OPEN),
+        (gpus.GB10, KernelModuleFlavor.OPEN),
+        (gpus.H200_SXM, KernelModuleFlavor.OPEN),  # either runs; open unless asked otherwise
     ],
 )
-def test_hardware_decides_or_open_is_the_default(
-    capabilities: list[str], flavor: KernelModuleFlavor
-) -> None:
-    assert ns.module_flavor(capabilities) is flavor
+def test_open_is_the_default_module(gpu: GpuModel, flavor: KernelModuleFlavor) -> None:
+    assert ns.module_flavor(gpu) is flavor
 
 
 def test_proprietary_may_be_chosen_where_the_gpu_runs_either() -> None:
-    assert (
-        ns.module_flavor(["8.9"], KernelModuleFlavor.PROPRIETARY) is KernelModuleFlavor.PROPRIETARY
-    )
+    chosen = ns.module_flavor(gpus.RTX_4090, KernelModuleFlavor.PROPRIETARY)
+    assert chosen is KernelModuleFlavor.PROPRIETARY
 
 
 def test_proprietary_on_blackwell_is_an_operator_error_in_one_line() -> None:
     with pytest.raises(PlanError) as error:
-        ns.module_flavor(["12.0"], KernelModuleFlavor.PROPRIETARY)
+        ns.module_flavor(gpus.RTX_PRO_6000, KernelModuleFlavor.PROPRIETARY)
     message = str(error.value)
     assert "\n" not in message
     assert "expected open" in message and "found proprietary" in message and "fix:" in message
 
 
-def test_blackwell_beside_volta_cannot_share_a_module() -> None:
-    with pytest.raises(PlanError, match="split them across hosts"):
-        ns.module_flavor(["12.0", "7.0"])
+@pytest.mark.parametrize(
+    ("name", "major", "minor", "distro"),
+    [
+        ("Ubuntu", 22, 4, Distro.UBUNTU_2204),
+        ("Ubuntu", 24, 4, Distro.UBUNTU_2404),
+        ("Debian", 12, None, Distro.DEBIAN_12),
+    ],
+)
+def test_supported_distributions(name: str, major: int, minor: int | None, distro: Distro) -> None:
+    assert ns.distro_of(name, major, minor) is distro
+
+
+def test_other_distributions_are_refused_with_what_is_supported() -> None:
+    with pytest.raises(
+        PlanError, match="expected Ubuntu 22.04, Ubuntu 24.04 or Debian 12, found Ubuntu 20.4"
+    ):
+        ns.distro_of("Ubuntu", 20, 4)
+
+
+def test_installed_packages_off_the_pin() -> None:
+    pin = ns.driver_pin(PINS, Distro.UBUNTU_2404, KernelModuleFlavor.OPEN)
+    installed = {name: ["580.105.08-0ubuntu1"] for name in pin.packages}
+    assert ns.packages_off_pin(pin, installed) == ()
+    installed["libnvidia-compute-580"] = ["580.126.20-0ubuntu1"]
+    del installed["nvidia-utils-580"]
+    assert ns.packages_off_pin(pin, installed) == ("libnvidia-compute-580", "nvidia-utils-580")
 
 
 @pytest.mark.parametrize(
@@ -122,10 +148,6 @@ def test_fabric_manager_follows_the_driver_branch_and_version_exactly() -> None:
     assert ns.driver_pin(PINS, Distro.DEBIAN_12, KernelModuleFlavor.OPEN).version == "580.105.08-*"
 
 
-def test_fabric_manager_only_with_nvswitch() -> None:
-    assert ns.fabricmanager_needed(True) and not ns.fabricmanager_needed(False)
-
-
 def test_toolkit_and_nccl_pins() -> None:
     assert ns.cuda_pin(PINS) == ns.AptPin(packages=("cuda-toolkit-13-0",), version="13.0.*")
     assert ns.nccl_pin(PINS) == ns.AptPin(
@@ -174,27 +196,29 @@ def test_a_custom_kernel_cannot_get_headers_from_apt() -> None:
         ns.kernel_headers_packages(Distro.DEBIAN_12, "6.18.44-fc-v782")  # this machine's kernel
 
 
-def test_repository_online_mirror_and_bundle_share_one_layout() -> None:
-    online = ns.repository_line(ns.AptSource(), Distro.UBUNTU_2404, "amd64")
-    mirror = ns.repository_line(
-        ns.AptSource(base="http://mirror.lan/nvidia/"), Distro.UBUNTU_2404, "arm64"
-    )
-    bundle = ns.keyring_deb_url(
-        ns.AptSource(base="file:/srv/bundle/nvidia"), Distro.DEBIAN_12, "amd64"
-    )
+def test_repository_online_and_mirror_share_one_layout() -> None:
+    online = ns.repository_line(AptSource(), Distro.UBUNTU_2404, "amd64")
+    mirror = AptSource(kind=SourceKind.MIRROR, url="http://mirror.lan/nvidia/cuda/repos/")
     assert online == (
         "deb [signed-by=/usr/share/keyrings/cuda-archive-keyring.gpg] "
         "https://developer.download.nvidia.com/compute/cuda/repos/ubuntu2404/x86_64/ /\n"
     )
-    assert mirror.split()[2] == "http://mirror.lan/nvidia/ubuntu2404/sbsa/"
-    assert bundle == "file:/srv/bundle/nvidia/debian12/x86_64/cuda-keyring_1.1-1_all.deb"
+    assert ns.repository_line(mirror, Distro.UBUNTU_2404, "arm64").split()[2] == (
+        "http://mirror.lan/nvidia/cuda/repos/ubuntu2404/sbsa/"
+    )
+    assert ns.keyring_deb_url(mirror, Distro.DEBIAN_12, "amd64") == (
+        "http://mirror.lan/nvidia/cuda/repos/debian12/x86_64/cuda-keyring_1.1-1_all.deb"
+    )
+    assert ns.repository_list_path(Distro.DEBIAN_12, "amd64") == (
+        "/etc/apt/sources.list.d/cuda-debian12-x86_64.list"
+    )
 
 
-def test_unsupported_architecture_and_bad_base_are_refused() -> None:
+def test_unsupported_architecture_and_bundle_source_are_refused() -> None:
     with pytest.raises(PlanError, match="amd64 or arm64, found 'ppc64el'"):
-        ns.keyring_deb_url(ns.AptSource(), Distro.DEBIAN_12, "ppc64el")
-    with pytest.raises(ValidationError, match="http"):
-        ns.AptSource(base="mirror.lan/nvidia")
+        ns.keyring_deb_url(AptSource(), Distro.DEBIAN_12, "ppc64el")
+    with pytest.raises(PlanError, match="found a bundle"):
+        ns.repository_base(AptSource(kind=SourceKind.BUNDLE))
 
 
 def test_blacklist_keeps_nouveau_and_nova_off() -> None:

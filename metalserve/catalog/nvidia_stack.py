@@ -13,28 +13,31 @@ Example::
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 from metalserve.errors import PlanError
+from metalserve.hardware import GpuModel
+from metalserve.sources import AptSource, SourceKind
 
 __all__ = [
     "BLACKLISTED_MODULES",
     "FABRIC_PACKAGES",
     "NVIDIA_MODULES",
     "SOURCES",
-    "AptSource",
+    "AptPin",
     "Distro",
     "KernelModuleFlavor",
+    "NvidiaStack",
     "NvidiaStackPins",
-    "AptPin",
     "cuda_packages",
     "cuda_pin",
+    "distro_of",
     "driver_packages",
     "driver_pin",
-    "fabricmanager_needed",
     "fabricmanager_packages",
     "fabricmanager_pin",
     "kernel_headers_packages",
@@ -43,7 +46,10 @@ __all__ = [
     "module_flavor",
     "nccl_packages",
     "nccl_pin",
+    "packages_off_pin",
+    "repository_base",
     "repository_line",
+    "repository_list_path",
 ]
 
 
@@ -73,6 +79,14 @@ class _Frozen(BaseModel):
 _DRIVER_VERSION = re.compile(r"^(\d{3})\.\d+(\.\d+)?$")
 
 
+CUDA_MIN_DRIVER: dict[str, str] = {"13.0": "580.65.06"}
+"""Oldest Linux driver for each CUDA toolkit (minor version compatibility aside); see SOURCES."""
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))
+
+
 class NvidiaStackPins(_Frozen):
     """The exact versions one host runs; every field's origin is in :data:`SOURCES`.
 
@@ -84,10 +98,9 @@ class NvidiaStackPins(_Frozen):
 
     driver_version: str = "580.105.08"
     cuda_version: str = "13.0"
-    cuda_min_driver: str = "580.65.06"
     nccl_version: str = "2.28.9-1+cuda13.0"
 
-    @field_validator("driver_version", "cuda_min_driver")
+    @field_validator("driver_version")
     @classmethod
     def _driver_shape(cls, value: str) -> str:
         if not _DRIVER_VERSION.match(value):
@@ -96,9 +109,15 @@ class NvidiaStackPins(_Frozen):
 
     @model_validator(mode="after")
     def _driver_runs_the_toolkit(self) -> NvidiaStackPins:
-        if _version_key(self.driver_version) < _version_key(self.cuda_min_driver):
+        oldest = CUDA_MIN_DRIVER.get(self.cuda_version)
+        if oldest is None:
             raise ValueError(
-                f"driver {self.driver_version} is older than {self.cuda_min_driver}, the oldest "
+                f"CUDA {self.cuda_version} is not one metalserve knows the driver floor of "
+                f"(known: {', '.join(CUDA_MIN_DRIVER)})"
+            )
+        if _version_key(self.driver_version) < _version_key(oldest):
+            raise ValueError(
+                f"driver {self.driver_version} is older than {oldest}, the oldest "
                 f"that runs CUDA {self.cuda_version}"
             )
         if not self.nccl_version.endswith(f"+cuda{self.cuda_version}"):
@@ -129,7 +148,7 @@ SOURCES: dict[str, str] = {
         "installed as nvidia-fabricmanager-580=580.105.08-1 on Ubuntu 24.04 in public install notes"
     ),
     "cuda_version": "docs/engine-facts: the vLLM 0.33 wheel links libcudart.so.13 (CUDA 13)",
-    "cuda_min_driver": (
+    "CUDA_MIN_DRIVER": (
         "CUDA 13.0 release notes, table 'CUDA Toolkit and Corresponding Driver Versions': "
         "CUDA 13.0 GA needs >= 580.65.06 on Linux"
     ),
@@ -159,10 +178,10 @@ SOURCES: dict[str, str] = {
         "package nvidia-fabricmanager-<branch> with libnvidia-nscq-<branch> (CUDA repository "
         "listings; NVIDIA/gpu-driver-container#735 for the mismatch failure)"
     ),
-    "open_modules": (
-        "NVIDIA Driver Installation Guide, 'Kernel modules': Blackwell and Grace Hopper GPUs need the "
-        "open kernel modules; Maxwell, Pascal and Volta need the proprietary ones; Turing to Hopper "
-        "run either (open recommended since R560)"
+    "default_module_flavor": (
+        "NVIDIA Driver Installation Guide, 'Kernel modules': the open GPU kernel modules are the "
+        "recommended flavor for Turing and newer since R560; where they are required comes from "
+        "GpuModel.open_kernel_modules_required in metalserve.catalog.gpus"
     ),
     "cuda_packages": "CUDA Installation Guide for Linux, 'Meta packages': cuda-toolkit-<major>-<minor>",
     "nccl_packages": "NCCL Installation Guide, 'Ubuntu': libnccl2 and libnccl-dev from the CUDA repository",
@@ -191,89 +210,63 @@ BLACKLISTED_MODULES = ("nouveau", "nova_core", "nova_drm")
 FABRIC_PACKAGES = ("rdma-core", "ibverbs-utils", "perftest", "infiniband-diags")
 """Distribution packages for RDMA: verbs, ``ib_write_bw``, ``ibstat``; not pinned (distro-owned)."""
 
-# Compute capability bounds of the open-module rule (see SOURCES["open_modules"]).
-_FIRST_OPEN_ONLY_CC = (10, 0)  # Blackwell data centre (B200 10.0, GB10 12.1, RTX PRO 6000 12.0)
-_FIRST_OPEN_CAPABLE_CC = (7, 5)  # Turing
 
+class NvidiaStack(_Frozen):
+    """The inventory's say over the NVIDIA stack (``metalserve.nvidia`` in host data): the pins, and
+    the kernel module flavor where the GPU leaves the choice open.
 
-class AptSource(_Frozen):
-    """Where NVIDIA's CUDA repository is read from: NVIDIA online, a mirror, or an offline bundle.
+    Example (host data)::
 
-    ``base`` replaces ``https://developer.download.nvidia.com/compute/cuda/repos``; a mirror or
-    bundle keeps NVIDIA's layout below it (``<distro>/<arch>/``), so the keyring and signatures are
-    the same in all three modes.
+        "nvidia": {"pins": {"driver_version": "580.126.20"}, "module_flavor": "proprietary"}
     """
 
-    base: str = ONLINE_REPOSITORY_BASE
-
-    @field_validator("base")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        if not re.match(r"^(https?|file):/", value):
-            raise ValueError(f"repository base must be an http(s):// or file:/ URL (got {value!r})")
-        return value.rstrip("/")
+    pins: NvidiaStackPins = NvidiaStackPins()
+    module_flavor: KernelModuleFlavor | None = None
 
 
-def _version_key(version: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in version.split("."))
-
-
-def _cc_key(compute_capability: str) -> tuple[int, int]:
-    major, _, minor = compute_capability.partition(".")
-    return int(major), int(minor or 0)
-
-
-def module_flavor(
-    compute_capabilities: list[str] | tuple[str, ...],
-    requested: KernelModuleFlavor | None = None,
-) -> KernelModuleFlavor:
-    """The kernel module flavor for these GPUs: forced where the hardware decides, else chosen.
+def module_flavor(gpu: GpuModel, requested: KernelModuleFlavor | None = None) -> KernelModuleFlavor:
+    """The kernel module flavor for this GPU: open where the catalogue says it is required
+    (Blackwell, GB10), else what the inventory chose, open by default (NVIDIA's advice since R560).
 
     Example::
 
-        >>> module_flavor(["12.0"]).value
+        >>> from metalserve.catalog import gpus
+        >>> module_flavor(gpus.RTX_PRO_6000).value
         'open'
-        >>> module_flavor(["8.9"], KernelModuleFlavor.PROPRIETARY).value
+        >>> module_flavor(gpus.RTX_4090, KernelModuleFlavor.PROPRIETARY).value
         'proprietary'
     """
-    if not compute_capabilities:
+    if gpu.open_kernel_modules_required and requested is KernelModuleFlavor.PROPRIETARY:
         raise PlanError(
-            "GPU kernel modules: expected at least one GPU, found none — fix: "
-            "name the hardware profile of this host"
+            f"GPU kernel modules: expected open for {gpu.name}, found proprietary requested — "
+            "fix: set metalserve.nvidia.module_flavor to open or leave it unset"
         )
-    keys = [_cc_key(cc) for cc in compute_capabilities]
-    needs_open = any(key >= _FIRST_OPEN_ONLY_CC for key in keys)
-    needs_proprietary = any(key < _FIRST_OPEN_CAPABLE_CC for key in keys)
-    if needs_open and needs_proprietary:
-        raise PlanError(
-            "GPU kernel modules: expected GPUs that share one module flavor, found Blackwell "
-            "(open only) beside pre-Turing (proprietary only) — fix: split them across hosts"
-        )
-    forced = (
-        KernelModuleFlavor.OPEN
-        if needs_open
-        else KernelModuleFlavor.PROPRIETARY
-        if needs_proprietary
-        else None
-    )
-    if forced is not None and requested is not None and requested != forced:
-        raise PlanError(
-            f"GPU kernel modules: expected {forced.value} for compute capability "
-            f"{', '.join(sorted(set(compute_capabilities)))}, found {requested.value} requested — "
-            f"fix: set the module flavor to {forced.value} or leave it unset"
-        )
-    return forced or requested or KernelModuleFlavor.OPEN
+    return requested or KernelModuleFlavor.OPEN
 
 
-def fabricmanager_needed(has_nvswitch: bool) -> bool:
-    """Fabric manager runs only where NVSwitches join the GPUs (HGX H100/H200/B200 boards).
+def distro_of(name: str, major: int | None, minor: int | None) -> Distro:
+    """The repository distribution for pyinfra's ``server.LinuxDistribution`` fact values.
 
     Example::
 
-        >>> fabricmanager_needed(False)
-        False
+        >>> distro_of("Ubuntu", 24, 4).value
+        'ubuntu2404'
+        >>> distro_of("Debian", 12, None).value
+        'debian12'
     """
-    return has_nvswitch
+    known: dict[tuple[str, int | None, int | None], Distro] = {
+        ("ubuntu", 22, 4): Distro.UBUNTU_2204,
+        ("ubuntu", 24, 4): Distro.UBUNTU_2404,
+        ("debian", 12, None): Distro.DEBIAN_12,
+        ("debian", 12, 0): Distro.DEBIAN_12,
+    }
+    found = known.get((name.lower(), major, minor))
+    if found is None:
+        raise PlanError(
+            f"NVIDIA stack: expected Ubuntu 22.04, Ubuntu 24.04 or Debian 12, found {name} "
+            f"{major}.{minor} — fix: install a supported distribution on this GPU host"
+        )
+    return found
 
 
 def driver_packages(
@@ -349,12 +342,29 @@ def _repository_arch(deb_arch: str) -> str:
     return arches[deb_arch]
 
 
+def repository_base(source: AptSource) -> str:
+    """Root of NVIDIA's repository tree: NVIDIA's own online, the site's copy on a mirror.
+
+    A mirror keeps NVIDIA's layout below its root (``<distro>/<arch>/``, each a flat repository
+    signed by NVIDIA), so the keyring and the signature checks are the same online and offline.
+    """
+    if source.kind is SourceKind.ONLINE:
+        return ONLINE_REPOSITORY_BASE
+    if source.kind is SourceKind.MIRROR and source.url:
+        return source.url.rstrip("/")
+    raise PlanError(
+        "NVIDIA repository: expected an online or mirror apt source, found a bundle — fix: serve "
+        "a copy of developer.download.nvidia.com/compute/cuda/repos on the site and give its URL "
+        "as sources.apt (kind mirror)"
+    )
+
+
 def _repository_url(source: AptSource, distro: Distro, deb_arch: str) -> str:
-    return f"{source.base}/{distro.value}/{_repository_arch(deb_arch)}/"
+    return f"{repository_base(source)}/{distro.value}/{_repository_arch(deb_arch)}/"
 
 
 def keyring_deb_url(source: AptSource, distro: Distro, deb_arch: str) -> str:
-    """Where ``cuda-keyring`` is fetched from: the same layout online, on a mirror or in a bundle.
+    """Where ``cuda-keyring`` is fetched from, online or on a mirror.
 
     Example::
 
@@ -362,6 +372,11 @@ def keyring_deb_url(source: AptSource, distro: Distro, deb_arch: str) -> str:
         'https://developer.download.nvidia.com/compute/cuda/repos/ubuntu2204/x86_64/cuda-keyring_1.1-1_all.deb'
     """
     return _repository_url(source, distro, deb_arch) + KEYRING_DEB
+
+
+def repository_list_path(distro: Distro, deb_arch: str) -> str:
+    """The apt list ``cuda-keyring`` installs; we write the same file, so online there is no diff."""
+    return f"/etc/apt/sources.list.d/cuda-{distro.value}-{_repository_arch(deb_arch)}.list"
 
 
 def repository_line(source: AptSource, distro: Distro, deb_arch: str) -> str:
@@ -424,6 +439,23 @@ def cuda_pin(pins: NvidiaStackPins) -> AptPin:
 def nccl_pin(pins: NvidiaStackPins) -> AptPin:
     """NCCL at the exact pinned build, which names the CUDA it was built for."""
     return AptPin(packages=nccl_packages(), version=pins.nccl_version)
+
+
+def packages_off_pin(pin: AptPin, installed: dict[str, list[str]]) -> tuple[str, ...]:
+    """The pin's packages that are missing or at another version, given pyinfra's ``deb.DebPackages``
+    fact (name → installed versions).
+
+    Example::
+
+        >>> pin = AptPin(packages=("libnccl2", "libnccl-dev"), version="2.28.9-1+cuda13.0")
+        >>> packages_off_pin(pin, {"libnccl2": ["2.28.9-1+cuda13.0"], "libnccl-dev": ["2.27.7-1"]})
+        ('libnccl-dev',)
+    """
+    return tuple(
+        name
+        for name in pin.packages
+        if not any(fnmatch.fnmatchcase(v, pin.version) for v in installed.get(name, []))
+    )
 
 
 def module_blacklist_conf() -> str:
