@@ -17,9 +17,9 @@ from __future__ import annotations
 import csv
 import json
 import re
-from typing import Any
+from typing import Any, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, TypeAdapter
 from pyinfra.api import FactBase
 
 from metalserve.catalog.nvidia_stack import BLACKLISTED_MODULES, NVIDIA_MODULES, KernelModuleFlavor
@@ -692,3 +692,25 @@ class NvidiaHeldPackages(FactBase[frozenset[str]]):
 
     def process(self, output: list[str]) -> frozenset[str]:
         return frozenset(line.strip() for line in output if line.strip())
+
+
+def read_fact(fact: type[FactBase[Any]], on: Any = None, **kwargs: Any) -> Any:
+    """``host.get_fact`` validated into the fact's declared type, on the current host or ``on``.
+
+    A live host returns the parsed model already; operation cases give the same value as JSON, so
+    roles see one type either way.
+
+    Example::
+
+        query: GpuQuery = read_fact(NvidiaGpus)
+    """
+    from pyinfra import host
+
+    source = host if on is None else on
+    return _adapter(fact).validate_python(source.get_fact(fact, **kwargs))
+
+
+def _adapter(fact: type[FactBase[Any]]) -> TypeAdapter[Any]:
+    """The declared value type of ``FactBase[T]``; ``Any`` for facts that declare none."""
+    bases = [b for b in getattr(fact, "__orig_bases__", ()) if get_origin(b) is FactBase]
+    return TypeAdapter(get_args(bases[0])[0] if bases else Any)

@@ -14,12 +14,12 @@ Example::
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict
 
 from metalserve.catalog.nvidia_stack import KernelModuleFlavor
 from metalserve.errors import MetalserveError
-from roles.fabric.facts import RdmaPort
 from roles.gpu_facts.facts import (
     FabricState,
     GpuKernelModules,
@@ -27,6 +27,9 @@ from roles.gpu_facts.facts import (
     InstalledModule,
     LoadedDriver,
 )
+
+if TYPE_CHECKING:  # roles.fabric imports this module; only the type is needed here
+    from roles.fabric.facts import RdmaPort
 
 REPROVISION = "run deploy/reprovision.py"
 

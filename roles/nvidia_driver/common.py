@@ -1,0 +1,108 @@
+"""Steps every NVIDIA role shares: write a file only when it differs, install a pin and hold it,
+verify at the end.
+
+Each step reads its facts first (``files.Sha1File``, ``deb.DebPackages``, held packages), so a
+second run yields no command. Used by the driver, fabric manager, CUDA, NCCL and fabric roles.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from io import StringIO
+from typing import Any
+
+from pyinfra import host
+from pyinfra.facts.deb import DebPackages
+from pyinfra.facts.files import Sha1File
+from pyinfra.operations import files, python, server
+
+from metalserve.catalog.nvidia_stack import AptPin, packages_off_pin
+from roles.base import RoleError
+from roles.gpu_facts.facts import NvidiaHeldPackages, read_fact
+from roles.gpu_facts.verify import VerificationError
+
+APT_INSTALL = (
+    "DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "
+    "--allow-downgrades --allow-change-held-packages "
+    "-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold"
+)
+"""One apt-get install for every role: non-interactive, keeps local config files, may move a held
+or newer package onto its pin."""
+
+
+def file_matches(path: str, content: str) -> bool:
+    """The file on the host has exactly ``content`` (``False`` when it is missing)."""
+    return host.get_fact(Sha1File, path=path) == hashlib.sha1(content.encode()).hexdigest()
+
+
+def write_file(path: str, content: str, purpose: str, mode: str = "644") -> bool:
+    """Upload ``content`` to ``path`` unless it is already there; says whether it will change."""
+    if file_matches(path, content):
+        return False
+    files.put(
+        name=f"Write {purpose} ({path})",
+        src=StringIO(content),
+        dest=path,
+        mode=mode,
+        create_remote_dir=False,  # /etc/apt/*.d, /etc/modprobe.d: part of every Debian base
+    )
+    return True
+
+
+def install_missing(packages: tuple[str, ...], purpose: str) -> bool:
+    """Install the named packages that are not installed at all (any version will do)."""
+    installed = read_fact(DebPackages)
+    missing = [name for name in packages if name not in installed]
+    if missing:
+        server.shell(name=f"Install {purpose}", commands=[f"{APT_INSTALL} {' '.join(missing)}"])
+    return bool(missing)
+
+
+def install_pinned(pin: AptPin, label: str) -> bool:
+    """Pin ``pin``'s packages to its version (apt preferences), install them there and hold them.
+
+    Returns whether the packages themselves will change (what a reload or rebuild depends on).
+    """
+    write_file(
+        f"/etc/apt/preferences.d/metalserve-{label}",
+        pin.preferences(),
+        f"apt pin for {label} {pin.version}",
+    )
+    off_pin = packages_off_pin(pin, read_fact(DebPackages))
+    if off_pin:
+        server.shell(
+            name=f"Install {label} {pin.version} ({', '.join(off_pin)} off the pin)",
+            commands=[f"{APT_INSTALL} {' '.join(pin.packages)}"],
+        )
+    held = read_fact(NvidiaHeldPackages)
+    unheld = [name for name in pin.packages if name not in held]
+    if unheld:
+        server.shell(
+            name=f"Hold {label} against unattended upgrades",
+            commands=[f"apt-mark hold {' '.join(unheld)}"],
+        )
+    return bool(off_pin)
+
+
+Check = Callable[[Any], list[str]]
+"""Reads facts from the host it is given and returns the problems found (one line each)."""
+
+
+def verify(slug: str, what: str, check: Check, after_changes: bool) -> None:
+    """Run ``check`` now, from the facts already read, when this run changes nothing; otherwise as
+    the last step, once the changes are made. Problems fail the host with one line each."""
+    if not after_changes:
+        problems = check(host)
+        if problems:
+            raise RoleError(str(VerificationError.for_host(host.name, problems)))
+        return
+
+    def run_check(state: Any, host: Any) -> bool:
+        problems = check(host)
+        if problems:
+            host.log_styled(str(VerificationError.for_host(host.name, problems)), fg="red")
+        return not problems
+
+    run_check.__name__ = f"verify_{slug}"
+    python.call(name=f"Verify {what}", function=run_check)
