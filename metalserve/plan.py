@@ -15,6 +15,7 @@ from pydantic import Field
 
 from metalserve.catalog import pins
 from metalserve.catalog.checkpoints import CHECKPOINTS
+from metalserve.catalog.packages import packages_for
 from metalserve.catalog.profiles import profile as get_profile
 from metalserve.checkpoint import Checkpoint, WeightFormat
 from metalserve.engines import LlamaCppSettings, SglangSettings, VllmSettings
@@ -94,6 +95,7 @@ class HostPlan(Frozen):
     nccl: NcclEnvironment
     layout: Layout
     python_requirements: tuple[str, ...]
+    apt_packages: tuple[str, ...]
     weights: WeightsPlan | None
     llamacpp: LlamaCppBuildPlan | None
     gguf: GgufPlan | None
@@ -360,6 +362,7 @@ def build_plan(spec: HostSpec, checkpoint: Checkpoint | None = None) -> HostPlan
         nccl=nccl,
         layout=layout,
         python_requirements=requirements,
+        apt_packages=packages_for(engine.name),
         weights=weights,
         llamacpp=llamacpp,
         gguf=gguf,

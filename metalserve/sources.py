@@ -22,11 +22,17 @@ class SourceKind(StrEnum):
 class AptSource(Frozen):
     kind: SourceKind = SourceKind.ONLINE
     url: str | None = Field(default=None, description="mirror: a flat repo URL ('deb URL ./')")
+    path: str | None = Field(
+        default=None,
+        description="bundle: a flat repo directory (debs + Packages) on the control host",
+    )
 
     @model_validator(mode="after")
-    def _mirror_needs_url(self) -> AptSource:
+    def _needs_location(self) -> AptSource:
         if self.kind is SourceKind.MIRROR and not self.url:
             raise ValueError("a mirror apt source needs url, e.g. http://10.0.0.1:8080/apt")
+        if self.kind is SourceKind.BUNDLE and not self.path:
+            raise ValueError("a bundle apt source needs path (a flat repo dir on the control host)")
         return self
 
 
@@ -64,3 +70,22 @@ class Sources(Frozen):
     python: PythonSource = PythonSource()
     llamacpp: LlamaCppSource = LlamaCppSource()
     weights: WeightsSource = WeightsSource()
+
+
+WHEELHOUSE_DIR = "/var/cache/metalserve/wheels"
+"""Where a bundled wheelhouse is pushed on the host."""
+
+
+def pip_source_args(source: PythonSource) -> list[str]:
+    """pip options that make ``source`` the only place wheels come from.
+
+    Example::
+
+        pip_source_args(PythonSource(kind="mirror", index_url="http://10.0.0.1/simple"))
+        # ['--index-url', 'http://10.0.0.1/simple']
+    """
+    if source.kind is SourceKind.MIRROR and source.index_url:
+        return ["--index-url", source.index_url]
+    if source.kind is SourceKind.BUNDLE:
+        return ["--no-index", "--find-links", WHEELHOUSE_DIR]
+    return []

@@ -14,6 +14,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from metalserve.catalog.nvidia_stack import NvidiaStack
 from metalserve.catalog.profiles import PROFILES
+from metalserve.diag.spec import DiagSpec
 from metalserve.engines import EngineSettings
 from metalserve.errors import MetalserveError, SpecError
 from metalserve.hardware import Frozen
@@ -91,6 +92,7 @@ class HostSpec(Frozen):
     sources: Sources = Sources()
     secrets: SecretsSpec = SecretsSpec()
     service: ServiceSpec = ServiceSpec()
+    diag: DiagSpec = DiagSpec()
     nvidia: NvidiaStack = NvidiaStack()
 
     @field_validator("env")

@@ -18,8 +18,9 @@ A case file::
 
 Fact keys are ``<module>.<Class>`` with ``pyinfra.facts.`` dropped (``files.File``,
 ``roles.gpu_facts.facts.NvidiaGpus``). A fact called with arguments is looked up under
-``"name=value,..."`` (keyword arguments, sorted; positional ones as ``arg0=...``). A fact the case does
-not list fails the test with its key, so a case always shows every fact a role reads.
+``"name=value,..."`` (keyword arguments, sorted; positional ones as ``arg0=...``), or ``"*"`` for any
+arguments not listed. A fact the case does not list fails the test with its key, so a case always
+shows every fact a role reads.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from pyinfra.api.command import (
     FunctionCommand,
     StringCommand,
 )
+from pyinfra.connectors.util import CommandOutput
 from pyinfra.context import ctx_host, ctx_state
 
 PHASES = ("install", "configure", "activate")
@@ -68,9 +70,11 @@ def _fact_getter(facts: dict[str, Any]) -> Callable[..., Any]:
         arg_key = _args_key(tuple(args or ()), dict(kwargs or {}))
         if not arg_key:
             return value
-        if not isinstance(value, dict) or arg_key not in value:
-            raise MissingFact(f"case has no fact {key!r} for {arg_key!r}")
-        return value[arg_key]
+        if isinstance(value, dict) and arg_key in value:
+            return value[arg_key]
+        if isinstance(value, dict) and "*" in value:
+            return value["*"]
+        raise MissingFact(f"case has no fact {key!r} for {arg_key!r}")
 
     return get_fact
 
@@ -114,8 +118,21 @@ def run_phases(
             op_data = state.ops[host].get(op_hash)
             if op_data is None:
                 continue
-            commands.extend(render_command(c) for c in op_data.command_generator())
+            # Execute as pyinfra would, minus the host: an op whose ``_if`` is false yields nothing,
+            # and each op is marked changed when it yielded commands, so later ``_if``s see it.
+            op_commands = (
+                list(op_data.command_generator()) if _should_run(op_data.global_arguments) else []
+            )
+            op_data.operation_meta.set_complete(True, op_commands, CommandOutput([]))
+            commands.extend(render_command(c) for c in op_commands)
     return commands
+
+
+def _should_run(global_arguments: dict[str, Any]) -> bool:
+    condition = global_arguments.get("_if")
+    if isinstance(condition, list):
+        return all(check() for check in condition)
+    return condition() if callable(condition) else True
 
 
 def role_calls(role_module: str, phases: Iterable[str]) -> list[Callable[[], Any]]:
@@ -160,3 +177,18 @@ def check_case(path: Path) -> None:
     if "second_run_facts" in case:
         again = run_case(case, "second_run_facts")
         assert again == [], f"{path.name}: second run is not a no-op:\n" + "\n".join(again)
+
+
+if __name__ == "__main__":
+    # Print a case's commands to review them; with --write, store them as the case's expectation.
+    import sys
+
+    write = "--write" in sys.argv
+    for arg in (a for a in sys.argv[1:] if a != "--write"):
+        loaded = load_case(Path(arg))
+        loaded["commands"] = run_case(loaded)
+        print(arg, json.dumps(loaded["commands"], indent=2))
+        if "second_run_facts" in loaded:
+            print("second run:", json.dumps(run_case(loaded, "second_run_facts")))
+        if write:
+            Path(arg).write_text(json.dumps(loaded, indent=2) + "\n")
