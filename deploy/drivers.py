@@ -3,8 +3,10 @@
     pyinfra inventories/h200.py deploy/drivers.py --dry
 
 Install everything, then configure, then load, start and verify; a second run changes nothing.
+On a mirror or bundle site, ``packages`` first points apt at the site's flat repository, which
+must carry the NVIDIA packages.
 """
 
-from roles import base, cuda, fabric, fabricmanager, nccl, nvidia_driver
+from roles import base, cuda, fabric, fabricmanager, nccl, nvidia_driver, packages
 
-base.run_phases([nvidia_driver, fabricmanager, cuda, nccl, fabric])
+base.run_phases([packages, nvidia_driver, fabricmanager, cuda, nccl, fabric])

@@ -15,7 +15,6 @@ from metalserve.catalog import nvidia_stack as ns
 from metalserve.catalog.nvidia_stack import Distro, KernelModuleFlavor, NvidiaStackPins
 from metalserve.errors import PlanError
 from metalserve.hardware import GpuModel
-from metalserve.sources import AptSource, SourceKind
 
 PINS = NvidiaStackPins()
 
@@ -196,29 +195,23 @@ def test_a_custom_kernel_cannot_get_headers_from_apt() -> None:
         ns.kernel_headers_packages(Distro.DEBIAN_12, "6.18.44-fc-v782")  # this machine's kernel
 
 
-def test_repository_online_and_mirror_share_one_layout() -> None:
-    online = ns.repository_line(AptSource(), Distro.UBUNTU_2404, "amd64")
-    mirror = AptSource(kind=SourceKind.MIRROR, url="http://mirror.lan/nvidia/cuda/repos/")
-    assert online == (
+def test_nvidia_repository_and_keyring_per_distribution_and_architecture() -> None:
+    assert ns.repository_line(Distro.UBUNTU_2404, "amd64") == (
         "deb [signed-by=/usr/share/keyrings/cuda-archive-keyring.gpg] "
         "https://developer.download.nvidia.com/compute/cuda/repos/ubuntu2404/x86_64/ /\n"
     )
-    assert ns.repository_line(mirror, Distro.UBUNTU_2404, "arm64").split()[2] == (
-        "http://mirror.lan/nvidia/cuda/repos/ubuntu2404/sbsa/"
-    )
-    assert ns.keyring_deb_url(mirror, Distro.DEBIAN_12, "amd64") == (
-        "http://mirror.lan/nvidia/cuda/repos/debian12/x86_64/cuda-keyring_1.1-1_all.deb"
+    assert ns.keyring_deb_url(Distro.UBUNTU_2404, "arm64") == (
+        "https://developer.download.nvidia.com/compute/cuda/repos/ubuntu2404/sbsa/"
+        "cuda-keyring_1.1-1_all.deb"
     )
     assert ns.repository_list_path(Distro.DEBIAN_12, "amd64") == (
         "/etc/apt/sources.list.d/cuda-debian12-x86_64.list"
     )
 
 
-def test_unsupported_architecture_and_bundle_source_are_refused() -> None:
+def test_unsupported_architecture_is_refused() -> None:
     with pytest.raises(PlanError, match="amd64 or arm64, found 'ppc64el'"):
-        ns.keyring_deb_url(AptSource(), Distro.DEBIAN_12, "ppc64el")
-    with pytest.raises(PlanError, match="found a bundle"):
-        ns.repository_base(AptSource(kind=SourceKind.BUNDLE))
+        ns.keyring_deb_url(Distro.DEBIAN_12, "ppc64el")
 
 
 def test_blacklist_keeps_nouveau_and_nova_off() -> None:

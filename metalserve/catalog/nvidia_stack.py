@@ -21,7 +21,6 @@ from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 from metalserve.errors import PlanError
 from metalserve.hardware import GpuModel
-from metalserve.sources import AptSource, SourceKind
 
 __all__ = [
     "BLACKLISTED_MODULES",
@@ -47,7 +46,6 @@ __all__ = [
     "nccl_packages",
     "nccl_pin",
     "packages_off_pin",
-    "repository_base",
     "repository_line",
     "repository_list_path",
 ]
@@ -342,36 +340,19 @@ def _repository_arch(deb_arch: str) -> str:
     return arches[deb_arch]
 
 
-def repository_base(source: AptSource) -> str:
-    """Root of NVIDIA's repository tree: NVIDIA's own online, the site's copy on a mirror.
-
-    A mirror keeps NVIDIA's layout below its root (``<distro>/<arch>/``, each a flat repository
-    signed by NVIDIA), so the keyring and the signature checks are the same online and offline.
-    """
-    if source.kind is SourceKind.ONLINE:
-        return ONLINE_REPOSITORY_BASE
-    if source.kind is SourceKind.MIRROR and source.url:
-        return source.url.rstrip("/")
-    raise PlanError(
-        "NVIDIA repository: expected an online or mirror apt source, found a bundle — fix: serve "
-        "a copy of developer.download.nvidia.com/compute/cuda/repos on the site and give its URL "
-        "as sources.apt (kind mirror)"
-    )
+def _repository_url(distro: Distro, deb_arch: str) -> str:
+    return f"{ONLINE_REPOSITORY_BASE}/{distro.value}/{_repository_arch(deb_arch)}/"
 
 
-def _repository_url(source: AptSource, distro: Distro, deb_arch: str) -> str:
-    return f"{repository_base(source)}/{distro.value}/{_repository_arch(deb_arch)}/"
-
-
-def keyring_deb_url(source: AptSource, distro: Distro, deb_arch: str) -> str:
-    """Where ``cuda-keyring`` is fetched from, online or on a mirror.
+def keyring_deb_url(distro: Distro, deb_arch: str) -> str:
+    """Where ``cuda-keyring`` is fetched from on an online host.
 
     Example::
 
-        >>> keyring_deb_url(AptSource(), Distro.UBUNTU_2204, "amd64")
+        >>> keyring_deb_url(Distro.UBUNTU_2204, "amd64")
         'https://developer.download.nvidia.com/compute/cuda/repos/ubuntu2204/x86_64/cuda-keyring_1.1-1_all.deb'
     """
-    return _repository_url(source, distro, deb_arch) + KEYRING_DEB
+    return _repository_url(distro, deb_arch) + KEYRING_DEB
 
 
 def repository_list_path(distro: Distro, deb_arch: str) -> str:
@@ -379,12 +360,11 @@ def repository_list_path(distro: Distro, deb_arch: str) -> str:
     return f"/etc/apt/sources.list.d/cuda-{distro.value}-{_repository_arch(deb_arch)}.list"
 
 
-def repository_line(source: AptSource, distro: Distro, deb_arch: str) -> str:
-    """The one-line apt source for NVIDIA's repository, signed by the cuda-keyring key.
-
-    Online this is the line ``cuda-keyring`` writes itself; for a mirror only the URL differs.
-    """
-    return f"deb [signed-by={KEYRING_PATH}] {_repository_url(source, distro, deb_arch)} /\n"
+def repository_line(distro: Distro, deb_arch: str) -> str:
+    """The one-line apt source for NVIDIA's repository, signed by the cuda-keyring key: the line
+    ``cuda-keyring`` writes itself. (A mirror or bundle site serves the NVIDIA packages from its own
+    flat repository instead; see ``roles.packages``.)"""
+    return f"deb [signed-by={KEYRING_PATH}] {_repository_url(distro, deb_arch)} /\n"
 
 
 class AptPin(_Frozen):

@@ -33,7 +33,7 @@ def toolkit_problems(pins: NvidiaStackPins, on: Any) -> list[str]:
 @deploy("CUDA toolkit: packages")
 def install(plan: HostPlan) -> None:
     if plan.profile.gpu is not None:
-        install_pinned(cuda_pin(plan.spec.nvidia.pins), "cuda-toolkit")
+        install_pinned(cuda_pin(plan.spec.nvidia.pins), "cuda-toolkit", plan.spec.sources.apt)
 
 
 @deploy("CUDA toolkit: verify")

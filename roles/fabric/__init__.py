@@ -53,7 +53,7 @@ def ports_check(plan: HostPlan) -> Any:
 @deploy("Fabric: RDMA packages")
 def install(plan: HostPlan) -> None:
     if _fabric(plan) is not None:
-        install_missing(FABRIC_PACKAGES, "RDMA userspace and diagnostics")
+        install_missing(FABRIC_PACKAGES, "RDMA userspace and diagnostics", plan.spec.sources.apt)
 
 
 @deploy("Fabric: GPUDirect RDMA at boot")

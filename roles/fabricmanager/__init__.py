@@ -35,7 +35,7 @@ def _needed(plan: HostPlan) -> bool:
 def install_steps(plan: HostPlan) -> None:
     """The install phase's operations, for composing into other flows (re-provisioning)."""
     if _needed(plan):
-        install_pinned(fabricmanager_pin(plan.spec.nvidia.pins), SERVICE)
+        install_pinned(fabricmanager_pin(plan.spec.nvidia.pins), SERVICE, plan.spec.sources.apt)
 
 
 @deploy("Fabric manager: packages")

@@ -32,7 +32,7 @@ def library_problems(pins: NvidiaStackPins, on: Any) -> list[str]:
 @deploy("NCCL: packages")
 def install(plan: HostPlan) -> None:
     if plan.profile.gpu is not None:
-        install_pinned(nccl_pin(plan.spec.nvidia.pins), "nccl")
+        install_pinned(nccl_pin(plan.spec.nvidia.pins), "nccl", plan.spec.sources.apt)
 
 
 @deploy("NCCL: verify")

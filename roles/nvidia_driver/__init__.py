@@ -39,6 +39,7 @@ from metalserve.catalog.nvidia_stack import (
 )
 from metalserve.hardware import GpuModel
 from metalserve.plan import HostPlan
+from metalserve.sources import SourceKind
 from roles.base import RoleError
 from roles.gpu_facts.facts import (
     GpuKernelModules,
@@ -65,6 +66,7 @@ from roles.nvidia_driver.common import (
 )
 
 BLACKLIST_PATH = "/etc/modprobe.d/metalserve-nvidia-blacklist.conf"
+KEYRING_TOOLS = ("ca-certificates", "curl")  # to fetch cuda-keyring over HTTPS
 PERSISTENCED = "nvidia-persistenced"
 
 # An 8-GPU HGX server spends minutes in firmware and memory training before SSH returns.
@@ -113,20 +115,11 @@ def _refuse_unsigned_module_under_secure_boot() -> None:
     )
 
 
-def install_steps(plan: HostPlan) -> None:
-    """The install phase's operations, for composing into other flows (re-provisioning)."""
-    driver = target(plan)
-    if driver is None:
-        return
-    _refuse_unsigned_module_under_secure_boot()
-    release = read_fact(NvidiaKernelHeaders).release
-    install_missing(
-        ("ca-certificates", "curl", *kernel_headers_packages(driver.distro, release)),
-        f"kernel headers for {release} and download tools",
-    )
+def _nvidia_repository(driver: DriverTarget) -> None:
+    """NVIDIA's own repository, for online hosts: ``cuda-keyring`` and its repository line."""
     keyring_missing = "cuda-keyring" not in host.get_fact(DebPackages)
     if keyring_missing:
-        url = keyring_deb_url(driver.source, driver.distro, driver.arch)
+        url = keyring_deb_url(driver.distro, driver.arch)
         deb = f"/tmp/{KEYRING_DEB}"
         server.shell(
             name="Install NVIDIA's repository key (cuda-keyring)",
@@ -134,17 +127,34 @@ def install_steps(plan: HostPlan) -> None:
         )
     repository_changed = write_file(
         repository_list_path(driver.distro, driver.arch),
-        repository_line(driver.source, driver.distro, driver.arch),
+        repository_line(driver.distro, driver.arch),
         "NVIDIA apt repository",
     )
     if keyring_missing or repository_changed:
         server.shell(name="Read NVIDIA's repository index", commands=["apt-get update"])
+
+
+def install_steps(plan: HostPlan) -> None:
+    """The install phase's operations, for composing into other flows (re-provisioning)."""
+    driver = target(plan)
+    if driver is None:
+        return
+    _refuse_unsigned_module_under_secure_boot()
+    release = read_fact(NvidiaKernelHeaders).release
+    online = driver.source.kind is SourceKind.ONLINE
+    install_missing(
+        (*kernel_headers_packages(driver.distro, release), *(KEYRING_TOOLS if online else ())),
+        f"kernel headers for {release}",
+        driver.source,
+    )
+    if online:
+        _nvidia_repository(driver)
     if write_file(BLACKLIST_PATH, module_blacklist_conf(), "nouveau/nova blacklist"):
         server.shell(
             name="Rebuild every initramfs with the blacklist",
             commands=["update-initramfs -u -k all"],
         )
-    install_pinned(driver.pin, "nvidia-driver")
+    install_pinned(driver.pin, "nvidia-driver", driver.source)
 
 
 @deploy("NVIDIA driver: packages")

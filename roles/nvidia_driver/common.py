@@ -18,11 +18,13 @@ from pyinfra.facts.files import Sha1File
 from pyinfra.operations import files, python, server
 
 from metalserve.catalog.nvidia_stack import AptPin, packages_off_pin
+from metalserve.sources import AptSource, SourceKind
 from roles.base import RoleError
 from roles.gpu_facts.facts import NvidiaHeldPackages, read_fact
 from roles.gpu_facts.verify import VerificationError
+from roles.packages import ONLY_SITE_SOURCE, update_command
 
-APT_INSTALL = (
+APT_INSTALL_ONLINE = (
     "DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "
     "--allow-downgrades --allow-change-held-packages "
     "-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold"
@@ -50,16 +52,30 @@ def write_file(path: str, content: str, purpose: str, mode: str = "644") -> bool
     return True
 
 
-def install_missing(packages: tuple[str, ...], purpose: str) -> bool:
+def apt_install(packages: tuple[str, ...] | list[str], source: AptSource, purpose: str) -> None:
+    """One ``apt-get install``. On a mirror or bundle site it reads the site's flat repository
+    only (the one ``roles.packages`` configures, which carries the NVIDIA packages too), after
+    refreshing its index; online it reads the host's sources, NVIDIA's repository among them."""
+    if source.kind is SourceKind.ONLINE:
+        commands = [f"{APT_INSTALL_ONLINE} {' '.join(packages)}"]
+    else:
+        commands = [
+            update_command(),
+            f"{APT_INSTALL_ONLINE} {ONLY_SITE_SOURCE} {' '.join(packages)}",
+        ]
+    server.shell(name=f"Install {purpose}", commands=commands)
+
+
+def install_missing(packages: tuple[str, ...], purpose: str, source: AptSource) -> bool:
     """Install the named packages that are not installed at all (any version will do)."""
     installed = read_fact(DebPackages)
     missing = [name for name in packages if name not in installed]
     if missing:
-        server.shell(name=f"Install {purpose}", commands=[f"{APT_INSTALL} {' '.join(missing)}"])
+        apt_install(missing, source, purpose)
     return bool(missing)
 
 
-def install_pinned(pin: AptPin, label: str) -> bool:
+def install_pinned(pin: AptPin, label: str, source: AptSource) -> bool:
     """Pin ``pin``'s packages to its version (apt preferences), install them there and hold them.
 
     Returns whether the packages themselves will change (what a reload or rebuild depends on).
@@ -71,9 +87,8 @@ def install_pinned(pin: AptPin, label: str) -> bool:
     )
     off_pin = packages_off_pin(pin, read_fact(DebPackages))
     if off_pin:
-        server.shell(
-            name=f"Install {label} {pin.version} ({', '.join(off_pin)} off the pin)",
-            commands=[f"{APT_INSTALL} {' '.join(pin.packages)}"],
+        apt_install(
+            pin.packages, source, f"{label} {pin.version} ({', '.join(off_pin)} off the pin)"
         )
     held = read_fact(NvidiaHeldPackages)
     unheld = [name for name in pin.packages if name not in held]
