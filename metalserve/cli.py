@@ -135,5 +135,13 @@ def audit() -> None:
             click.echo(f"  - {finding}")
 
 
+def _register_groups() -> None:
+    from metalserve.diag.cli import diag_group
+
+    main.add_command(diag_group)
+
+
+_register_groups()
+
 if __name__ == "__main__":
     main()

@@ -55,4 +55,10 @@ CONVERTER_REQUIREMENTS: tuple[Pin, ...] = (
     Pin(name="safetensors", version="0.6.2", source="transformers 4.57 dependency"),
 )
 
+NCCL_TESTS = Pin(
+    name="nccl-tests",
+    version="v2.19.6",
+    source="NVIDIA/nccl-tests release tag; JSON output (-J) exists since 2.17.3 (nccl-facts.md (c))",
+)
+
 ENGINE_PINS: dict[str, Pin] = {"vllm": VLLM, "sglang": SGLANG, "llamacpp": LLAMA_CPP}

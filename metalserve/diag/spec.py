@@ -11,9 +11,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from metalserve.catalog import pins
 from metalserve.diag.commands import Collective, Mode
 
-NCCL_TESTS_REF = "v2.19.6"
+NCCL_TESTS_REF = pins.NCCL_TESTS.version
 """Default nccl-tests release: the newest tag of NVIDIA/nccl-tests checked for this code (its
 ``src/util.cu`` output format and ``-J`` JSON version 3)."""
 
