@@ -8,13 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pyinfra.api import deploy
-from pyinfra.facts.deb import DebPackages
-
-from metalserve.catalog.nvidia_stack import NvidiaStackPins, cuda_pin, packages_off_pin
-from metalserve.plan import HostPlan
+from metalserve.catalog.nvidia_stack import NvidiaStackPins, cuda_pin
 from roles.gpu_facts.facts import NvidiaCudaToolkits, read_fact
-from roles.nvidia_driver.common import install_pinned, verify
+from roles.nvidia_driver.common import pinned_role
 
 
 def toolkit_problems(pins: NvidiaStackPins, on: Any) -> list[str]:
@@ -30,21 +26,6 @@ def toolkit_problems(pins: NvidiaStackPins, on: Any) -> list[str]:
     ]
 
 
-@deploy("CUDA toolkit: packages")
-def install(plan: HostPlan) -> None:
-    if plan.profile.gpu is not None:
-        install_pinned(cuda_pin(plan.spec.nvidia.pins), "cuda-toolkit", plan.spec.sources.apt)
-
-
-@deploy("CUDA toolkit: verify")
-def activate(plan: HostPlan) -> None:
-    if plan.profile.gpu is None:
-        return
-    pins = plan.spec.nvidia.pins
-    changes = bool(packages_off_pin(cuda_pin(pins), read_fact(DebPackages)))
-    verify(
-        "cuda",
-        f"CUDA toolkit {pins.cuda_version}",
-        lambda on: toolkit_problems(pins, on),
-        after_changes=changes,
-    )
+install, activate = pinned_role(
+    cuda_pin, "cuda-toolkit", lambda pins: f"CUDA toolkit {pins.cuda_version}", toolkit_problems
+)

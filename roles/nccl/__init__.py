@@ -7,13 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pyinfra.api import deploy
-from pyinfra.facts.deb import DebPackages
-
-from metalserve.catalog.nvidia_stack import NvidiaStackPins, nccl_pin, packages_off_pin
-from metalserve.plan import HostPlan
+from metalserve.catalog.nvidia_stack import NvidiaStackPins, nccl_pin
 from roles.gpu_facts.facts import NvidiaNcclLibraries, read_fact
-from roles.nvidia_driver.common import install_pinned, verify
+from roles.nvidia_driver.common import pinned_role
 
 
 def library_problems(pins: NvidiaStackPins, on: Any) -> list[str]:
@@ -29,21 +25,6 @@ def library_problems(pins: NvidiaStackPins, on: Any) -> list[str]:
     ]
 
 
-@deploy("NCCL: packages")
-def install(plan: HostPlan) -> None:
-    if plan.profile.gpu is not None:
-        install_pinned(nccl_pin(plan.spec.nvidia.pins), "nccl", plan.spec.sources.apt)
-
-
-@deploy("NCCL: verify")
-def activate(plan: HostPlan) -> None:
-    if plan.profile.gpu is None:
-        return
-    pins = plan.spec.nvidia.pins
-    changes = bool(packages_off_pin(nccl_pin(pins), read_fact(DebPackages)))
-    verify(
-        "nccl",
-        f"NCCL {pins.nccl_version}",
-        lambda on: library_problems(pins, on),
-        after_changes=changes,
-    )
+install, activate = pinned_role(
+    nccl_pin, "nccl", lambda pins: f"NCCL {pins.nccl_version}", library_problems
+)

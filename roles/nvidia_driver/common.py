@@ -13,11 +13,13 @@ from io import StringIO
 from typing import Any
 
 from pyinfra import host
+from pyinfra.api import deploy
 from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.files import Sha1File
 from pyinfra.operations import files, python, server
 
-from metalserve.catalog.nvidia_stack import AptPin, packages_off_pin
+from metalserve.catalog.nvidia_stack import AptPin, NvidiaStackPins, packages_off_pin
+from metalserve.plan import HostPlan
 from metalserve.sources import AptSource, SourceKind
 from roles.base import RoleError
 from roles.gpu_facts.facts import NvidiaHeldPackages, read_fact
@@ -121,3 +123,34 @@ def verify(slug: str, what: str, check: Check, after_changes: bool) -> None:
 
     run_check.__name__ = f"verify_{slug}"
     python.call(name=f"Verify {what}", function=run_check)
+
+
+def verify_pinned(pin: AptPin, slug: str, what: str, check: Check) -> None:
+    """:func:`verify`, after the changes when ``pin``'s packages are about to move."""
+    verify(slug, what, check, after_changes=bool(packages_off_pin(pin, read_fact(DebPackages))))
+
+
+def pinned_role(
+    pin_of: Callable[[NvidiaStackPins], AptPin],
+    label: str,
+    what: Callable[[NvidiaStackPins], str],
+    problems: Callable[[NvidiaStackPins, Any], list[str]],
+) -> tuple[Any, Any]:
+    """``install`` and ``activate`` of a role that is one pinned package set plus a check (the CUDA
+    toolkit, NCCL): install pins, installs and holds it; activate verifies it. GPU hosts only."""
+
+    @deploy(f"{label}: packages")
+    def install(plan: HostPlan) -> None:
+        if plan.profile.gpu is not None:
+            install_pinned(pin_of(plan.spec.nvidia.pins), label, plan.spec.sources.apt)
+
+    @deploy(f"{label}: verify")
+    def activate(plan: HostPlan) -> None:
+        if plan.profile.gpu is None:
+            return
+        pins = plan.spec.nvidia.pins
+        verify_pinned(
+            pin_of(pins), label.replace("-", "_"), what(pins), lambda on: problems(pins, on)
+        )
+
+    return install, activate
