@@ -7,6 +7,7 @@ On a mirror or bundle site, ``packages`` first points apt at the site's flat rep
 must carry the NVIDIA packages.
 """
 
-from roles import base, cuda, fabric, fabricmanager, nccl, nvidia_driver, packages
+from roles import base
+from roles.nvidia_driver.stack import ROLES
 
-base.run_phases([packages, nvidia_driver, fabricmanager, cuda, nccl, fabric])
+base.run_phases(ROLES)
