@@ -35,10 +35,11 @@ class WeightsPlan(Frozen):
     repo_id: str
     revision: str
     source: WeightsSource
-    hf_home: str = Field(description="HF_HOME on the host; the hub cache is HF_HOME/hub")
+    local_dir: str = Field(description="the verified checkpoint on the host")
     token_file: str | None = Field(description="0600 file on the host, given as HF_TOKEN_PATH")
     expected_bytes: int | None
-    allow_patterns: tuple[str, ...] = ()
+    hub_venv: str
+    hub_requirements: tuple[str, ...]
 
 
 class LlamaCppBuildPlan(Frozen):
@@ -57,7 +58,7 @@ class LlamaCppBuildPlan(Frozen):
 
 
 class GgufPlan(Frozen):
-    hf_repo_id: str
+    model_dir: str
     quant: str
     f16_path: str
     out_path: str
@@ -190,7 +191,9 @@ def _weights(spec: HostSpec, layout: Layout, ckpt: Checkpoint | None) -> Weights
         repo_id=repo,
         revision=spec.model.revision,
         source=source,
-        hf_home=layout.hf_home,
+        local_dir=f"{layout.models}/{repo.replace('/', '--')}",
+        hub_venv=layout.venv("hub"),
+        hub_requirements=pins.hub_client_requirements(),
         token_file=(
             f"{layout.credentials}/{HF_TOKEN_CREDENTIAL}" if spec.secrets.hf_token_file else None
         ),
@@ -225,19 +228,19 @@ def _service(
     )
 
 
-def weights_dir(weights: WeightsPlan, layout: Layout) -> str:
-    """Where a bundled (pushed) checkpoint lands on the host."""
-    return f"{layout.models}/{weights.repo_id.replace('/', '--')}"
-
-
-def _model_arg(weights: WeightsPlan | None, layout: Layout) -> str:
-    """The engine's model argument: the repo id, resolved offline from HF_HOME's hub cache, or the
-    directory a bundled checkpoint was pushed to."""
+def _weights_required(weights: WeightsPlan | None) -> WeightsPlan:
     if weights is None:
         raise PlanError("no model weights to serve — set metalserve.model")
-    if weights.source.kind is SourceKind.BUNDLE:
-        return weights_dir(weights, layout)
-    return weights.repo_id
+    return weights
+
+
+def _local_weights(
+    engine: VllmSettings | SglangSettings, weights: WeightsPlan | None
+) -> VllmSettings | SglangSettings:
+    """The unit serves the verified local copy; clients keep asking for the repo id."""
+    if engine.served_model_name or weights is None:
+        return engine
+    return engine.model_copy(update={"served_model_name": weights.repo_id})
 
 
 def _served_name(spec: HostSpec) -> str:
@@ -276,6 +279,7 @@ def build_plan(spec: HostSpec, checkpoint: Checkpoint | None = None) -> HostPlan
         warnings.append("model outside the catalogue and not read: sizing skipped")
 
     weights = _weights(spec, layout, ckpt)
+    model_name = spec.model.name
     llamacpp = gguf = None
     requirements: tuple[str, ...] = ()
     if isinstance(engine, LlamaCppSettings):
@@ -301,30 +305,31 @@ def build_plan(spec: HostSpec, checkpoint: Checkpoint | None = None) -> HostPlan
             stem = weights.repo_id.replace("/", "--")
             model_path = f"{layout.gguf}/{stem}-{engine.quant}.gguf"
             gguf = GgufPlan(
-                hf_repo_id=weights.repo_id,
+                model_dir=weights.local_dir,
                 quant=engine.quant,
                 f16_path=f"{layout.gguf}/{stem}-F16.gguf",
                 out_path=model_path,
                 converter_venv=layout.venv(f"convert-{pins.LLAMA_CPP.version}"),
-                converter_requirements=tuple(p.requirement for p in pins.CONVERTER_REQUIREMENTS),
+                converter_requirements=pins.converter_requirements(),
             )
         key_file = f"%d/{API_KEY_CREDENTIAL}" if spec.secrets.api_key_file else None
         command = engine.argv(model_path, api_key_file=key_file)
         exec_argv = engine.argv(model_path, (f"{llamacpp.bin}/llama-server",), key_file)
     elif isinstance(engine, VllmSettings):
         venv = layout.venv(f"vllm-{engine.version}")
-        requirements = (pins.VLLM.requirement, pins.HUGGINGFACE_HUB.requirement)
-        command = engine.argv(_model_arg(weights, layout))
-        exec_argv = engine.argv(_model_arg(weights, layout), (f"{venv}/bin/vllm",))
+        requirements = (pins.VLLM.requirement,)
+        command = engine.argv(spec.model.checkpoint or spec.model.repo_id or model_name)
+        exec_argv = _local_weights(engine, weights).argv(
+            _weights_required(weights).local_dir, (f"{venv}/bin/vllm",)
+        )
     else:
         venv = layout.venv(f"sglang-{engine.version}")
-        requirements = (pins.SGLANG.requirement, pins.HUGGINGFACE_HUB.requirement)
-        model = _model_arg(weights, layout)
-        command = engine.argv(model)
+        requirements = (pins.SGLANG.requirement,)
+        command = engine.argv(spec.model.checkpoint or spec.model.repo_id or model_name)
         exe: tuple[str, ...] = (f"{venv}/bin/python", "-m", "sglang.launch_server")
         if engine.entrypoint == "serve":
             exe = (f"{venv}/bin/sglang", "serve")
-        exec_argv = engine.argv(model, exe)
+        exec_argv = _local_weights(engine, weights).argv(_weights_required(weights).local_dir, exe)
         if spec.secrets.api_key_file:
             raise PlanError(
                 f"host {spec.host}: metalserve.secrets.api_key_file: SGLang {engine.version} takes "
@@ -345,7 +350,7 @@ def build_plan(spec: HostSpec, checkpoint: Checkpoint | None = None) -> HostPlan
         **nccl.as_dict(),
         **distributed_environment(spec.fabric, profile.multi_node),
     }
-    if weights is not None:
+    if weights is not None and not isinstance(engine, LlamaCppSettings):
         env["HF_HOME"] = layout.hf_home
         env["HF_HUB_OFFLINE"] = "1"  # weights are fetched by the deploy; the engine never downloads
     env.update(spec.env)

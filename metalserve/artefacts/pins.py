@@ -43,14 +43,8 @@ LLAMACPP_SDIST = LlamaCppSdistPin(
     llamacpp=catalog.LLAMA_CPP,
 )
 
-GGUF_PY_RUNTIME: tuple[str, ...] = ("pyyaml>=5.1", "tqdm>=4.27", "requests>=2.25")
-"""gguf-py/pyproject.toml of the vendored tree: the converter imports the vendored gguf-py."""
-
-CONVERTER_REQUIREMENTS: tuple[str, ...] = (
-    *(pin.requirement for pin in catalog.CONVERTER_REQUIREMENTS),
-    *GGUF_PY_RUNTIME,
-)
+CONVERTER_REQUIREMENTS: tuple[str, ...] = catalog.converter_requirements()
 """What the offline ``convert_hf_to_gguf.py`` venv on a host is installed from."""
 
-HUB_CLIENT_REQUIREMENTS: tuple[str, ...] = (catalog.HUGGINGFACE_HUB.requirement,)
+HUB_CLIENT_REQUIREMENTS: tuple[str, ...] = catalog.hub_client_requirements()
 """The weights step on the host (kept apart: transformers 4.57 wants ``huggingface_hub<1``)."""

@@ -61,4 +61,18 @@ NCCL_TESTS = Pin(
     source="NVIDIA/nccl-tests release tag; JSON output (-J) exists since 2.17.3 (nccl-facts.md (c))",
 )
 
+GGUF_PY_RUNTIME: tuple[str, ...] = ("pyyaml>=5.1", "tqdm>=4.27", "requests>=2.25")
+"""gguf-py/pyproject.toml of the vendored tree: the converter imports the vendored gguf-py."""
+
+
+def converter_requirements() -> tuple[str, ...]:
+    """What the offline ``convert_hf_to_gguf.py`` venv on a host is installed from."""
+    return (*(pin.requirement for pin in CONVERTER_REQUIREMENTS), *GGUF_PY_RUNTIME)
+
+
+def hub_client_requirements() -> tuple[str, ...]:
+    """The weights step's venv, kept apart: transformers 4.57 wants ``huggingface_hub<1``."""
+    return (HUGGINGFACE_HUB.requirement,)
+
+
 ENGINE_PINS: dict[str, Pin] = {"vllm": VLLM, "sglang": SGLANG, "llamacpp": LLAMA_CPP}

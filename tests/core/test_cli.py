@@ -102,9 +102,10 @@ def test_render_writes_the_units_a_deploy_would_write(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     unit = tmp_path / "etc/systemd/system/metalserve-vllm.service"
-    assert "ExecStart=/opt/metalserve/venvs/vllm-0.33.0/bin/vllm serve zai-org/GLM-5.2-FP8" in (
-        unit.read_text()
-    )
+    assert (
+        "ExecStart=/opt/metalserve/venvs/vllm-0.33.0/bin/vllm serve "
+        "/var/lib/metalserve/models/zai-org--GLM-5.2-FP8 --served-model-name glm-5.2-fp8"
+    ) in unit.read_text()
     assert (tmp_path / "etc/systemd/system/metalserve-vllm-keepwarm.timer").exists()
     env = (tmp_path / "etc/metalserve/metalserve-vllm.env").read_text()
     assert "NCCL_P2P_LEVEL=NVL" in env and "HF_XET_HIGH_PERFORMANCE=1" in env

@@ -13,20 +13,23 @@ def plan(**data: object):  # noqa: ANN201
     return build_plan(host_spec("h1", data))
 
 
-def test_vllm_unit_runs_the_pinned_venv_with_the_hub_id_resolved_offline() -> None:
+def test_vllm_unit_serves_the_verified_local_copy_under_the_repo_id() -> None:
     p = plan(
         profile="h200-sxm-8",
         model={"checkpoint": "zai-org/GLM-5.2-FP8"},
         engine={"name": "vllm", "tensor_parallel_size": 8},
     )
-    assert p.service.exec_argv[:3] == (
+    assert p.command[:3] == ("vllm", "serve", "zai-org/GLM-5.2-FP8")
+    argv = p.service.exec_argv
+    assert argv[:3] == (
         "/opt/metalserve/venvs/vllm-0.33.0/bin/vllm",
         "serve",
-        "zai-org/GLM-5.2-FP8",
+        "/var/lib/metalserve/models/zai-org--GLM-5.2-FP8",
     )
-    env = p.environment_dict()
-    assert env["HF_HUB_OFFLINE"] == "1" and env["HF_HOME"] == "/var/lib/metalserve/hf"
-    assert p.python_requirements[0] == "vllm==0.33.0"
+    assert argv[argv.index("--served-model-name") + 1] == "zai-org/GLM-5.2-FP8"
+    assert p.service.served_model == "zai-org/GLM-5.2-FP8"
+    assert p.environment_dict()["HF_HUB_OFFLINE"] == "1"
+    assert p.python_requirements == ("vllm==0.33.0",)
 
 
 def test_multi_node_workers_are_headless_and_only_the_head_is_health_checked() -> None:
