@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from metalserve.catalog.nvidia_stack import NvidiaStack
 from metalserve.catalog.profiles import PROFILES
 from metalserve.diag.spec import DiagSpec
 from metalserve.engines import EngineSettings
@@ -92,6 +93,7 @@ class HostSpec(Frozen):
     secrets: SecretsSpec = SecretsSpec()
     service: ServiceSpec = ServiceSpec()
     diag: DiagSpec = DiagSpec()
+    nvidia: NvidiaStack = NvidiaStack()
 
     @field_validator("env")
     @classmethod
