@@ -24,17 +24,6 @@ from metalserve.sandbox.system import remove_tree, run
 INDEX_FILES = ("Packages", "Packages.gz")
 
 
-def source_line(url: str) -> str:
-    """The sources.list line for a flat repository served at `url`.
-
-    Example::
-
-        >>> source_line("http://10.77.0.1:8080/apt/")
-        'deb [trusted=yes] http://10.77.0.1:8080/apt/ ./'
-    """
-    return f"deb [trusted=yes] {url} ./"
-
-
 def release_text(repo: Path, suite: str, now: float | None = None) -> str:
     """A flat repository's Release file: what apt checks the index files against."""
     lines = [

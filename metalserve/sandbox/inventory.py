@@ -26,15 +26,17 @@ def host_data(state: SandboxState, host: SandboxHostState) -> dict[str, Any]:
         "ssh_config_file": str(state.ssh_config),
         "ssh_known_hosts_file": str(state.ssh_known_hosts),
         "ssh_strict_host_key_checking": "yes",
-        "metalserve": copy.deepcopy(SANDBOX_METALSERVE_DATA),
+        "metalserve": {
+            **copy.deepcopy(SANDBOX_METALSERVE_DATA),
+            # The local flat repository is the hosts' only package source, as on an air-gapped site.
+            "sources": {"apt": {"kind": "mirror", "url": state.apt_url}},
+        },
         # Kept beside, not inside, `metalserve`: the core validates that block strictly.
         "sandbox": {
             "ip": host.ip,
-            "apt_source_line": state.apt_source_line,
             "apt_url": state.apt_url,
             "http_base_url": state.http_base_url,
             "served": dict(state.served),
-            "ccache_dir": state.host_ccache_dir,
             "peers": [h.ip for h in state.hosts],
         },
     }

@@ -45,7 +45,7 @@ def up(
     Example::
 
         state = up(2)
-        print(state.hosts[0].name, state.hosts[0].ip, state.apt_source_line)
+        print(state.hosts[0].name, state.hosts[0].ip, state.apt_url)
     """
     layout = layout or default_layout()
     cache = cache or CachePaths.from_env()
@@ -162,9 +162,7 @@ def _bring_up(
         http_server_pid=server_pid,
         served={APT_SERVED_NAME: apt_url},
         apt_url=apt_url,
-        apt_source_line=aptrepo.source_line(apt_url),
         ccache_dir=ccache_dir,
-        host_ccache_dir=machines.HOST_CCACHE_DIR,
         rootfs_tarball=tarball,
     )
     with ThreadPoolExecutor(max_workers=min(8, len(slots))) as pool:

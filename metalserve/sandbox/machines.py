@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from metalserve.layout import CCACHE_DIR
 from metalserve.sandbox import relay
 from metalserve.sandbox.errors import SandboxError
 from metalserve.sandbox.layout import HostSlot, SandboxLayout
@@ -15,8 +16,6 @@ from metalserve.sandbox.network import NETNS_DIR, connect_in_netns
 from metalserve.sandbox.procs import find_processes
 from metalserve.sandbox.system import run
 
-# Where the control host's shared ccache appears inside every host.
-HOST_CCACHE_DIR = "/var/cache/ccache"
 SSH_PORT = 22
 _FIX = "run `metalserve sandbox down`, then `metalserve sandbox up` again"
 
@@ -66,8 +65,8 @@ def prepare_tree(
         tree / "etc/ssh/sshd_config.d/metalserve-sandbox.conf",
         "HostKey /etc/ssh/ssh_host_ed25519_key\nPasswordAuthentication no\nUseDNS no\n",
     )
-    write_file(tree / "etc/ccache.conf", f"cache_dir = {HOST_CCACHE_DIR}\n")
-    (tree / HOST_CCACHE_DIR.lstrip("/")).mkdir(parents=True, exist_ok=True)
+    write_file(tree / "etc/ccache.conf", f"cache_dir = {CCACHE_DIR}\n")
+    (tree / CCACHE_DIR.lstrip("/")).mkdir(parents=True, exist_ok=True)
     return make_host_key(tree, slot.name)
 
 
@@ -81,7 +80,7 @@ def nspawn_argv(tree: Path, slot: HostSlot, ccache_dir: Path) -> list[str]:
         "systemd-nspawn", "--quiet", "--boot", "--register=no", "--keep-unit",
         f"--directory={tree}", f"--machine={slot.name}",
         f"--network-namespace-path={NETNS_DIR / slot.netns}",
-        f"--bind={ccache_dir}:{HOST_CCACHE_DIR}",
+        f"--bind={ccache_dir}:{CCACHE_DIR}",
         "--resolv-conf=off", "--link-journal=no", "--console=read-only",
     ]  # fmt: skip
 

@@ -20,6 +20,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
+from metalserve.catalog.packages import packages_for
+
 # Bump when the build steps change in a way the fields below do not show.
 RECIPE_VERSION = 1
 KEY_LENGTH = 16
@@ -70,6 +72,11 @@ class RootfsRecipe(BaseModel):
         return f"{self.suite}-{self.variant}-{self.cache_key()}.tar.zst"
 
 
+# Beyond what the llama.cpp serve path installs (the core's catalogue): git for a git llama.cpp
+# source, pip for ad-hoc checks on a host.
+OPERATOR_EXTRAS: tuple[str, ...] = ("python3-pip", "git")
+
+
 class AptRepoRecipe(BaseModel):
     """The local flat apt repository hosts use as their only package source.
 
@@ -79,15 +86,7 @@ class AptRepoRecipe(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    packages: tuple[str, ...] = (
-        "build-essential",
-        "cmake",
-        "ccache",
-        "python3-venv",
-        "python3-pip",
-        "curl",
-        "git",
-    )
+    packages: tuple[str, ...] = tuple(dict.fromkeys((*packages_for("llamacpp"), *OPERATOR_EXTRAS)))
 
     def cache_key(self, rootfs: RootfsRecipe) -> str:
         return _digest(

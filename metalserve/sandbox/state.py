@@ -5,7 +5,7 @@ Written atomically (temp name, fsync, rename), so a reader never sees half a fil
 Example::
 
     state = load_state(default_layout().state_file)
-    print(state.hosts[0].ip, state.apt_source_line)
+    print(state.hosts[0].ip, state.apt_url)
 """
 
 from __future__ import annotations
@@ -51,9 +51,7 @@ class SandboxState(BaseModel):
     http_server_pid: int
     served: dict[str, str]
     apt_url: str
-    apt_source_line: str
     ccache_dir: Path
-    host_ccache_dir: str
     rootfs_tarball: Path
 
     def host(self, name: str) -> SandboxHostState:

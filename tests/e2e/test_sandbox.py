@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from metalserve.layout import CCACHE_DIR
 from metalserve.sandbox import down, serve_dir, up
 from metalserve.sandbox.layout import SandboxLayout, default_layout
 from metalserve.sandbox.machines import failed_units, ssh_run, system_state
@@ -16,6 +17,8 @@ from metalserve.sandbox.network import list_netns
 from metalserve.sandbox.procs import find_processes
 from metalserve.sandbox.state import SandboxState
 from metalserve.sandbox.system import mounts_under
+from metalserve.sources import AptSource, SourceKind
+from roles.packages import ONLY_SITE_SOURCE, SOURCE_LIST, source_line, update_command
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
@@ -103,18 +106,15 @@ def test_hosts_have_no_route_outside_the_subnet(sandbox: SandboxState) -> None:
 
 
 def test_apt_installs_from_the_local_repository_alone(sandbox: SandboxState) -> None:
+    """With exactly the source line and apt options the packages role uses."""
     host = sandbox.hosts[0].name
-    only_local = "-o Dir::Etc::SourceList=/etc/apt/sources.list.d/metalserve-sandbox.list -o Dir::Etc::SourceParts=/dev/null"
+    line = source_line(AptSource(kind=SourceKind.MIRROR, url=sandbox.apt_url)).strip()
+    on_host(sandbox, host, f"echo '{line}' > {SOURCE_LIST}")
+    on_host(sandbox, host, update_command())
     on_host(
         sandbox,
         host,
-        f"echo '{sandbox.apt_source_line}' > /etc/apt/sources.list.d/metalserve-sandbox.list",
-    )
-    on_host(sandbox, host, f"apt-get {only_local} -q update")
-    on_host(
-        sandbox,
-        host,
-        f"DEBIAN_FRONTEND=noninteractive apt-get {only_local} install -y --no-install-recommends ccache",
+        f"DEBIAN_FRONTEND=noninteractive apt-get {ONLY_SITE_SOURCE} install -y --no-install-recommends ccache",
         timeout=300,
     )
     assert on_host(sandbox, host, "ccache --version").startswith("ccache version")
@@ -122,14 +122,12 @@ def test_apt_installs_from_the_local_repository_alone(sandbox: SandboxState) -> 
 
 def test_ccache_is_shared_with_the_control_host(sandbox: SandboxState) -> None:
     for host in sandbox.hosts:
-        on_host(
-            sandbox, host.name, f"echo {host.name} > {sandbox.host_ccache_dir}/probe-{host.name}"
-        )
+        on_host(sandbox, host.name, f"echo {host.name} > {CCACHE_DIR}/probe-{host.name}")
         assert (sandbox.ccache_dir / f"probe-{host.name}").read_text().strip() == host.name
         (sandbox.ccache_dir / f"probe-{host.name}").unlink()
         assert (
             on_host(sandbox, host.name, "cat /etc/ccache.conf").strip()
-            == f"cache_dir = {sandbox.host_ccache_dir}"
+            == f"cache_dir = {CCACHE_DIR}"
         )
 
 

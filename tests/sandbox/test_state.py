@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from metalserve.catalog.profiles import PROFILES
 from metalserve.sandbox.errors import SandboxError
-from metalserve.sandbox.inventory import host_data, inventory_hosts
+from metalserve.sandbox.inventory import SANDBOX_METALSERVE_DATA, host_data, inventory_hosts
 from metalserve.sandbox.state import SandboxHostState, SandboxState, load_state, save_state
+from metalserve.sources import SourceKind, Sources
 
 
 def make_state(run_dir: Path, n: int = 2) -> SandboxState:
@@ -35,9 +37,7 @@ def make_state(run_dir: Path, n: int = 2) -> SandboxState:
         http_server_pid=4242,
         served={"apt": "http://10.77.0.1:8080/apt/"},
         apt_url="http://10.77.0.1:8080/apt/",
-        apt_source_line="deb [trusted=yes] http://10.77.0.1:8080/apt/ ./",
         ccache_dir=Path("/c/ccache/bookworm-x"),
-        host_ccache_dir="/var/cache/ccache",
         rootfs_tarball=Path("/c/rootfs/x.tar.zst"),
     )
 
@@ -82,7 +82,7 @@ def test_inventory_hosts_connect_through_the_sandbox_ssh_config(tmp_path: Path) 
     assert data["ssh_config_file"] == str(tmp_path / "ssh_config")
     assert data["ssh_key"] == str(tmp_path / "id_ed25519")
     assert data["ssh_strict_host_key_checking"] == "yes"
-    assert data["sandbox"]["apt_source_line"] == state.apt_source_line
+    assert data["sandbox"]["apt_url"] == state.apt_url
     assert data["sandbox"]["peers"] == ["10.77.0.11", "10.77.0.12"]
 
 
@@ -90,7 +90,19 @@ def test_every_host_gets_its_own_copy_of_the_metalserve_data(tmp_path: Path) -> 
     state = make_state(tmp_path)
     first = host_data(state, state.hosts[0])
     first["metalserve"]["engine"]["name"] = "vllm"
-    assert host_data(state, state.hosts[1])["metalserve"] == {
-        "profile": "sandbox-cpu",
-        "engine": {"name": "llamacpp"},
-    }
+    second = host_data(state, state.hosts[1])["metalserve"]
+    assert second["engine"] == {"name": "llamacpp"}
+    assert second["profile"] == "sandbox-cpu"
+
+
+def test_the_local_apt_repository_is_the_hosts_mirror_source_as_the_core_reads_it(
+    tmp_path: Path,
+) -> None:
+    state = make_state(tmp_path)
+    sources = Sources.model_validate(host_data(state, state.hosts[0])["metalserve"]["sources"])
+    assert sources.apt.kind is SourceKind.MIRROR
+    assert sources.apt.url == "http://10.77.0.1:8080/apt/"
+
+
+def test_the_sandbox_profile_is_one_the_core_knows() -> None:
+    assert SANDBOX_METALSERVE_DATA["profile"] in PROFILES
