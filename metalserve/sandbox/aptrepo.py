@@ -19,7 +19,7 @@ from pathlib import Path
 from metalserve.sandbox.errors import SandboxError
 from metalserve.sandbox.recipe import AptRepoRecipe, RootfsRecipe
 from metalserve.sandbox.rootfs import Progress, extract_tree
-from metalserve.sandbox.system import remove_tree, run
+from metalserve.sandbox.system import run, staging_dir
 
 INDEX_FILES = ("Packages", "Packages.gz")
 
@@ -54,10 +54,9 @@ def build_apt_repo(
         return repo
     started = time.monotonic()
     progress(f"apt repo: downloading {', '.join(recipe.packages)} with dependencies (once)")
-    work = repo.parent / f".build-{repo.name}-{os.getpid()}"
-    remove_tree(work)
-    tree, debs, out = work / "tree", work / "debs", work / repo.name
-    try:
+    repo.parent.mkdir(parents=True, exist_ok=True)
+    with staging_dir(repo) as work:
+        tree, debs, out = work / "tree", work / "debs", work / repo.name
         extract_tree(tarball, tree)
         debs.mkdir()
         out.mkdir()
@@ -91,10 +90,7 @@ def build_apt_repo(
         (out / "Packages").write_text(index)
         (out / "Packages.gz").write_bytes(gzip.compress(index.encode(), mtime=0))
         (out / "Release").write_text(release_text(out, rootfs.suite))
-        repo.parent.mkdir(parents=True, exist_ok=True)
         os.replace(out, repo)
-    finally:
-        remove_tree(work)
     size = sum(p.stat().st_size for p in repo.iterdir()) / 1e6
     progress(
         f"apt repo: {len(fetched)} packages, {size:.0f} MB in {time.monotonic() - started:.1f} s"

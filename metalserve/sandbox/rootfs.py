@@ -10,7 +10,7 @@ from pathlib import Path
 
 from metalserve.sandbox.errors import SandboxError
 from metalserve.sandbox.recipe import RootfsRecipe
-from metalserve.sandbox.system import remove_tree, run
+from metalserve.sandbox.system import run, staging_dir
 
 Progress = Callable[[str], None]
 
@@ -33,13 +33,10 @@ def build_rootfs(recipe: RootfsRecipe, tarball: Path, progress: Progress = print
         progress(f"rootfs: cached {tarball}")
         return tarball
     tarball.parent.mkdir(parents=True, exist_ok=True)
-    work = tarball.parent / f".build-{tarball.stem}-{os.getpid()}"
-    tree = work / "tree"
-    remove_tree(work)
-    work.mkdir(parents=True)
     started = time.monotonic()
     progress(f"rootfs: debootstrap {recipe.suite} ({recipe.variant}; a few minutes, once)")
-    try:
+    with staging_dir(tarball) as work:
+        tree = work / "tree"
         run(
             [
                 "debootstrap",
@@ -55,11 +52,8 @@ def build_rootfs(recipe: RootfsRecipe, tarball: Path, progress: Progress = print
             timeout=1800,
         )
         _scrub(tree)
-        tmp = work / tarball.name
-        pack_tree(tree, tmp)
-        os.replace(tmp, tarball)
-    finally:
-        remove_tree(work)
+        pack_tree(tree, work / tarball.name)
+        os.replace(work / tarball.name, tarball)
     progress(f"rootfs: built {tarball} in {time.monotonic() - started:.1f} s")
     return tarball
 
@@ -120,13 +114,9 @@ def golden_tree(tarball: Path, progress: Progress = print) -> Path:
     if tree.is_dir():
         return tree
     started = time.monotonic()
-    tmp = tree.with_name(f".{tree.name}.{os.getpid()}.tmp")
-    remove_tree(tmp)
-    try:
-        extract_tree(tarball, tmp)
-        os.replace(tmp, tree)
-    finally:
-        remove_tree(tmp)
+    with staging_dir(tree) as work:
+        extract_tree(tarball, work / "tree")
+        os.replace(work / "tree", tree)
     progress(f"rootfs: extracted {tree} in {time.monotonic() - started:.1f} s (once per tarball)")
     return tree
 

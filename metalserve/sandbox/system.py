@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from metalserve.sandbox.errors import SandboxError
@@ -86,3 +88,19 @@ def remove_tree(root: Path) -> None:
         )
     if root.exists():
         shutil.rmtree(root)
+
+
+@contextmanager
+def staging_dir(final: Path) -> Iterator[Path]:
+    """A scratch directory beside `final` for building it atomically; always removed afterwards.
+
+    Build inside it, then `os.replace` the result onto `final`: an interrupted build leaves only
+    a scratch directory that the next attempt deletes, never a half-made `final`.
+    """
+    work = final.with_name(f".{final.name}.{os.getpid()}.tmp")
+    remove_tree(work)
+    work.mkdir(parents=True)
+    try:
+        yield work
+    finally:
+        remove_tree(work)
