@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from metalserve.sandbox import aptrepo, fileserver, machines, network, procs
+from metalserve.sandbox import aptrepo, cgroups, fileserver, machines, network, procs
 from metalserve.sandbox.errors import SandboxError
 from metalserve.sandbox.layout import HostSlot, SandboxLayout, default_layout
 from metalserve.sandbox.prereqs import check_prerequisites
@@ -208,6 +208,8 @@ def down(layout: SandboxLayout | None = None, progress: Progress = print) -> Non
     )
     procs.terminate(sorted(set(strays)), 5)
 
+    for cgroup in cgroups.find_host_cgroups(layout):
+        cgroups.remove_cgroup(cgroup)
     for ns in sorted(ours, key=lambda n: n == layout.controller_netns):
         network.delete_netns(ns)
     remove_tree(layout.run_dir)

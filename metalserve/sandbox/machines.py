@@ -10,6 +10,7 @@ from pathlib import Path
 
 from metalserve.layout import CCACHE_DIR
 from metalserve.sandbox import relay
+from metalserve.sandbox.cgroups import enter, host_cgroups
 from metalserve.sandbox.errors import SandboxError
 from metalserve.sandbox.layout import HostSlot, SandboxLayout
 from metalserve.sandbox.network import NETNS_DIR, connect_in_netns
@@ -86,7 +87,8 @@ def nspawn_argv(tree: Path, slot: HostSlot, ccache_dir: Path) -> list[str]:
 
 
 def boot(tree: Path, slot: HostSlot, ccache_dir: Path, log: Path) -> int:
-    """Start the host in the background (it outlives this process); return nspawn's pid."""
+    """Start the host in its own cgroup, in the background (it outlives this process); return nspawn's pid."""
+    cgroups = host_cgroups(slot.name)
     with open(log, "ab") as out:
         proc = subprocess.Popen(
             nspawn_argv(tree, slot, ccache_dir),
@@ -94,6 +96,7 @@ def boot(tree: Path, slot: HostSlot, ccache_dir: Path, log: Path) -> int:
             stdout=out,
             stderr=out,
             start_new_session=True,
+            preexec_fn=lambda: enter(cgroups),
         )
     return proc.pid
 

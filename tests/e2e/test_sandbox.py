@@ -11,6 +11,7 @@ import pytest
 
 from metalserve.layout import CCACHE_DIR
 from metalserve.sandbox import down, serve_dir, up
+from metalserve.sandbox.cgroups import find_host_cgroups
 from metalserve.sandbox.layout import SandboxLayout, default_layout
 from metalserve.sandbox.machines import failed_units, ssh_run, system_state
 from metalserve.sandbox.network import list_netns
@@ -176,10 +177,12 @@ def test_down_leaves_nothing_behind(tmp_path: Path) -> None:
         assert _root_links() == links_before, "the root network namespace is left untouched"
         assert on_host(state, "mt-host1", "hostname").strip() == "mt-host1"
         assert find_processes(lambda argv: any(str(layout.run_dir) in a for a in argv))
+        assert find_host_cgroups(layout), "each host runs in a cgroup of its own"
     finally:
         down(layout, progress=lambda _: None)
     assert not [ns for ns in list_netns() if ns.startswith("mt-")]
     assert find_processes(lambda argv: any(str(layout.run_dir) in a for a in argv)) == []
     assert mounts_under(layout.run_dir) == []
+    assert find_host_cgroups(layout) == []
     assert not layout.run_dir.exists()
     assert _root_links() == links_before
