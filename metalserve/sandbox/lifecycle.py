@@ -212,10 +212,14 @@ def down(layout: SandboxLayout | None = None, progress: Progress = print) -> Non
         cgroups.remove_cgroup(cgroup)
     for ns in sorted(ours, key=lambda n: n == layout.controller_netns):
         network.delete_netns(ns)
+    had_run_dir = layout.run_dir.exists()
     remove_tree(layout.run_dir)
+    if not (hosts or ours or had_run_dir):
+        progress("sandbox down: nothing was up")
+        return
     progress(
         f"sandbox down in {time.monotonic() - started:.1f} s: stopped {len(hosts)} host(s), "
-        f"removed {len(ours)} namespace(s) and {layout.run_dir}"
+        f"removed {len(ours)} namespace(s) and {layout.run_dir} (caches and logs in {layout.log_dir} kept)"
     )
 
 
