@@ -39,7 +39,9 @@ REPO = Path(__file__).resolve().parent.parent
 FLAGSETS_DIR = REPO / "metalserve" / "engines" / "flagsets"
 PROBE = REPO / "scripts" / "flag_probe.py"
 DEFAULT_CACHE = Path(
-    os.environ.get("METALSERVE_FLAG_CACHE", Path.home() / ".cache" / "metalserve" / "engine-releases")
+    os.environ.get(
+        "METALSERVE_FLAG_CACHE", Path.home() / ".cache" / "metalserve" / "engine-releases"
+    )
 )
 DEFAULT_VENVS = Path(os.environ.get("METALSERVE_FLAG_VENVS", "/tmp/flagvenvs"))
 
@@ -49,26 +51,135 @@ CPU_TORCH = "torch==2.13.0"
 
 # What `import vllm...make_arg_parser` pulls in on Python 3.11, found by importing until nothing
 # was missing. Installed with --no-deps so the venv stays small and nothing drags in CUDA.
-VLLM_IMPORTS = (
-    "aiohappyeyeballs==2.7.1 aiohttp==3.14.5 aiosignal==1.4.0 annotated-doc==0.0.7 "
-    "annotated-types==0.8.0 anyio==4.16.0 apache-tvm-ffi==0.1.15.post2 attrs==26.1.0 "
-    "cachetools==8.0.1 cbor2==6.3.0 certifi==2026.10.18 charset-normalizer==3.5.2 click==8.5.1 "
-    "cloudpickle==3.1.2 fastapi==0.165.0 filelock==4.2.12 frozenlist==1.8.0 fsspec==2026.9.0 "
-    "h11==0.16.0 hf-xet==1.8.0 httpcore2==2.16.2 httpx2==2.16.2 huggingface_hub==2.4.0 "
-    "idna==3.20 Jinja2==3.1.6 jiter==0.19.0 llguidance==1.9.1 markdown-it-py==4.3.0 "
-    "MarkupSafe==3.0.4 mdurl==0.1.2 mpmath==1.3.0 msgspec==0.22.0 multidict==7.2.1 "
-    "networkx==3.6.1 numpy==2.4.6 openai==3.54.0 openai-harmony==0.0.8 "
-    "opentelemetry-api==1.45.2 packaging==26.3 partial-json-parser==0.2.1.1.post7 "
-    "pillow==13.0.0 prometheus_client==0.26.0 propcache==0.5.4 psutil==7.2.2 py-cpuinfo==9.0.0 "
-    "pybase64==1.5.1 pydantic==2.14.3 pydantic_core==2.50.4 Pygments==2.21.0 PyYAML==6.0.3 "
-    "pyzmq==27.3.0 regex==2026.11.15 requests==2.34.2 rich==15.0.0 safetensors==0.8.0 "
-    "shellingham==1.5.4 sniffio==1.3.1 starlette==1.10.0 sympy==1.14.0 tokenizers==0.23.3 "
-    "tqdm==4.70.1 transformers==5.23.0 triton==3.9.0 truststore==0.10.5 typer==0.29.2 "
-    "typing-inspection==0.4.5 typing_extensions==4.16.0 urllib3==2.8.0 uvloop==0.23.0 "
-    "xgrammar==0.2.8 yarl==1.25.1"
-).split()
+VLLM_IMPORTS = [
+    "aiohappyeyeballs==2.7.1",
+    "aiohttp==3.14.5",
+    "aiosignal==1.4.0",
+    "annotated-doc==0.0.7",
+    "annotated-types==0.8.0",
+    "anyio==4.16.0",
+    "apache-tvm-ffi==0.1.15.post2",
+    "attrs==26.1.0",
+    "cachetools==8.0.1",
+    "cbor2==6.3.0",
+    "certifi==2026.10.18",
+    "charset-normalizer==3.5.2",
+    "click==8.5.1",
+    "cloudpickle==3.1.2",
+    "fastapi==0.165.0",
+    "filelock==4.2.12",
+    "frozenlist==1.8.0",
+    "fsspec==2026.9.0",
+    "h11==0.16.0",
+    "hf-xet==1.8.0",
+    "httpcore2==2.16.2",
+    "httpx2==2.16.2",
+    "huggingface_hub==2.4.0",
+    "idna==3.20",
+    "Jinja2==3.1.6",
+    "jiter==0.19.0",
+    "llguidance==1.9.1",
+    "markdown-it-py==4.3.0",
+    "MarkupSafe==3.0.4",
+    "mdurl==0.1.2",
+    "mpmath==1.3.0",
+    "msgspec==0.22.0",
+    "multidict==7.2.1",
+    "networkx==3.6.1",
+    "numpy==2.4.6",
+    "openai==3.54.0",
+    "openai-harmony==0.0.8",
+    "opentelemetry-api==1.45.2",
+    "packaging==26.3",
+    "partial-json-parser==0.2.1.1.post7",
+    "pillow==13.0.0",
+    "prometheus_client==0.26.0",
+    "propcache==0.5.4",
+    "psutil==7.2.2",
+    "py-cpuinfo==9.0.0",
+    "pybase64==1.5.1",
+    "pydantic==2.14.3",
+    "pydantic_core==2.50.4",
+    "Pygments==2.21.0",
+    "PyYAML==6.0.3",
+    "pyzmq==27.3.0",
+    "regex==2026.11.15",
+    "requests==2.34.2",
+    "rich==15.0.0",
+    "safetensors==0.8.0",
+    "shellingham==1.5.4",
+    "sniffio==1.3.1",
+    "starlette==1.10.0",
+    "sympy==1.14.0",
+    "tokenizers==0.23.3",
+    "tqdm==4.70.1",
+    "transformers==5.23.0",
+    "triton==3.9.0",
+    "truststore==0.10.5",
+    "typer==0.29.2",
+    "typing-inspection==0.4.5",
+    "typing_extensions==4.16.0",
+    "urllib3==2.8.0",
+    "uvloop==0.23.0",
+    "xgrammar==0.2.8",
+    "yarl==1.25.1",
+]
 
-SGLANG_IMPORTS: tuple[str, ...] = ()  # filled in below, once probed
+# The same for `ServerArgs.add_cli_args` of SGLang (it imports IPython through a debug helper).
+SGLANG_IMPORTS = [
+    "aiohappyeyeballs==2.7.1",
+    "aiohttp==3.14.5",
+    "aiosignal==1.4.0",
+    "annotated-types==0.8.0",
+    "anyio==4.16.0",
+    "asttokens==3.0.2",
+    "attrs==26.1.0",
+    "certifi==2026.10.18",
+    "charset-normalizer==3.5.2",
+    "executing==2.3.0",
+    "filelock==4.2.12",
+    "frozenlist==1.8.0",
+    "fsspec==2026.9.0",
+    "idna==3.20",
+    "ipython==9.18.1",
+    "ipython_pygments_lexers==1.1.1",
+    "jedi==0.20.1",
+    "Jinja2==3.1.6",
+    "MarkupSafe==3.0.4",
+    "matplotlib-inline==0.2.2",
+    "mpmath==1.3.0",
+    "msgspec==0.22.0",
+    "multidict==7.2.1",
+    "networkx==3.6.1",
+    "numpy==2.4.6",
+    "orjson==3.13.0",
+    "packaging==26.3",
+    "parso==0.8.7",
+    "pexpect==4.9.0",
+    "pillow==13.0.0",
+    "prompt_toolkit==3.0.53",
+    "propcache==0.5.4",
+    "psutil==7.2.2",
+    "ptyprocess==0.7.0",
+    "pure_eval==0.2.4",
+    "pybase64==1.5.1",
+    "pydantic==2.14.3",
+    "pydantic_core==2.50.4",
+    "Pygments==2.21.0",
+    "pyzmq==27.3.0",
+    "requests==2.34.2",
+    "stack-data==0.6.3",
+    "starlette==1.10.0",
+    "sympy==1.14.0",
+    "tqdm==4.70.1",
+    "traitlets==5.16.1",
+    "triton==3.9.0",
+    "typing-inspection==0.4.5",
+    "typing_extensions==4.16.0",
+    "urllib3==2.8.0",
+    "wcwidth==0.9.4",
+    "yarl==1.25.1",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,6 +245,7 @@ RELEASES = (
             value_always_next=False,
             source="sglang/srt/server_args.py prepare_server_args: plain argparse.ArgumentParser",
         ),
+        imports=tuple(SGLANG_IMPORTS),
     ),
     Release(
         engine="llamacpp",
@@ -434,7 +546,9 @@ def parse_common_args(arg_cpp: str) -> list[CommonArg]:
         )
         found.append(CommonArg(args, args_neg, params, body, examples, excludes, preset_only))
     if not found:
-        raise ExtractError("arg.cpp: no add_opt(common_arg(...)) found in common_params_parser_init")
+        raise ExtractError(
+            "arg.cpp: no add_opt(common_arg(...)) found in common_params_parser_init"
+        )
     return found
 
 
@@ -556,6 +670,13 @@ def _q(text: str) -> str:
     return json.dumps(text, ensure_ascii=True)
 
 
+def _block(opening: str, entries: list[str], closing: str) -> list[str]:
+    """A literal one entry per line, or on one line when empty, as ruff format writes it."""
+    if not entries:
+        return [opening + closing, ""]
+    return [opening, *(f"    {e}" for e in entries), closing, ""]
+
+
 def render_module(release: Release, artifact: Path, digest: str, table: FlagTable) -> str:
     """The generated module's text; formatted as ``ruff format`` leaves it."""
     source = f"{artifact.name} sha256:{digest}"
@@ -587,13 +708,12 @@ def render_module(release: Release, artifact: Path, digest: str, table: FlagTabl
         lines.extend(f"        {_q(v)}," for v in table.choices[option])
         lines.append("    ),")
     lines += ["}", ""]
-    lines.append("CASE_INSENSITIVE = (")
-    lines.extend(f"    {_q(o)}," for o in sorted(table.case_insensitive))
-    lines += [")", ""]
+    lines += _block(
+        "CASE_INSENSITIVE = (", [f"{_q(o)}," for o in sorted(table.case_insensitive)], ")"
+    )
     for name, notes in (("DEPRECATED", table.deprecated), ("REMOVED", table.removed)):
-        lines.append(f"{name} = {{")
-        lines.extend(f"    {_q(o)}: {_q(notes[o])}," for o in sorted(notes))
-        lines += ["}", ""]
+        entries = [f"{_q(o)}: {_q(notes[o])}," for o in sorted(notes)]
+        lines += _block(f"{name} = {{", entries, "}")
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
@@ -604,7 +724,11 @@ def derive(release: Release, cache: Path, venvs: Path, offline: bool) -> tuple[s
     if release.engine == "llamacpp":
         files = read_sdist_members(
             artifact,
-            ("/CHANGELOG.md", "vendor/llama.cpp/common/arg.cpp", "vendor/llama.cpp/ggml/src/ggml.c"),
+            (
+                "/CHANGELOG.md",
+                "vendor/llama.cpp/common/arg.cpp",
+                "vendor/llama.cpp/ggml/src/ggml.c",
+            ),
         )
         commit = vendored_llamacpp_commit(files["/CHANGELOG.md"])
         if not commit.startswith(release.version):
@@ -623,7 +747,9 @@ def derive(release: Release, cache: Path, venvs: Path, offline: bool) -> tuple[s
 
 def main(argv: list[str] | None = None) -> int:
     cli = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    cli.add_argument("-e", "--engine", action="append", choices=sorted({r.engine for r in RELEASES}))
+    cli.add_argument(
+        "-e", "--engine", action="append", choices=sorted({r.engine for r in RELEASES})
+    )
     cli.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="artifacts (PyPI files)")
     cli.add_argument("--venv-dir", type=Path, default=DEFAULT_VENVS, help="throwaway venvs")
     cli.add_argument("--out-dir", type=Path, default=FLAGSETS_DIR)

@@ -93,9 +93,7 @@ def probe_vllm() -> dict[str, Any]:
             "--kv-cache-dtype": sorted(KV_CACHE_DTYPES),
             "--tool-call-parser": sorted(ToolParserManager.list_registered()),
             "--reasoning-parser": sorted(ReasoningParserManager.list_registered()),
-            "--safetensors-load-strategy": sorted(
-                get_args(load_config.SafetensorsLoadStrategy)
-            ),
+            "--safetensors-load-strategy": sorted(get_args(load_config.SafetensorsLoadStrategy)),
         },
     }
 
@@ -103,7 +101,6 @@ def probe_vllm() -> dict[str, Any]:
 def probe_sglang() -> dict[str, Any]:
     """SGLang: ``ServerArgs.add_cli_args`` on a plain ArgumentParser, as launch_server does."""
     from sglang.srt.server_args import ServerArgs
-
     from sglang.srt.speculative import spec_registry
     from sglang.srt.speculative.spec_info import SpeculativeAlgorithm
 

@@ -677,8 +677,7 @@ CHOICES = {
     ),
 }
 
-CASE_INSENSITIVE = (
-)
+CASE_INSENSITIVE = ()
 
 DEPRECATED = {
     "--defrag-thold": "--defrag-thold is deprecated and no longer necessary to specify",
