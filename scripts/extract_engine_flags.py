@@ -605,8 +605,14 @@ def handler_note(body: str, marker: str) -> str | None:
     return match.group(1).replace("\\n", " ").strip()
 
 
-LLAMACPP_REQUIRED_CHOICES = ("--flash-attn", "--cache-type-k", "--cache-type-v", "--split-mode")
-LLAMACPP_REQUIRED_CHOICES += ("--load-mode",)
+# The value lists the flag check relies on; an arg.cpp in which they cannot be read is an error.
+LLAMACPP_REQUIRED_CHOICES: tuple[str, ...] = (
+    "--flash-attn",
+    "--cache-type-k",
+    "--cache-type-v",
+    "--split-mode",
+    "--load-mode",
+)
 
 
 def table_from_arg_cpp(arg_cpp: str, ggml_c: str) -> FlagTable:
@@ -677,6 +683,13 @@ def _block(opening: str, entries: list[str], closing: str) -> list[str]:
     return [opening, *(f"    {e}" for e in entries), closing, ""]
 
 
+def _tuple(prefix: str, items: list[str], indent: str, tail: str) -> list[str]:
+    """A tuple literal as ruff format writes it: a lone item stays on one line."""
+    if len(items) <= 1:
+        return [f"{prefix}({''.join(f'{_q(i)},' for i in items)}){tail}"]
+    return [f"{prefix}(", *(f"{indent}    {_q(i)}," for i in items), f"{indent}){tail}"]
+
+
 def render_module(release: Release, artifact: Path, digest: str, table: FlagTable) -> str:
     """The generated module's text; formatted as ``ruff format`` leaves it."""
     source = f"{artifact.name} sha256:{digest}"
@@ -697,23 +710,22 @@ def render_module(release: Release, artifact: Path, digest: str, table: FlagTabl
         f"POSITIONALS = {table.positionals}",
         "",
         '# option string -> argparse nargs: "0" a switch, "1" one value, "?", "*", "+", or a count',
-        "OPTIONS = {",
+        "OPTIONS: dict[str, str] = {",
         *(f"    {_q(o)}: {_q(table.options[o])}," for o in sorted(table.options)),
         "}",
         "",
-        "CHOICES = {",
+        "CHOICES: dict[str, tuple[str, ...]] = {",
     ]
     for option in sorted(table.choices):
-        lines.append(f"    {_q(option)}: (")
-        lines.extend(f"        {_q(v)}," for v in table.choices[option])
-        lines.append("    ),")
+        lines += _tuple(f"    {_q(option)}: ", table.choices[option], "    ", ",")
     lines += ["}", ""]
-    lines += _block(
-        "CASE_INSENSITIVE = (", [f"{_q(o)}," for o in sorted(table.case_insensitive)], ")"
-    )
+    lines += [
+        *_tuple("CASE_INSENSITIVE: tuple[str, ...] = ", sorted(table.case_insensitive), "", ""),
+        "",
+    ]
     for name, notes in (("DEPRECATED", table.deprecated), ("REMOVED", table.removed)):
         entries = [f"{_q(o)}: {_q(notes[o])}," for o in sorted(notes)]
-        lines += _block(f"{name} = {{", entries, "}")
+        lines += _block(f"{name}: dict[str, str] = {{", entries, "}")
     return "\n".join(lines).rstrip("\n") + "\n"
 
 

@@ -214,8 +214,12 @@ def _value_error(fs: FlagSet, option: str, value: str) -> PlanError:
             f"{fs.label} {option} takes a value ({'|'.join(valid)}) but is followed by {value}"
             f" — write {option} {valid[0] if len(valid) == 1 else '<value>'} before {value}"
         )
-    close = difflib.get_close_matches(value, valid, n=1, cutoff=0.6)
-    hint = f"; did you mean {close[0]}?" if close else ""
+    # "fp8" is closer to "mxfp8" by edit distance, but an operator who wrote it meant one of
+    # the fp8_* spellings: values that extend what was written come first.
+    close = [v for v in valid if v.startswith(value)] or difflib.get_close_matches(
+        value, valid, n=1, cutoff=0.6
+    )
+    hint = f"; did you mean {' or '.join(close)}?" if close else ""
     return PlanError(
         f"{fs.label} {option} has no value {value!r} (valid: {', '.join(valid)}){hint}"
     )

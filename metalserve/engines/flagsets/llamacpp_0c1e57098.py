@@ -14,7 +14,7 @@ VALUE_ALWAYS_NEXT = True
 POSITIONALS = 0
 
 # option string -> argparse nargs: "0" a switch, "1" one value, "?", "*", "+", or a count
-OPTIONS = {
+OPTIONS: dict[str, str] = {
     "--adaptive-decay": "1",
     "--adaptive-target": "1",
     "--agent": "0",
@@ -429,7 +429,7 @@ OPTIONS = {
     "-v": "0",
 }
 
-CHOICES = {
+CHOICES: dict[str, tuple[str, ...]] = {
     "--cache-type-k": (
         "bf16",
         "f16",
@@ -677,14 +677,14 @@ CHOICES = {
     ),
 }
 
-CASE_INSENSITIVE = ()
+CASE_INSENSITIVE: tuple[str, ...] = ()
 
-DEPRECATED = {
+DEPRECATED: dict[str, str] = {
     "--defrag-thold": "--defrag-thold is deprecated and no longer necessary to specify",
     "-dt": "--defrag-thold is deprecated and no longer necessary to specify",
 }
 
-REMOVED = {
+REMOVED: dict[str, str] = {
     "--draft": "use --spec-draft-n-max or --spec-ngram-mod-n-max",
     "--draft-max": "use --spec-draft-n-max or --spec-ngram-mod-n-max",
     "--draft-min": "use --spec-draft-n-min or --spec-ngram-mod-n-min",
