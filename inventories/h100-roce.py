@@ -1,0 +1,37 @@
+"""2 nodes of 8×H100 over RoCE v2: GLM-5.2-FP8 (755.6 GB) on 1.28 TB, TP 8 × PP 2 with expert
+parallelism."""
+
+_FABRIC = {
+    "socket_ifname": "bond0",
+    "ib_hca": [f"mlx5_{i}" for i in range(8)],
+    "gid_index": 3,
+    "traffic_class": 106,
+}
+_ENGINE = {
+    "name": "vllm",
+    "tensor_parallel_size": 8,
+    "pipeline_parallel_size": 2,
+    "enable_expert_parallel": True,
+    "kv_cache_dtype": "fp8",
+    "max_model_len": 32000,
+    "trust_remote_code": True,
+    "host": "0.0.0.0",
+    "port": 8000,
+}
+
+hosts = [
+    (
+        f"h100-roce-0{rank + 1}.example.internal",
+        {
+            "ssh_user": "root",
+            "metalserve": {
+                "profile": "h100-sxm-8x2-roce",
+                "model": {"checkpoint": "zai-org/GLM-5.2-FP8"},
+                "engine": _ENGINE,
+                "fabric": _FABRIC,
+                "cluster": {"node_rank": rank, "head_address": "192.0.2.31"},
+            },
+        },
+    )
+    for rank in range(2)
+]

@@ -1,0 +1,14 @@
+"""Debian/Ubuntu packages each serving path needs on the host (names valid on Debian 12 and
+Ubuntu 22.04/24.04)."""
+
+from __future__ import annotations
+
+BASE: tuple[str, ...] = ("ca-certificates", "curl", "python3-venv")
+"""curl: health checks and the keep-warm timer; python3-venv: engine, converter and hub venvs."""
+
+LLAMACPP_BUILD: tuple[str, ...] = ("build-essential", "cmake", "ccache")
+"""llama.cpp's CPU build (sandbox-facts §2); ccache makes a rebuild after a driver upgrade cheap."""
+
+
+def packages_for(engine: str) -> tuple[str, ...]:
+    return BASE + (LLAMACPP_BUILD if engine == "llamacpp" else ())

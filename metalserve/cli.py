@@ -1,0 +1,147 @@
+"""The ``metalserve`` command: validate, plan and render from an inventory without touching a host.
+
+Bad input exits 2 with one line on stderr; a plan that does not fit exits 1.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import click
+
+from metalserve.errors import MetalserveError
+from metalserve.inventory import plan_inventory
+from metalserve.plan import HostPlan
+
+
+class _OneLineErrors(click.Group):
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except MetalserveError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=_OneLineErrors)
+@click.version_option(package_name="metalserve")
+def main() -> None:
+    """Plan, render and check GPU serving hosts from a pyinfra inventory."""
+
+
+def _plan_json(plan: HostPlan) -> dict:
+    return {
+        "host": plan.host,
+        "profile": plan.profile.id,
+        "engine": plan.engine,
+        "engine_version": plan.spec.engine.version,
+        "model": plan.service.served_model,
+        "command": list(plan.command),
+        "command_line": shlex.join(plan.command),
+        "exec_start": list(plan.service.exec_argv),
+        "nccl": [s.model_dump() for s in plan.nccl.settings],
+        "environment": dict(plan.environment),
+        "sizing": plan.sizing.model_dump() if plan.sizing else None,
+        "fits": plan.sizing.fits if plan.sizing else None,
+        "smallest_setup": plan.smallest_setup,
+        "service": plan.service.model_dump(),
+        "warnings": list(plan.warnings),
+    }
+
+
+def _print_plan(plan: HostPlan) -> None:
+    click.secho(f"== {plan.host} ({plan.profile.description})", bold=True)
+    click.echo(f"engine   {plan.engine} {plan.spec.engine.version}")
+    click.echo(f"command  {shlex.join(plan.command)}")
+    if plan.sizing:
+        click.echo(f"sizing   {plan.sizing.summary()}")
+        for reason in plan.sizing.reasons:
+            click.secho(f"         ✗ {reason}", fg="red")
+    if plan.smallest_setup:
+        click.echo(f"smallest {plan.smallest_setup}")
+    for s in plan.nccl.settings:
+        click.echo(f"nccl     {s.name}={s.value}  # {s.reason}")
+    for warning in plan.warnings:
+        click.secho(f"warning  {warning}", fg="yellow")
+
+
+def _exit_for(plans: list[HostPlan]) -> None:
+    if any(p.sizing is not None and not p.sizing.fits for p in plans):
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("inventories", nargs=-1, required=True, type=click.Path(dir_okay=False))
+def check(inventories: tuple[str, ...]) -> None:
+    """Validate every host of each INVENTORY; exit 1 if a plan does not fit its hardware."""
+    plans: list[HostPlan] = []
+    for inventory in inventories:
+        for plan in plan_inventory(inventory):
+            plans.append(plan)
+            if plan.sizing is None:
+                verdict = "ok (sizing skipped: model not in catalogue)"
+            elif plan.sizing.fits:
+                verdict = "ok, fits"
+            else:
+                verdict = f"does NOT fit: {plan.sizing.reasons[0]}"
+            click.echo(f"{inventory}: {plan.host}: {verdict}")
+    _exit_for(plans)
+
+
+@main.command()
+@click.argument("inventory", type=click.Path(dir_okay=False))
+@click.option("--host", "only", help="plan only this host")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def plan(inventory: str, only: str | None, as_json: bool) -> None:
+    """Sizing, engine command, NCCL environment and warnings for each host."""
+    plans = plan_inventory(inventory, only)
+    if as_json:
+        click.echo(json.dumps([_plan_json(p) for p in plans], indent=2))
+    else:
+        for p in plans:
+            _print_plan(p)
+    _exit_for(plans)
+
+
+@main.command()
+@click.argument("inventory", type=click.Path(dir_okay=False))
+@click.option("--host", "only", required=True, help="the host whose files to render")
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="output root")
+def render(inventory: str, only: str, out: str) -> None:
+    """Write the exact files a deploy would write for HOST under OUT (as OUT/etc/..., OUT/opt/...)."""
+    from metalserve.templating import render as render_files
+
+    (plan_,) = plan_inventory(inventory, only)
+    root = Path(out)
+    for f in render_files(plan_):
+        target = root / f.path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(f.content)
+        target.chmod(int(f.mode, 8))
+        click.echo(f"{f.mode} {target}")
+
+
+@main.command()
+def audit() -> None:
+    """Where the seeds' sizing claims do not add up, checkpoint by checkpoint."""
+    from metalserve.sizing import audit_catalogue
+
+    for checkpoint_id, findings in audit_catalogue().items():
+        click.secho(checkpoint_id, bold=True)
+        for finding in findings or ["all claims add up"]:
+            click.echo(f"  - {finding}")
+
+
+def _register_groups() -> None:
+    from metalserve.diag.cli import diag_group
+
+    main.add_command(diag_group)
+
+
+_register_groups()
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""Edge: ``metalserve diag`` — parse a saved nccl-tests output, show a report, compare two runs.
+
+Bad input ends with exit status 2 and one line on stderr (expected, found, fix); never a traceback.
+
+Example::
+
+    $ metalserve diag parse all_reduce.log --profile h100-sxm-8 --out reports/
+    $ metalserve diag show reports/all_reduce.json
+    $ metalserve diag compare before/all_reduce.json after/all_reduce.json
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import ParamSpec, TypeVar
+
+import click
+
+from metalserve.catalog.busbw import expectation_for
+from metalserve.catalog.profiles import PROFILES
+from metalserve.diag.files import read_report, read_text, write_report
+from metalserve.diag.judge import Topology, judge, topology_of
+from metalserve.diag.parse import merge_outputs
+from metalserve.diag.report import build_report, compare, comparison_text, summary_text
+from metalserve.errors import MetalserveError
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+BAD_INPUT = 2
+
+
+def _operator_errors(command: Callable[P, R]) -> Callable[P, R]:
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except MetalserveError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(BAD_INPUT)
+
+    return wrapper
+
+
+def _topology(profile_id: str) -> Topology | None:
+    """The profile's GPUs, nodes and links from the hardware catalogue."""
+    profile = PROFILES.get(profile_id)
+    return topology_of(profile) if profile is not None else None
+
+
+_existing = click.Path(exists=False, dir_okay=False, path_type=Path)
+
+
+@click.group("diag")
+def diag_group() -> None:
+    """NCCL diagnostics: judge nccl-tests runs against what the hardware should reach."""
+
+
+@diag_group.command("show")
+@click.argument("report", type=_existing)
+@_operator_errors
+def show(report: Path) -> None:
+    """Print the summary of a saved diag report (.json)."""
+    click.echo(summary_text(read_report(report)), nl=False)
+
+
+@diag_group.command("compare")
+@click.argument("before", type=_existing)
+@click.argument("after", type=_existing)
+@_operator_errors
+def compare_command(before: Path, after: Path) -> None:
+    """Show how run AFTER differs from run BEFORE (e.g. around a driver upgrade)."""
+    click.echo(comparison_text(compare(read_report(before), read_report(after))), nl=False)
+
+
+@diag_group.command("parse")
+@click.argument("log", type=_existing)
+@click.option("--json", "json_path", type=_existing, help="the -J report of the same run")
+@click.option("--profile", "profile_id", help="hardware profile id, e.g. h100-sxm-8")
+@click.option("--expected-busbw", type=float, help="override the catalogue's figure (GB/s)")
+@click.option("--host", default=None, help="host name recorded in the report")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--stem", default=None, help="file name stem (default: the log's)")
+@_operator_errors
+def parse_command(
+    log: Path,
+    json_path: Path | None,
+    profile_id: str | None,
+    expected_busbw: float | None,
+    host: str | None,
+    out_dir: Path | None,
+    stem: str | None,
+) -> None:
+    """Turn a saved nccl-tests output (text or -J JSON) into a judged report."""
+    parsed = merge_outputs(read_text(log), read_text(json_path) if json_path else None)
+    expectation = expectation_for(profile_id, expected_busbw) if profile_id else None
+    topology = _topology(profile_id) if profile_id else None
+    report = build_report(
+        parsed,
+        judge(parsed, topology, expectation),
+        host=host or (parsed.run.hosts[0] if parsed.run.hosts else None),
+        profile_id=profile_id,
+        created_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    )
+    click.echo(summary_text(report), nl=False)
+    if out_dir is not None:
+        for path in write_report(report, out_dir, stem or log.stem):
+            click.echo(f"wrote {path}")

@@ -1,0 +1,154 @@
+"""What the ``nccl_diag`` role does on one host, computed from its ``HostPlan`` (pure).
+
+Single node: every host builds nccl-tests and runs each collective over all its GPUs. Several nodes
+(``profile.nodes > 1``): every host builds with MPI, and node 0 launches ``mpirun`` over the
+inventory's hosts in node-rank order, one rank per GPU, with the plan's NCCL matrix exported.
+
+Example::
+
+    >>> dp = diag_plan(plan, cluster_hosts=("gpu01", "gpu02"))
+    >>> dp.launcher, dp.runs[0].log
+    (True, '/var/lib/metalserve/diag/all_reduce.log')
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from pydantic import BaseModel, ConfigDict
+
+from metalserve.catalog.busbw import BusBwExpectation, expectation_for
+from metalserve.diag.commands import (
+    BuildSpec,
+    Collective,
+    RunSpec,
+    build_argv,
+    hostfile_text,
+    parse_version,
+    run_argv,
+    shell_line,
+)
+from metalserve.diag.judge import Topology, topology_of
+from metalserve.diag.spec import NcclTestsSource
+from metalserve.errors import PlanError
+from metalserve.plan import HostPlan
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CollectiveRun(_Frozen):
+    collective: Collective
+    argv: tuple[str, ...]
+    shell: str
+    log: str
+    json_report: str | None
+
+
+class DiagPlan(_Frozen):
+    host: str
+    profile_id: str
+    has_gpus: bool
+    multi_node: bool
+    launcher: bool
+    source: NcclTestsSource
+    src_dir: str
+    tarball: str | None
+    build_argv: tuple[str, ...]
+    build_stamp: str
+    build_digest: str
+    out_dir: str
+    hostfile_path: str | None
+    hostfile: str | None
+    runs: tuple[CollectiveRun, ...]
+    topology: Topology
+    expectation: BusBwExpectation
+    fail_host: bool
+    reports_dir: str
+
+    @property
+    def build_dir(self) -> str:
+        return f"{self.src_dir}/build"
+
+
+def _digest(*parts: object) -> str:
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
+
+
+def diag_plan(plan: HostPlan, cluster_hosts: tuple[str, ...] = ()) -> DiagPlan:
+    """The diagnostic for ``plan.host``; ``cluster_hosts`` are all nodes' addresses, rank order."""
+    spec, profile, layout = plan.spec.diag, plan.profile, plan.layout
+    multi_node = profile.nodes > 1
+    if multi_node and len(cluster_hosts) != profile.nodes:
+        raise PlanError(
+            f"host {plan.host}: nccl diagnostic: expected {profile.nodes} hosts of profile "
+            f"{profile.id} in the inventory, found {len(cluster_hosts)} — fix: list every node "
+            "with its metalserve.cluster.node_rank"
+        )
+    source = spec.source
+    src_dir = f"{layout.sources}/nccl-tests-{source.ref}"
+    gpu = profile.gpu
+    build = build_argv(
+        BuildSpec(
+            source_dir=src_dir,
+            cuda_home=spec.cuda_home,
+            nccl_home=spec.nccl_home,
+            compute_capabilities=(
+                (".".join(map(str, gpu.compute_capability)),) if gpu is not None else ("9.0",)
+            ),
+            mpi_home=spec.mpi_home if multi_node else None,
+        )
+    )
+    out_dir = f"{layout.data}/diag"
+    hostfile_path = f"{out_dir}/hostfile" if multi_node else None
+    fabric = plan.spec.fabric
+    oob = fabric.socket_ifname.lstrip("=") if fabric and fabric.socket_ifname else None
+    runs = []
+    for collective in spec.collectives:
+        log = f"{out_dir}/{collective.value}.log"
+        run = RunSpec(
+            build_dir=f"{src_dir}/build",
+            gpus_per_node=max(profile.gpus_per_node, 1),
+            collective=collective,
+            mode=spec.mode,
+            hosts=cluster_hosts if multi_node else (),
+            hostfile=hostfile_path,
+            nccl_env=plan.nccl.as_dict(),
+            oob_interface=oob,
+            tests_version=parse_version(source.ref),
+            json_path=f"{out_dir}/{collective.value}.json",
+        )
+        runs.append(
+            CollectiveRun(
+                collective=collective,
+                argv=run_argv(run),
+                shell=shell_line(run, log),
+                log=log,
+                json_report=run.json_path if run.writes_json else None,
+            )
+        )
+    node_rank = plan.spec.cluster.node_rank if plan.spec.cluster else 0
+    return DiagPlan(
+        host=plan.host,
+        profile_id=profile.id,
+        has_gpus=gpu is not None and profile.gpus_per_node > 0,
+        multi_node=multi_node,
+        launcher=not multi_node or node_rank == 0,
+        source=source,
+        src_dir=src_dir,
+        tarball=f"{layout.sources}/nccl-tests-{source.ref}.tar.gz"
+        if source.kind != "git"
+        else None,
+        build_argv=build,
+        build_stamp=f"{layout.state}/nccl-tests.build",
+        build_digest=_digest(source, build),
+        out_dir=out_dir,
+        hostfile_path=hostfile_path,
+        hostfile=hostfile_text(cluster_hosts, profile.gpus_per_node) if multi_node else None,
+        runs=tuple(runs),
+        topology=topology_of(profile),
+        expectation=expectation_for(profile.id, spec.expected_busbw),
+        fail_host=spec.fail_host,
+        reports_dir=spec.reports_dir,
+    )

@@ -1,0 +1,236 @@
+"""The diagnostic report: one versioned model per host and run, its summary, and run-to-run diffs.
+
+Pure: builds and reads models and text; ``metalserve.diag.files`` writes them to disk.
+
+Example::
+
+    >>> report = build_report(parsed, judgement, host="gpu01", profile_id="h100-sxm-8",
+    ...                       created_at="2026-11-23T18:00:00Z")
+    >>> print(summary_text(report).splitlines()[1])
+      verdict             PASS
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from metalserve.diag.judge import Judgement, Reason, Verdict, human_bytes
+from metalserve.diag.parse import NcclTestsRun, ParsedOutput, TransportSummary
+from metalserve.errors import ParseError
+
+SCHEMA_VERSION: Literal[1] = 1
+"""Bump when a field changes meaning or goes away; readers refuse other versions."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DiagReport(_Frozen):
+    """What one nccl-tests run on one host showed, and the verdict on it."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    host: str | None
+    profile_id: str | None
+    created_at: str
+    command: tuple[str, ...] = ()
+    run: NcclTestsRun
+    transport: TransportSummary
+    judgement: Judgement
+
+    @property
+    def verdict(self) -> Verdict:
+        return self.judgement.verdict
+
+    @property
+    def title(self) -> str:
+        where = f" on {self.host}" if self.host else ""
+        profile = f" (profile {self.profile_id})" if self.profile_id else ""
+        return f"nccl-tests {self.run.collective or 'run'}{where}{profile} — {self.created_at}"
+
+
+def build_report(
+    parsed: ParsedOutput,
+    judgement: Judgement,
+    *,
+    host: str | None,
+    profile_id: str | None,
+    created_at: str,
+    command: tuple[str, ...] = (),
+) -> DiagReport:
+    return DiagReport(
+        host=host,
+        profile_id=profile_id,
+        created_at=created_at,
+        command=command,
+        run=parsed.run,
+        transport=parsed.transport,
+        judgement=judgement,
+    )
+
+
+def report_json(report: DiagReport) -> str:
+    return report.model_dump_json(indent=2) + "\n"
+
+
+def load_report(text: str, name: str = "report") -> DiagReport:
+    """Read a report written by :func:`report_json`; one-line ParseError otherwise."""
+    try:
+        data: Any = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ParseError(
+            f"{name}: expected a metalserve diag report (JSON), found invalid JSON "
+            f"({exc.msg}, line {exc.lineno}) — fix: pass the .json written by diag parse or the role"
+        ) from None
+    version = data.get("schema_version") if isinstance(data, dict) else None
+    if version != SCHEMA_VERSION:
+        raise ParseError(
+            f"{name}: expected a diag report with schema_version {SCHEMA_VERSION}, found "
+            f"{version!r} — fix: regenerate it with 'metalserve diag parse LOG'"
+        )
+    try:
+        return DiagReport.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ParseError(
+            f"{name}: expected a valid diag report, found {where}: {first['msg']} — fix: "
+            "regenerate it with 'metalserve diag parse LOG'"
+        ) from None
+
+
+# --------------------------------------------------------------------------- summary
+
+
+def _transports_line(transport: TransportSummary) -> str:
+    parts = [f"{kind}×{n}" for kind, n in sorted(transport.channels.items())]
+    if transport.gdrdma:
+        parts.append("GDRDMA")
+    if transport.nvls_channels:
+        parts.append(f"NVLS×{transport.nvls_channels}")
+    return ", ".join(parts) if parts else "not logged (run with NCCL_DEBUG=INFO)"
+
+
+def _row(label: str, value: str) -> str:
+    return f"  {label:<19} {value}"
+
+
+def summary_text(report: DiagReport) -> str:
+    """A short summary a person reads after a run: the verdict first, then why."""
+    run, j = report.run, report.judgement
+    lines = [report.title, _row("verdict", j.verdict.value)]
+    if run.avg_busbw_text is not None:
+        lines.append(
+            _row("avg bus bandwidth", f"{run.avg_busbw_text} GB/s (as nccl-tests printed)")
+        )
+    if (peak := run.peak_busbw) is not None:
+        at = next(r.size for r in run.rows if r.best_busbw == peak)
+        lines.append(_row("peak bus bandwidth", f"{peak:g} GB/s at {human_bytes(at)}"))
+    if j.measured_busbw is not None and j.expected_busbw is not None and j.ratio is not None:
+        lines.append(
+            _row(
+                "expected",
+                f"{j.expected_busbw:g} GB/s at ≥ 1 GiB; measured {j.measured_busbw:g} "
+                f"({j.ratio * 100:.0f} %)",
+            )
+        )
+    ranks = len(run.devices) or report.transport.n_ranks
+    hosts = len(run.hosts) or report.transport.n_nodes
+    versions = ", ".join(
+        v
+        for v in (
+            f"NCCL {run.nccl_version}" if run.nccl_version else "",
+            f"nccl-tests {run.tests_version}" if run.tests_version else "",
+        )
+        if v
+    )
+    lines.append(
+        _row(
+            "ranks",
+            f"{ranks if ranks is not None else '?'} on {hosts or '?'} host(s)"
+            + (f"; {versions}" if versions else ""),
+        )
+    )
+    lines.append(_row("transports", _transports_line(report.transport)))
+    lines.append("  reasons")
+    lines += [f"    {r.verdict.value:<7} {r.message}" for r in j.reasons]
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- compare
+
+
+class SizeDelta(_Frozen):
+    size: int
+    before: float | None
+    after: float | None
+
+    @property
+    def change(self) -> float | None:
+        if self.before is None or self.after is None or self.before == 0:
+            return None
+        return (self.after - self.before) / self.before
+
+
+class Comparison(_Frozen):
+    """Run B against run A (say, after a driver upgrade against before)."""
+
+    before: str
+    after: str
+    verdict_before: Verdict
+    verdict_after: Verdict
+    avg_before: str | None
+    avg_after: str | None
+    sizes: tuple[SizeDelta, ...]
+    reasons_gone: tuple[Reason, ...]
+    reasons_new: tuple[Reason, ...]
+    nccl_before: str | None
+    nccl_after: str | None
+
+
+def _busbw_by_size(run: NcclTestsRun) -> dict[int, float | None]:
+    return {r.size: r.best_busbw for r in run.rows}
+
+
+def compare(a: DiagReport, b: DiagReport) -> Comparison:
+    before, after = _busbw_by_size(a.run), _busbw_by_size(b.run)
+    sizes = sorted(set(before) | set(after))
+    codes_a = {r.code for r in a.judgement.reasons}
+    codes_b = {r.code for r in b.judgement.reasons}
+    return Comparison(
+        before=a.title,
+        after=b.title,
+        verdict_before=a.verdict,
+        verdict_after=b.verdict,
+        avg_before=a.run.avg_busbw_text,
+        avg_after=b.run.avg_busbw_text,
+        sizes=tuple(SizeDelta(size=s, before=before.get(s), after=after.get(s)) for s in sizes),
+        reasons_gone=tuple(r for r in a.judgement.reasons if r.code not in codes_b),
+        reasons_new=tuple(r for r in b.judgement.reasons if r.code not in codes_a),
+        nccl_before=a.run.nccl_version,
+        nccl_after=b.run.nccl_version,
+    )
+
+
+def _fmt(value: float | None) -> str:
+    return "—" if value is None else f"{value:g}"
+
+
+def comparison_text(c: Comparison) -> str:
+    lines = [f"A: {c.before}", f"B: {c.after}"]
+    lines.append(_row("verdict", f"{c.verdict_before.value} → {c.verdict_after.value}"))
+    lines.append(_row("avg bus bandwidth", f"{c.avg_before or '—'} → {c.avg_after or '—'} GB/s"))
+    if c.nccl_before != c.nccl_after:
+        lines.append(_row("NCCL", f"{c.nccl_before or '?'} → {c.nccl_after or '?'}"))
+    lines.append(f"  {'size':>10}  {'A busbw':>9}  {'B busbw':>9}  change")
+    for d in c.sizes:
+        change = "" if d.change is None else f"{d.change * 100:+.1f} %"
+        lines.append(
+            f"  {human_bytes(d.size):>10}  {_fmt(d.before):>9}  {_fmt(d.after):>9}  {change}"
+        )
+    lines += [f"  gone:  {r.verdict.value:<7} {r.message}" for r in c.reasons_gone]
+    lines += [f"  new:   {r.verdict.value:<7} {r.message}" for r in c.reasons_new]
+    return "\n".join(lines) + "\n"

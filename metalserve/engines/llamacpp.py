@@ -1,0 +1,74 @@
+"""``llama-server`` settings. Flag spellings: engine-facts.md §3 (llama.cpp 0c1e57098)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import field_validator
+
+from metalserve.catalog.pins import LLAMA_CPP
+from metalserve.engines.base import EngineBase, flag
+
+QUANT_BITS_PER_WEIGHT: dict[str, float] = {
+    "Q4_K_S": 4.58, "Q4_K_M": 4.85, "Q5_K_M": 5.69, "Q6_K": 6.56, "Q8_0": 8.5, "F16": 16.0,
+}  # fmt: skip
+"""``llama-quantize`` types metalserve offers, with their average bits per weight
+(llama.cpp tools/quantize README, measured on 7B-8B models)."""
+
+
+DEFAULT_PORT = 8080
+"""The port the engine binds when --port is not given (engine-facts.md)."""
+
+
+class LlamaCppSettings(EngineBase):
+    """Example::
+
+    LlamaCppSettings(n_gpu_layers=48, tensor_split=[24, 24, 24, 24]).argv("glm52-Q4_K_M.gguf")
+    """
+
+    name: Literal["llamacpp"] = "llamacpp"
+    version: str = LLAMA_CPP.version
+    quant: str = "Q4_K_M"
+    n_gpu_layers: int | Literal["auto", "all"] | None = flag("--n-gpu-layers")
+    tensor_split: list[int] | None = flag("--tensor-split", join=",")
+    split_mode: Literal["none", "layer", "row", "tensor"] | None = flag("--split-mode")
+    ctx_size: int | None = flag("--ctx-size", ge=0)
+    parallel: int | None = flag("--parallel", ge=1)
+    flash_attn: Literal["on", "off", "auto"] | None = flag("--flash-attn")
+    cache_type_k: str | None = flag("--cache-type-k")
+    cache_type_v: str | None = flag("--cache-type-v")
+    override_tensor: str | None = flag("--override-tensor")
+    n_cpu_moe: int | None = flag("--n-cpu-moe", ge=0)
+    threads: int | None = flag("--threads", ge=1)
+    load_mode: Literal["auto", "none", "mmap", "mlock", "mmap+mlock", "dio"] | None = flag(
+        "--load-mode"
+    )
+    metrics: bool | None = flag("--metrics")
+    host: str | None = flag("--host")
+    port: int | None = flag("--port", ge=1, le=65535)
+
+    @property
+    def listen_port(self) -> int:
+        return self.port or DEFAULT_PORT
+
+    @field_validator("quant")
+    @classmethod
+    def _known_quant(cls, quant: str) -> str:
+        if quant not in QUANT_BITS_PER_WEIGHT:
+            raise ValueError(
+                f"unknown quant {quant!r} (offered: {', '.join(QUANT_BITS_PER_WEIGHT)})"
+            )
+        return quant
+
+    @property
+    def max_model_len(self) -> int | None:
+        return self.ctx_size or None
+
+    def argv(
+        self,
+        model: str,
+        executable: tuple[str, ...] = ("llama-server",),
+        api_key_file: str | None = None,
+    ) -> list[str]:
+        key = ["--api-key-file", api_key_file] if api_key_file else []
+        return [*executable, "-m", model, *self.options_argv(), *key]

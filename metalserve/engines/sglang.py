@@ -1,0 +1,73 @@
+"""SGLang server settings. Flag spellings and defaults: engine-facts.md §2 (SGLang 0.5.23)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from metalserve.catalog.pins import SGLANG
+from metalserve.engines.base import EngineBase, flag
+
+ASSUMED_MEM_FRACTION_STATIC = 0.88
+"""SGLang picks --mem-fraction-static from the GPU's memory at start; sizing assumes this when unset."""
+
+ENTRYPOINTS: dict[str, tuple[str, ...]] = {
+    # 0.5.23 warns that `sglang serve` is the recommended entrypoint; the seed uses the module form.
+    "serve": ("sglang", "serve"),
+    "launch_server": ("python", "-m", "sglang.launch_server"),
+}
+
+
+DEFAULT_PORT = 30000
+"""The port the engine binds when --port is not given (engine-facts.md)."""
+
+
+class SglangSettings(EngineBase):
+    """Example::
+
+    SglangSettings(tp_size=8, mem_fraction_static=0.9).argv("zai-org/GLM-5.2-FP8")
+    """
+
+    name: Literal["sglang"] = "sglang"
+    version: str = SGLANG.version
+    entrypoint: Literal["serve", "launch_server"] = "serve"
+    served_model_name: str | None = flag("--served-model-name")
+    trust_remote_code: bool | None = flag("--trust-remote-code")
+    tp_size: int | None = flag("--tp-size", ge=1)
+    dp_size: int | None = flag("--dp-size", ge=1)
+    pp_size: int | None = flag("--pp-size", ge=1)
+    ep_size: int | None = flag("--ep-size", ge=1)
+    mem_fraction_static: float | None = flag("--mem-fraction-static", gt=0, le=1)
+    context_length: int | None = flag("--context-length", ge=1)
+    kv_cache_dtype: str | None = flag("--kv-cache-dtype")
+    enable_mixed_chunk: bool | None = flag("--enable-mixed-chunk")
+    reasoning_parser: str | None = flag("--reasoning-parser")
+    tool_call_parser: str | None = flag("--tool-call-parser")
+    speculative_algorithm: str | None = flag("--speculative-algorithm")
+    speculative_num_steps: int | None = flag("--speculative-num-steps", ge=1)
+    speculative_eagle_topk: int | None = flag("--speculative-eagle-topk", ge=1)
+    speculative_num_draft_tokens: int | None = flag("--speculative-num-draft-tokens", ge=1)
+    nnodes: int | None = flag("--nnodes", ge=1)
+    node_rank: int | None = flag("--node-rank", ge=0)
+    dist_init_addr: str | None = flag("--dist-init-addr")
+    host: str | None = flag("--host")
+    port: int | None = flag("--port", ge=1, le=65535)
+
+    @property
+    def listen_port(self) -> int:
+        return self.port or DEFAULT_PORT
+
+    @property
+    def memory_fraction(self) -> float:
+        return self.mem_fraction_static or ASSUMED_MEM_FRACTION_STATIC
+
+    @property
+    def parallel(self) -> tuple[int, int]:
+        return self.tp_size or 1, self.pp_size or 1
+
+    @property
+    def max_model_len(self) -> int | None:
+        return self.context_length
+
+    def argv(self, model: str, executable: tuple[str, ...] | None = None) -> list[str]:
+        exe = executable or ENTRYPOINTS[self.entrypoint]
+        return [*exe, "--model-path", model, *self.options_argv()]

@@ -1,0 +1,79 @@
+"""``vllm serve`` settings. Flag spellings and defaults: engine-facts.md §1 (vLLM 0.33.0)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import model_validator
+
+from metalserve.catalog.pins import VLLM
+from metalserve.engines.base import EngineBase, flag
+
+DEFAULT_GPU_MEMORY_UTILIZATION = 0.92
+"""vLLM 0.33 default for --gpu-memory-utilization (vllm/config/cache.py)."""
+
+
+DEFAULT_PORT = 8000
+"""The port the engine binds when --port is not given (engine-facts.md)."""
+
+
+class VllmSettings(EngineBase):
+    """Example::
+
+    VllmSettings(tensor_parallel_size=8, kv_cache_dtype="fp8").argv("zai-org/GLM-5.2-FP8")
+    """
+
+    name: Literal["vllm"] = "vllm"
+    version: str = VLLM.version
+    served_model_name: str | None = flag("--served-model-name")
+    trust_remote_code: bool | None = flag("--trust-remote-code")
+    tensor_parallel_size: int | None = flag("--tensor-parallel-size", ge=1)
+    pipeline_parallel_size: int | None = flag("--pipeline-parallel-size", ge=1)
+    data_parallel_size: int | None = flag("--data-parallel-size", ge=1)
+    enable_expert_parallel: bool | None = flag("--enable-expert-parallel")
+    gpu_memory_utilization: float | None = flag("--gpu-memory-utilization", gt=0, le=1)
+    max_model_len: int | None = flag("--max-model-len", ge=1)
+    max_num_seqs: int | None = flag("--max-num-seqs", ge=1)
+    kv_cache_dtype: str | None = flag("--kv-cache-dtype")
+    enable_prefix_caching: bool | None = flag(
+        "--enable-prefix-caching", negative="--no-enable-prefix-caching"
+    )
+    max_num_batched_tokens: int | None = flag("--max-num-batched-tokens", ge=1)
+    reasoning_parser: str | None = flag("--reasoning-parser")
+    tool_call_parser: str | None = flag("--tool-call-parser")
+    enable_auto_tool_choice: bool | None = flag("--enable-auto-tool-choice")
+    speculative_config: dict[str, Any] | None = flag("--speculative-config")
+    safetensors_load_strategy: str | None = flag("--safetensors-load-strategy")
+    enforce_eager: bool | None = flag("--enforce-eager")
+    download_dir: str | None = flag("--download-dir")
+    nnodes: int | None = flag("--nnodes", ge=1)
+    node_rank: int | None = flag("--node-rank", ge=0)
+    master_addr: str | None = flag("--master-addr")
+    master_port: int | None = flag("--master-port", ge=1, le=65535)
+    headless: bool | None = flag("--headless")
+    host: str | None = flag("--host")
+    port: int | None = flag("--port", ge=1, le=65535)
+
+    @property
+    def listen_port(self) -> int:
+        return self.port or DEFAULT_PORT
+
+    @model_validator(mode="after")
+    def _auto_tool_choice_needs_parser(self) -> VllmSettings:
+        if self.enable_auto_tool_choice and not self.tool_call_parser:
+            raise ValueError(
+                "enable_auto_tool_choice needs tool_call_parser (vLLM raises TypeError at startup "
+                "without it) — set tool_call_parser, e.g. glm47"
+            )
+        return self
+
+    @property
+    def memory_fraction(self) -> float:
+        return self.gpu_memory_utilization or DEFAULT_GPU_MEMORY_UTILIZATION
+
+    @property
+    def parallel(self) -> tuple[int, int]:
+        return self.tensor_parallel_size or 1, self.pipeline_parallel_size or 1
+
+    def argv(self, model: str, executable: tuple[str, ...] = ("vllm",)) -> list[str]:
+        return [*executable, "serve", model, *self.options_argv()]

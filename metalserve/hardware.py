@@ -1,0 +1,114 @@
+"""Typed descriptions of GPUs and of the machines (profiles) built from them."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+GB = 1_000_000_000
+"""Decimal gigabyte: vendors and the seeds size GPU memory and checkpoints in GB, not GiB."""
+GIB = 1 << 30
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Interconnect(StrEnum):
+    """How the GPUs inside one node talk to each other."""
+
+    NVSWITCH = "nvswitch"  # NVLink through NVSwitch chips: all-to-all, needs fabric manager
+    NVLINK = "nvlink"  # direct NVLink between GPUs, no switch
+    PCIE = "pcie"  # PCIe only
+    UNIFIED = "unified"  # one GPU sharing memory with the CPU (GB10)
+
+
+class NetworkFabric(StrEnum):
+    """How the nodes of a multi-node profile talk to each other."""
+
+    INFINIBAND = "infiniband"
+    ROCE_V2 = "roce_v2"
+
+
+class GpuModel(Frozen):
+    """One GPU product, with the facts sizing, drivers and NCCL depend on.
+
+    Example::
+
+        GpuModel(id="h100-sxm", name="NVIDIA H100 80GB HBM3", memory_gb=80, ...)
+    """
+
+    id: str
+    name: str = Field(description="as nvidia-smi prints it")
+    memory_gb: float = Field(gt=0, description="marketed memory per GPU, decimal GB")
+    compute_capability: tuple[int, int]
+    nvlink: bool
+    nvswitch_baseboard: bool = Field(description="sold on NVSwitch baseboards (HGX/DGX)")
+    fp8: bool
+    nvfp4: bool
+    open_kernel_modules_required: bool
+    fabric_manager_with_nvswitch: bool = Field(
+        description="needs nvidia-fabricmanager when on an NVSwitch baseboard"
+    )
+    pcie_p2p: bool = Field(description="the driver supports GPU peer-to-peer over PCIe")
+    source: str
+
+    @property
+    def memory_bytes(self) -> int:
+        return int(self.memory_gb * GB)
+
+    @property
+    def cuda_arch(self) -> str:
+        """The CMAKE_CUDA_ARCHITECTURES / sm number, e.g. ``90`` for Hopper."""
+        major, minor = self.compute_capability
+        return f"{major}{minor}"
+
+
+class HardwareProfile(Frozen):
+    """A machine setup users ask about: GPUs per node, nodes, interconnect, fabric, host RAM."""
+
+    id: str
+    description: str
+    gpu: GpuModel | None
+    gpus_per_node: int = Field(ge=0)
+    nodes: int = Field(ge=1)
+    interconnect: Interconnect | None
+    fabric: NetworkFabric | None = None
+    fabric_rate_gbps: int | None = Field(default=None, description="per data NIC")
+    nics_per_node: int = 0
+    host_ram_gb: float = Field(gt=0)
+    source: str
+
+    @property
+    def total_gpus(self) -> int:
+        return self.gpus_per_node * self.nodes
+
+    @property
+    def gpu_memory_bytes(self) -> int:
+        return self.gpu.memory_bytes if self.gpu else 0
+
+    @property
+    def total_gpu_memory_bytes(self) -> int:
+        return self.gpu_memory_bytes * self.total_gpus
+
+    @property
+    def multi_node(self) -> bool:
+        return self.nodes > 1
+
+    @property
+    def needs_fabric_manager(self) -> bool:
+        return (
+            self.gpu is not None
+            and self.interconnect is Interconnect.NVSWITCH
+            and self.gpu.fabric_manager_with_nvswitch
+        )
+
+    @property
+    def p2p_available(self) -> bool:
+        """GPU peer-to-peer works inside a node (NVLink, or PCIe where the driver allows it)."""
+        if self.gpu is None or self.gpus_per_node < 2:
+            return False
+        if self.interconnect in (Interconnect.NVSWITCH, Interconnect.NVLINK):
+            return True
+        return self.gpu.pcie_p2p

@@ -1,0 +1,76 @@
+"""Edge: load a pyinfra inventory file and plan every host in it, without connecting to any."""
+
+from __future__ import annotations
+
+import runpy
+from pathlib import Path
+
+from metalserve.errors import MetalserveError, SpecError
+from metalserve.modelfiles import checkpoint_for_spec
+from metalserve.plan import HostPlan, build_plan
+from metalserve.spec import DATA_KEY, host_spec
+
+
+def _is_host(item: object) -> bool:
+    return isinstance(item, str) or (
+        isinstance(item, tuple)
+        and len(item) == 2
+        and isinstance(item[0], str)
+        and isinstance(item[1], dict)
+    )
+
+
+def _group(value: object) -> tuple[list, dict] | None:
+    """pyinfra's group forms: ``[hosts]`` or ``([hosts], group_data)``."""
+    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], dict):
+        hosts, data = value
+    else:
+        hosts, data = value, {}
+    if isinstance(hosts, list | tuple) and hosts and all(_is_host(h) for h in hosts):
+        return list(hosts), data
+    return None
+
+
+def load_hosts(path: str | Path) -> dict[str, object]:
+    """``{host name: its metalserve data}`` in inventory order.
+
+    Reads pyinfra's inventory-file format (module-level lists of ``"name"`` or ``("name", data)``,
+    optionally ``(hosts, group_data)``; names starting with ``_`` are private) without importing
+    pyinfra's CLI, which monkey-patches the process with gevent.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MetalserveError(f"{path}: no such inventory file")
+    try:
+        namespace = runpy.run_path(str(path))
+    except Exception as exc:  # noqa: BLE001 - an inventory is user code; report it in one line
+        raise MetalserveError(
+            f"{path}: cannot load inventory: {type(exc).__name__}: {exc}"
+        ) from None
+    data: dict[str, dict] = {}
+    for name, value in namespace.items():
+        group = None if name.startswith("_") else _group(value)
+        if group is None:
+            continue
+        hosts, group_data = group
+        for host in hosts:
+            host_name, host_data = (host, {}) if isinstance(host, str) else host
+            merged = {**data.get(host_name, {}), **group_data, **host_data}
+            data[host_name] = merged
+    if not data:
+        raise MetalserveError(f"{path}: the inventory defines no hosts")
+    return {name: d.get(DATA_KEY) for name, d in data.items()}
+
+
+def plan_host(name: str, data: object) -> HostPlan:
+    spec = host_spec(name, data)
+    return build_plan(spec, checkpoint_for_spec(spec))
+
+
+def plan_inventory(path: str | Path, only: str | None = None) -> list[HostPlan]:
+    hosts = load_hosts(path)
+    if only is not None:
+        if only not in hosts:
+            raise SpecError(f"{path}: no host {only!r} (hosts: {', '.join(hosts)})")
+        hosts = {only: hosts[only]}
+    return [plan_host(name, data) for name, data in hosts.items()]

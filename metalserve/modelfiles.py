@@ -1,0 +1,67 @@
+"""Edge: read a checkpoint's ``config.json`` and safetensors index from a local directory.
+
+The pure parsing is in ``metalserve.architecture``; this module only opens the files.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from metalserve.architecture import architecture_from_config, weight_bytes_from_index
+from metalserve.checkpoint import Checkpoint, WeightFormat
+from metalserve.errors import SpecError
+from metalserve.spec import HostSpec
+
+INDEX = "model.safetensors.index.json"
+
+_DTYPE_BITS = {"bfloat16": 16, "float16": 16, "float32": 32, "float8_e4m3fn": 8}
+
+
+def _read_json(path: Path) -> object:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise SpecError(
+            f"{path}: not found — is this a Hugging Face checkpoint directory?"
+        ) from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise SpecError(f"{path}: unreadable JSON ({exc})") from None
+
+
+def checkpoint_from_dir(directory: str | Path, repo_id: str | None = None) -> Checkpoint:
+    """A ``Checkpoint`` for a local HF checkpoint: shape from config.json, bytes from the index
+    (or the size of a single ``model.safetensors``)."""
+    root = Path(directory).expanduser()
+    config = _read_json(root / "config.json")
+    arch = architecture_from_config(config)
+    if (root / INDEX).exists():
+        weight_bytes = weight_bytes_from_index(_read_json(root / INDEX))
+        source = f"{root / INDEX} metadata.total_size"
+    else:
+        shards = sorted(root.glob("*.safetensors"))
+        if not shards:
+            raise SpecError(
+                f"{root}: no {INDEX} and no *.safetensors — not a safetensors checkpoint"
+            )
+        weight_bytes = sum(s.stat().st_size for s in shards)
+        source = f"sum of {len(shards)} safetensors files in {root}"
+    dtype = config.get("torch_dtype") if isinstance(config, dict) else None
+    return Checkpoint(
+        id=repo_id or root.name,
+        repo_id=repo_id,
+        family=arch.model_type,
+        format=WeightFormat.SAFETENSORS,
+        weight_dtype=str(dtype or "unknown"),
+        bits_per_weight=_DTYPE_BITS.get(str(dtype)),
+        weight_bytes=weight_bytes,
+        weight_bytes_source=source,
+        architecture=arch,
+    )
+
+
+def checkpoint_for_spec(spec: HostSpec) -> Checkpoint | None:
+    """The checkpoint of a spec whose model lies in a local directory; None otherwise."""
+    if spec.model.local_dir:
+        return checkpoint_from_dir(spec.model.local_dir, spec.model.repo_id)
+    return None

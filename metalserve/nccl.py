@@ -1,0 +1,252 @@
+"""The NCCL environment for a host: one value per variable, each with the reason an operator reads.
+
+Example::
+
+    env = nccl_environment(PROFILES["h200-sxm-8"], fabric=None, expert_parallel=False)
+    env.as_dict()  # {"NCCL_SOCKET_IFNAME": "lo", "NCCL_IB_DISABLE": "1", ...}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from pydantic import Field
+
+from metalserve.catalog.nccl_vars import KNOWN_NCCL_VARIABLES
+from metalserve.errors import SpecError
+from metalserve.hardware import Frozen, HardwareProfile, Interconnect, NetworkFabric
+
+SEED_000 = "seed 000 'NCCL Tuning for Multi-GPU'"
+NCCL_ENV_DOC = "NCCL env.rst (docs.nvidia.com/deeplearning/nccl/user-guide/docs/env.html)"
+
+MOE_MIN_CHANNELS = 16
+"""Channel floor for cross-node expert all-to-all. Seed 000 claims a NCCL_MIN_NCHANNELS fix for a 40 %
+MoE all-to-all loss without giving the value; 16 matches the per-NIC channel count of an 8-NIC node.
+Verify with the diagnostic's alltoall run."""
+
+
+class FabricSpec(Frozen):
+    """The node's network names, from the inventory (they differ per site)."""
+
+    socket_ifname: str | None = Field(
+        default=None, description="bootstrap/OOB interface, e.g. ib0, bond0, enp1s0f0"
+    )
+    ib_hca: tuple[str, ...] = Field(default=(), description="data HCAs, e.g. mlx5_0 … mlx5_7")
+    gid_index: int | None = Field(default=None, ge=0, description="RoCE v2 IPv4 GID (show_gids)")
+    traffic_class: int | None = Field(
+        default=None, ge=0, le=255, description="NCCL_IB_TC: switch lossless class, DSCP<<2"
+    )
+
+
+class NcclSetting(Frozen):
+    name: str
+    value: str
+    reason: str
+    source: str
+
+
+class NcclEnvironment(Frozen):
+    settings: tuple[NcclSetting, ...]
+    warnings: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, str]:
+        return {s.name: s.value for s in self.settings}
+
+    def get(self, name: str) -> str | None:
+        return self.as_dict().get(name)
+
+
+def _single_node(profile: HardwareProfile) -> list[NcclSetting]:
+    settings = [
+        NcclSetting(
+            name="NCCL_SOCKET_IFNAME",
+            value="lo",
+            reason="one node: NCCL's bootstrap stays on loopback, never a docker or VLAN interface",
+            source=SEED_000,
+        ),
+        NcclSetting(
+            name="NCCL_IB_DISABLE",
+            value="1",
+            reason="one node: no inter-node network, so NCCL does not probe IB HCAs",
+            source=SEED_000,
+        ),
+    ]
+    if profile.interconnect in (Interconnect.NVSWITCH, Interconnect.NVLINK):
+        settings += [
+            NcclSetting(
+                name="NCCL_P2P_DISABLE",
+                value="0",
+                reason="keep GPU-direct P2P over NVLink; =1 is a crutch that costs 40-60 %",
+                source=SEED_000,
+            ),
+            NcclSetting(
+                name="NCCL_P2P_LEVEL",
+                value="NVL",
+                reason="use P2P where GPUs are joined by NVLink",
+                source=SEED_000,
+            ),
+        ]
+    elif profile.p2p_available:
+        settings.append(
+            NcclSetting(
+                name="NCCL_P2P_DISABLE",
+                value="0",
+                reason=(
+                    "PCIe cards with P2P: keep it on (=1 costs 40-60 %); if P2P is slow or hangs, "
+                    "fix ACS/IOMMU (iommu=pt, ACS off) rather than disabling it"
+                ),
+                source=f"{SEED_000}; operator-painpoints #14",
+            )
+        )
+    elif profile.gpus_per_node > 1 and profile.gpu is not None:
+        settings.append(
+            NcclSetting(
+                name="NCCL_P2P_DISABLE",
+                value="1",
+                reason=(
+                    f"{profile.gpu.name}: the driver has no PCIe P2P on this product, so NCCL goes "
+                    "through host shared memory anyway; declaring it avoids the hangs of drivers "
+                    "that advertised P2P and costs nothing here"
+                ),
+                source="blog.chlc.cc rtx4090-gpudirect-p2p-unlocked (~15 GB/s busbw without P2P)",
+            )
+        )
+    return settings
+
+
+def _multi_node(
+    profile: HardwareProfile, fabric: FabricSpec, expert_parallel: bool
+) -> list[NcclSetting]:
+    settings = [
+        NcclSetting(
+            name="NCCL_IB_DISABLE",
+            value="0",
+            reason="several nodes: use the RDMA fabric, not TCP sockets",
+            source=SEED_000,
+        ),
+        NcclSetting(
+            name="NCCL_SOCKET_IFNAME",
+            value=f"={fabric.socket_ifname}",
+            reason=(
+                "bootstrap interface, matched exactly ('=') so NCCL never picks docker0, lo or a "
+                "VLAN sub-interface sharing the prefix"
+            ),
+            source=f"{NCCL_ENV_DOC}; operator-painpoints #12",
+        ),
+        NcclSetting(
+            name="NCCL_IB_HCA",
+            value="=" + ",".join(fabric.ib_hca),
+            reason="only the data HCAs, exact names ('=': mlx5_1 would also match mlx5_10-19)",
+            source=NCCL_ENV_DOC,
+        ),
+        NcclSetting(
+            name="NCCL_NET_GDR_LEVEL",
+            value="5",
+            reason=(
+                "GPUDirect RDMA allowed up to SYS (5) so NIC↔GPU traffic skips host memory; needs "
+                "nvidia-peermem or DMA-BUF — the diagnostic checks NET/IB/GDRDMA in NCCL's log"
+            ),
+            source=SEED_000,
+        ),
+    ]
+    if profile.interconnect in (Interconnect.NVSWITCH, Interconnect.NVLINK):
+        settings.append(
+            NcclSetting(
+                name="NCCL_P2P_LEVEL",
+                value="NVL",
+                reason="inside each node, P2P over NVLink",
+                source=SEED_000,
+            )
+        )
+    if profile.fabric is NetworkFabric.ROCE_V2:
+        settings += [
+            NcclSetting(
+                name="NCCL_IB_GID_INDEX",
+                value=str(fabric.gid_index),
+                reason=(
+                    "RoCE v2 with a routable IPv4 GID (show_gids); a link-local or RoCE v1 GID gives "
+                    "'completion with error 12' and timeouts"
+                ),
+                source=f"{NCCL_ENV_DOC}; operator-painpoints #10; OCI pins 3",
+            ),
+            NcclSetting(
+                name="NCCL_IB_TC",
+                value=str(fabric.traffic_class),
+                reason="traffic class of the switches' lossless (PFC/ECN) queue: DSCP << 2",
+                source=f"{NCCL_ENV_DOC}; operator-painpoints #11 (106 = DSCP 26)",
+            ),
+        ]
+    if expert_parallel:
+        settings.append(
+            NcclSetting(
+                name="NCCL_MIN_NCHANNELS",
+                value=str(MOE_MIN_CHANNELS),
+                reason=(
+                    "expert parallelism across nodes is all-to-all heavy; a channel floor keeps "
+                    "every NIC busy (check with the diagnostic's alltoall)"
+                ),
+                source=f"{SEED_000} (NCCL_MIN_NCHANNELS tuning for MoE all-to-all)",
+            )
+        )
+    return settings
+
+
+def _require_fabric(profile: HardwareProfile, fabric: FabricSpec | None) -> FabricSpec:
+    fabric = fabric or FabricSpec()
+    missing = []
+    if not fabric.socket_ifname:
+        missing.append(("socket_ifname", "the bootstrap interface, e.g. ib0 or bond0"))
+    if not fabric.ib_hca:
+        missing.append(("ib_hca", "the data HCAs, e.g. [mlx5_0, mlx5_3]"))
+    if profile.fabric is NetworkFabric.ROCE_V2:
+        if fabric.gid_index is None:
+            missing.append(("gid_index", "the RoCE v2 IPv4 GID index from show_gids, usually 3"))
+        if fabric.traffic_class is None:
+            missing.append(("traffic_class", "the lossless traffic class, e.g. 106"))
+    if missing:
+        field, fix = missing[0]
+        raise SpecError(
+            f"fabric.{field}: required for multi-node profile {profile.id} — fix: set it to {fix}"
+        )
+    return fabric
+
+
+def nccl_environment(
+    profile: HardwareProfile,
+    fabric: FabricSpec | None = None,
+    *,
+    expert_parallel: bool = False,
+    overrides: Mapping[str, str] | None = None,
+) -> NcclEnvironment:
+    """The NCCL variables for ``profile``; inventory ``overrides`` win over the matrix."""
+    if profile.gpu is None or profile.total_gpus < 2:
+        base: list[NcclSetting] = []
+    elif profile.multi_node:
+        base = _multi_node(profile, _require_fabric(profile, fabric), expert_parallel)
+    else:
+        base = _single_node(profile)
+    by_name = {s.name: s for s in base}
+    warnings = []
+    for name, value in (overrides or {}).items():
+        if not name.startswith("NCCL_"):
+            raise SpecError(
+                f"nccl.{name}: only NCCL_* variables belong here — fix: rename or move it"
+            )
+        if name not in KNOWN_NCCL_VARIABLES:
+            warnings.append(f"unknown NCCL variable {name} (not in NCCL's documented list) — typo?")
+        if name == "NCCL_P2P_DISABLE" and str(value) == "1" and profile.p2p_available:
+            warnings.append(
+                "NCCL_P2P_DISABLE=1 on GPUs that support P2P costs 40-60 % of bus bandwidth; "
+                "fix ACS/IOMMU instead (operator-painpoints #14)"
+            )
+        by_name[name] = NcclSetting(
+            name=name, value=str(value), reason="inventory override", source="inventory"
+        )
+    return NcclEnvironment(settings=tuple(by_name.values()), warnings=tuple(warnings))
+
+
+def distributed_environment(fabric: FabricSpec | None, multi_node: bool) -> dict[str, str]:
+    """torch/Gloo needs the same interface as NCCL across nodes (operator-painpoints #18)."""
+    if not multi_node or fabric is None or not fabric.socket_ifname:
+        return {}
+    return {"GLOO_SOCKET_IFNAME": fabric.socket_ifname}

@@ -1,0 +1,91 @@
+"""Where packages, wheels, sources and weights come from: online, a mirror, or an offline bundle.
+
+A sovereign (air-gapped) site uses the same roles with mirror or bundle sources.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from metalserve.hardware import Frozen
+
+
+class SourceKind(StrEnum):
+    ONLINE = "online"  # the vendor's public repository / PyPI / Hugging Face Hub
+    MIRROR = "mirror"  # a site-local mirror reached over the network (apt repo, index, HF_ENDPOINT)
+    BUNDLE = "bundle"  # files pushed from the control host over SSH (nothing fetched by the host)
+
+
+class AptSource(Frozen):
+    kind: SourceKind = SourceKind.ONLINE
+    url: str | None = Field(default=None, description="mirror: a flat repo URL ('deb URL ./')")
+    path: str | None = Field(
+        default=None,
+        description="bundle: a flat repo directory (debs + Packages) on the control host",
+    )
+
+    @model_validator(mode="after")
+    def _needs_location(self) -> AptSource:
+        if self.kind is SourceKind.MIRROR and not self.url:
+            raise ValueError("a mirror apt source needs url, e.g. http://10.0.0.1:8080/apt")
+        if self.kind is SourceKind.BUNDLE and not self.path:
+            raise ValueError("a bundle apt source needs path (a flat repo dir on the control host)")
+        return self
+
+
+class PythonSource(Frozen):
+    kind: SourceKind = SourceKind.ONLINE
+    index_url: str | None = Field(default=None, description="mirror: a PEP 503 index or find-links")
+    wheelhouse: str | None = Field(
+        default=None, description="bundle: a directory on the control host"
+    )
+
+
+class LlamaCppSource(Frozen):
+    kind: Literal["tarball", "git", "local"] = "tarball"
+    url: str | None = Field(default=None, description="tarball URL or git remote")
+    path: str | None = Field(default=None, description="local: a tarball on the control host")
+    sha256: str | None = None
+
+
+class WeightsSource(Frozen):
+    kind: SourceKind = SourceKind.ONLINE
+    endpoint: str | None = Field(default=None, description="mirror: HF_ENDPOINT of a hub mirror")
+    path: str | None = Field(default=None, description="bundle: a snapshot dir on the control host")
+
+    @model_validator(mode="after")
+    def _needs_location(self) -> WeightsSource:
+        if self.kind is SourceKind.MIRROR and not self.endpoint:
+            raise ValueError("a mirror weights source needs endpoint (the hub mirror's URL)")
+        if self.kind is SourceKind.BUNDLE and not self.path:
+            raise ValueError("a bundle weights source needs path (a snapshot on the control host)")
+        return self
+
+
+class Sources(Frozen):
+    apt: AptSource = AptSource()
+    python: PythonSource = PythonSource()
+    llamacpp: LlamaCppSource = LlamaCppSource()
+    weights: WeightsSource = WeightsSource()
+
+
+WHEELHOUSE_DIR = "/var/cache/metalserve/wheels"
+"""Where a bundled wheelhouse is pushed on the host."""
+
+
+def pip_source_args(source: PythonSource) -> list[str]:
+    """pip options that make ``source`` the only place wheels come from.
+
+    Example::
+
+        pip_source_args(PythonSource(kind="mirror", index_url="http://10.0.0.1/simple"))
+        # ['--index-url', 'http://10.0.0.1/simple']
+    """
+    if source.kind is SourceKind.MIRROR and source.index_url:
+        return ["--index-url", source.index_url]
+    if source.kind is SourceKind.BUNDLE:
+        return ["--no-index", "--find-links", WHEELHOUSE_DIR]
+    return []

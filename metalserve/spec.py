@@ -1,0 +1,161 @@
+"""Validate one inventory host's ``metalserve`` data into a typed ``HostSpec``.
+
+Example::
+
+    spec = host_spec("gpu01", {"profile": "h200-sxm-8", "model": {"checkpoint": "zai-org/GLM-5.2-FP8"},
+                               "engine": {"name": "vllm", "tensor_parallel_size": 8}})
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from metalserve.catalog.nvidia_stack import NvidiaStack
+from metalserve.catalog.profiles import PROFILES
+from metalserve.diag.spec import DiagSpec
+from metalserve.engines import EngineSettings
+from metalserve.errors import MetalserveError, SpecError
+from metalserve.hardware import Frozen
+from metalserve.nccl import FabricSpec
+from metalserve.sources import Sources
+
+DATA_KEY = "metalserve"
+SECRET_WORDS = ("TOKEN", "SECRET", "PASSWORD", "API_KEY", "APIKEY")
+
+
+class ModelRef(Frozen):
+    """A catalogue checkpoint; or a hub repo id, a local directory on the control host, or both
+    (the directory is then read to plan and size the repo without fetching it)."""
+
+    checkpoint: str | None = Field(
+        default=None, description="a catalogue id, e.g. zai-org/GLM-5.2-FP8"
+    )
+    repo_id: str | None = Field(default=None, description="any Hugging Face repo id")
+    revision: str = "main"
+    local_dir: str | None = Field(default=None, description="a checkpoint dir on the control host")
+    served_name: str | None = None
+
+    @model_validator(mode="after")
+    def _one_model(self) -> ModelRef:
+        if self.checkpoint and (self.repo_id or self.local_dir):
+            raise ValueError("give a catalogue checkpoint, or repo_id/local_dir, not both")
+        if not (self.checkpoint or self.repo_id or self.local_dir):
+            raise ValueError("give one of checkpoint, repo_id or local_dir")
+        return self
+
+    @property
+    def name(self) -> str:
+        """The id clients use: served_name, else the repo id / checkpoint / directory name."""
+        ref = self.served_name or self.checkpoint or self.repo_id or self.local_dir or ""
+        return ref.rstrip("/")
+
+
+class ClusterSpec(Frozen):
+    """Multi-node: this host's place in the cluster."""
+
+    node_rank: int = Field(ge=0)
+    head_address: str = Field(description="address of node 0 reachable from every node")
+    port: int = Field(default=29500, ge=1, le=65535)
+
+
+class SecretsSpec(Frozen):
+    """Secrets are files on the control host; the deploy copies them 0600 and units load them as
+    systemd credentials. Their contents never enter argv, unit files or logs."""
+
+    hf_token_file: str | None = None
+    api_key_file: str | None = None
+
+
+class ServiceSpec(Frozen):
+    name: str | None = Field(default=None, pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+    user: str = Field(default="metalserve", pattern=r"^[a-z_][a-z0-9_-]*$")
+    keep_warm_minutes: int | None = Field(
+        default=None, ge=1, description="ping /health this often (seed 004: every 14 min)"
+    )
+    health_timeout_s: int = Field(default=1800, ge=10)
+
+
+class HostSpec(Frozen):
+    host: str
+    profile: str
+    model: ModelRef
+    engine: EngineSettings
+    fabric: FabricSpec | None = None
+    cluster: ClusterSpec | None = None
+    nccl: dict[str, str] = Field(default_factory=dict, description="NCCL_* overrides")
+    env: dict[str, str] = Field(
+        default_factory=dict,
+        description="extra engine environment (no secrets), e.g. HF_XET_HIGH_PERFORMANCE",
+    )
+    sources: Sources = Sources()
+    secrets: SecretsSpec = SecretsSpec()
+    service: ServiceSpec = ServiceSpec()
+    diag: DiagSpec = DiagSpec()
+    nvidia: NvidiaStack = NvidiaStack()
+
+    @field_validator("env")
+    @classmethod
+    def _no_secrets_in_env(cls, env: dict[str, str]) -> dict[str, str]:
+        for name in env:
+            if any(word in name.upper() for word in SECRET_WORDS):
+                raise ValueError(
+                    f"{name} looks like a secret; env is written to a world-readable file — "
+                    "fix: put it in metalserve.secrets as a file"
+                )
+        return env
+
+    @field_validator("profile")
+    @classmethod
+    def _profile_known(cls, profile: str) -> str:
+        if profile not in PROFILES:
+            raise ValueError(f"unknown hardware profile (known: {', '.join(PROFILES)})")
+        return profile
+
+
+_FIXES = {
+    "extra_forbidden": "remove it or fix its spelling",
+    "missing": "add it",
+    "literal_error": "use one of the listed values",
+    "union_tag_invalid": "set engine.name to vllm, sglang or llamacpp",
+    "union_tag_not_found": "set engine.name to vllm, sglang or llamacpp",
+}
+
+
+def _one_line(host: str, exc: ValidationError) -> SpecError:
+    err = exc.errors(include_url=False)[0]
+    loc = [str(p) for p in err["loc"] if not str(p).startswith("function-")]
+    # pydantic names the union member in the path (engine.vllm.port); the user wrote engine.port
+    loc = [
+        p
+        for i, p in enumerate(loc)
+        if not (i > 0 and loc[i - 1] == "engine" and p in ("vllm", "sglang", "llamacpp"))
+    ]
+    field = ".".join([DATA_KEY, *loc]) if loc else DATA_KEY
+    message = str(err["msg"]).removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        message = "unknown key"
+    got = err.get("input")
+    if err["type"] not in ("missing", "extra_forbidden") and not isinstance(got, dict | list):
+        message += f" (got {got!r})"
+    if " — " in message:  # the validator already says what to do
+        return SpecError(f"host {host}: {field}: {message}")
+    fix = _FIXES.get(err["type"], "correct the value in the inventory")
+    return SpecError.at(host, field, message, fix)
+
+
+def host_spec(host: str, data: Any) -> HostSpec:
+    """The validated spec of one host, or a one-line ``SpecError`` naming host, field and fix."""
+    if not isinstance(data, dict):
+        raise SpecError.at(
+            host, DATA_KEY, "missing or not a mapping", "add the metalserve host data"
+        )
+    try:
+        return HostSpec(host=host, **data)
+    except ValidationError as exc:
+        raise _one_line(host, exc) from None
+    except MetalserveError as exc:
+        raise SpecError(f"host {host}: {exc}") from None
+    except TypeError as exc:
+        raise SpecError.at(host, DATA_KEY, str(exc), "check the host data keys") from None

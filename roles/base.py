@@ -1,0 +1,70 @@
+"""What every role shares: the current host's plan, and the phase order roles are run in.
+
+Roles are cmdeploy-style: each concern (``roles/<concern>/``) exposes ``install``, ``configure`` and
+``activate`` @deploy functions taking the plan. ``run_phases`` runs install on every role, then
+configure on every role, then activate — so nothing is started before everything is configured.
+
+Example (a deploy file)::
+
+    from roles import base, llamacpp, units
+    base.run_phases([llamacpp, units])
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from types import ModuleType
+
+from pyinfra import host
+from pyinfra.api.operation import OperationMeta
+
+from metalserve.errors import MetalserveError
+from metalserve.modelfiles import checkpoint_for_spec
+from metalserve.plan import HostPlan, build_plan
+from metalserve.spec import DATA_KEY, host_spec
+
+PHASES = ("install", "configure", "activate")
+
+_plans: dict[str, HostPlan] = {}
+
+
+class RoleError(MetalserveError):
+    """A host that failed a role's check: one line, expected vs found."""
+
+
+def current_plan() -> HostPlan:
+    """The plan of the host pyinfra is working on, validated once per host data."""
+    data = host.data.get(DATA_KEY)
+    key = f"{host.name}:{json.dumps(data, sort_keys=True, default=str)}"
+    if key not in _plans:
+        spec = host_spec(host.name, data)
+        _plans[key] = build_plan(spec, checkpoint_for_spec(spec))
+    return _plans[key]
+
+
+_changes: dict[tuple[int, str, str], list[OperationMeta]] = {}
+
+
+def record_changes(topic: str, *ops: OperationMeta) -> None:
+    """Remember operations whose change matters to a later role (e.g. a restart), per run and host."""
+    _changes.setdefault((id(host.state), host.name, topic), []).extend(ops)
+
+
+def recorded_changes(topic: str) -> list[OperationMeta]:
+    return list(_changes.get((id(host.state), host.name, topic), []))
+
+
+SERVICE_INPUTS = "service-inputs"
+"""Files the engine service reads at start: a change means a restart."""
+
+
+def run_phases(roles: Iterable[ModuleType], plan: HostPlan | None = None) -> None:
+    """Run each phase across all ``roles`` in order; a role may leave a phase out."""
+    plan = plan or current_plan()
+    roles = list(roles)
+    for phase in PHASES:
+        for role in roles:
+            step = getattr(role, phase, None)
+            if step is not None:
+                step(plan)

@@ -1,0 +1,68 @@
+"""HF checkpoint → GGUF on the host: the real ``convert_hf_to_gguf.py`` (f16), then
+``llama-quantize`` (Q4_K_M by default), each into a temporary name, renamed, then stamped with
+what it was made from (``files/convert_quantize.py``). A re-run with the same inputs does nothing.
+
+Example::
+
+    from roles import gguf
+    gguf.install(plan)
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pyinfra import host
+from pyinfra.api import deploy
+from pyinfra.facts.files import FileContents
+from pyinfra.operations import files, server
+
+from metalserve.plan import GgufPlan, HostPlan, LlamaCppBuildPlan
+from roles.venv import ensure_venv
+from roles.weights import read_stamp
+
+SCRIPT = Path(__file__).parent / "files" / "convert_quantize.py"
+
+
+def _json_fact(path: str) -> object:
+    try:
+        return json.loads("\n".join(host.get_fact(FileContents, path=path) or []))
+    except ValueError:
+        return None
+
+
+def is_current(plan: HostPlan, gguf: GgufPlan, build: LlamaCppBuildPlan) -> bool:
+    """The quantized file's stamp names these weights, this llama.cpp and this quant type."""
+    if plan.weights is None:
+        return False
+    expected = {
+        "weights": read_stamp(plan.weights),
+        "llamacpp": build.version,
+        "outtype": "f16",
+        "type": gguf.quant,
+    }
+    return expected["weights"] is not None and _json_fact(f"{gguf.out_path}.stamp.json") == expected
+
+
+def convert_command(plan: HostPlan, gguf: GgufPlan, build: LlamaCppBuildPlan, script: str) -> str:
+    return (
+        f"{gguf.converter_venv}/bin/python {script} --llamacpp-src {build.current}/src "
+        f"--llamacpp-commit {build.version} --quantize {build.bin}/llama-quantize "
+        f"--model-dir {gguf.model_dir} --f16 {gguf.f16_path} --out {gguf.out_path} "
+        f"--type {gguf.quant} --drop-f16"
+    )
+
+
+@deploy("GGUF: install")
+def install(plan: HostPlan) -> None:
+    gguf, build = plan.gguf, plan.llamacpp
+    if gguf is None or build is None or is_current(plan, gguf, build):
+        return
+    ensure_venv(gguf.converter_venv, gguf.converter_requirements, plan.spec.sources.python)
+    script = f"{plan.layout.bin}/convert_quantize.py"
+    files.put(name="GGUF converter", src=str(SCRIPT), dest=script, mode="755")
+    server.shell(
+        name=f"Convert {gguf.model_dir} to {gguf.quant}",
+        commands=[convert_command(plan, gguf, build, script)],
+    )

@@ -1,0 +1,111 @@
+"""llama.cpp built on the host from a pinned source: ``llama-server``, ``llama-quantize``,
+``llama-gguf-split`` and the source tree (its ``convert_hf_to_gguf.py`` and ``gguf-py``).
+
+The build happens in a scratch directory and is installed as ``<version>-<build key>.partial``,
+stamped, then renamed to the versioned prefix; ``current`` points at it. A killed build leaves no
+stamped prefix, so the next run starts it again (ccache makes that cheap).
+
+Example::
+
+    from roles import llamacpp
+    llamacpp.install(plan)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+from pathlib import Path
+
+from pyinfra import host
+from pyinfra.api import deploy
+from pyinfra.facts.files import File, FileContents
+from pyinfra.operations import files, server
+
+from metalserve.layout import CCACHE_DIR
+from metalserve.plan import HostPlan, LlamaCppBuildPlan
+
+STAMP = ".metalserve-build"
+
+
+def source_sha256(build: LlamaCppBuildPlan) -> str | None:
+    """The tarball's sha256: read from the control host's copy, or as the inventory gives it."""
+    if build.source.kind == "local" and build.source.path:
+        return hashlib.sha256(Path(build.source.path).expanduser().read_bytes()).hexdigest()
+    return build.source.sha256
+
+
+def stamp_lines(build: LlamaCppBuildPlan) -> list[str]:
+    return [f"build {build.build_key}", f"source {source_sha256(build) or 'unverified'}"]
+
+
+def fetch_command(build: LlamaCppBuildPlan) -> str:
+    """Download (tarball URL) or export (git) the source to the tarball path, verified, atomically."""
+    dest, partial = build.source_tarball, f"{build.source_tarball}.partial"
+    if build.source.kind == "git":
+        # the pin is a commit: fetch exactly it (a branch or tag name would be --branch)
+        clone = dest.removesuffix(".tar.gz") + ".git"
+        fetch = (
+            f"rm -rf {clone} && git init -q {clone} && git -C {clone} fetch -q --depth 1 "
+            f"{shlex.quote(str(build.source.url))} {shlex.quote(build.version)} && "
+            f"git -C {clone} checkout -q FETCH_HEAD && "
+            f"tar -czf {partial} -C {clone} --exclude .git --transform 's,^\\.,llama.cpp,' . && "
+            f"rm -rf {clone}"
+        )
+    else:
+        fetch = f"curl --fail --location --silent --show-error -o {partial} {shlex.quote(str(build.source.url))}"
+    verify = ""
+    if build.source.sha256:
+        verify = f" && echo '{build.source.sha256}  {partial}' | sha256sum --check --status"
+    return f"mkdir -p {Path(dest).parent} && {fetch}{verify} && mv {partial} {dest}"
+
+
+def build_command(build: LlamaCppBuildPlan) -> str:
+    work = f"{Path(build.prefix).parent}/.build-{build.build_key}"
+    partial = f"{build.prefix}.partial"
+    flags = " ".join(build.cmake_flags)
+    copies = " && ".join(f"cp {work}/build/bin/{t} {partial}/bin/" for t in build.targets)
+    stamp = "\\n".join(stamp_lines(build))
+    return " && ".join(
+        [
+            f"rm -rf {work} {partial}",
+            f"mkdir -p {work}/src {partial}/bin",
+            f"tar -xzf {build.source_tarball} -C {work}/src --strip-components=1",
+            f"cmake -S {work}/src -B {work}/build {flags}",
+            f"cmake --build {work}/build -j$(nproc) --target {' '.join(build.targets)}",
+            copies,
+            f"mv {work}/src {partial}/src",
+            f"printf '{stamp}\\n' > {partial}/{STAMP}",
+            f"rm -rf {build.prefix}",
+            f"mv {partial} {build.prefix}",
+            f"rm -rf {work}",
+        ]
+    )
+
+
+@deploy("llama.cpp: install")
+def install(plan: HostPlan) -> None:
+    build = plan.llamacpp
+    if build is None:
+        return
+    if host.get_fact(FileContents, path=f"{build.prefix}/{STAMP}") != stamp_lines(build):
+        if build.source.kind == "local":
+            files.put(
+                name=f"Push the llama.cpp {build.version} source",
+                src=str(Path(str(build.source.path)).expanduser()),
+                dest=build.source_tarball,
+            )
+        elif not host.get_fact(File, path=build.source_tarball):
+            server.shell(
+                name=f"Fetch the llama.cpp {build.version} source", commands=[fetch_command(build)]
+            )
+        server.shell(
+            name=f"Build llama.cpp {build.version} ({', '.join(build.targets)})",
+            commands=[build_command(build)],
+            _env={"CCACHE_DIR": CCACHE_DIR},
+        )
+    files.link(
+        name=f"Make llama.cpp {build.version}-{build.build_key} current",
+        path=build.current,
+        target=build.prefix,
+    )

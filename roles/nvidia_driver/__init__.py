@@ -1,0 +1,232 @@
+"""The NVIDIA driver at exactly the pinned version, from NVIDIA's apt repository (online or mirror).
+
+install: headers for the running kernel (and its successors), ``cuda-keyring`` and the repository
+line, nouveau/nova blacklisted inside the initramfs, the driver packages pinned and held.
+configure: ``nvidia-persistenced`` enabled. activate: the new module loaded (in place, or by a
+reboot where the old one will not let go), persistence on, then verified: every GPU the profile
+promises, the pinned version and flavor loaded, no rival module.
+
+Example (a deploy file)::
+
+    from roles import base, nvidia_driver
+    base.run_phases([nvidia_driver])
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyinfra import host, logger
+from pyinfra.api import deploy
+from pyinfra.facts.deb import DebArch, DebPackages
+from pyinfra.facts.server import LinuxDistribution
+from pyinfra.operations import python, server, systemd
+
+from metalserve.catalog.nvidia_stack import (
+    KEYRING_DEB,
+    AptPin,
+    Distro,
+    KernelModuleFlavor,
+    distro_of,
+    driver_pin,
+    kernel_headers_packages,
+    keyring_deb_url,
+    module_blacklist_conf,
+    module_flavor,
+    packages_off_pin,
+    repository_line,
+    repository_list_path,
+)
+from metalserve.hardware import GpuModel
+from metalserve.plan import HostPlan
+from metalserve.sources import SourceKind
+from roles.base import RoleError
+from roles.gpu_facts.facts import (
+    GpuKernelModules,
+    NvidiaGpus,
+    NvidiaInstalledModule,
+    NvidiaKernelHeaders,
+    NvidiaKernelModules,
+    NvidiaLoadedDriver,
+    NvidiaSecureBoot,
+    read_fact,
+)
+from roles.gpu_facts.verify import (
+    check_gpus,
+    check_loaded_driver,
+    check_no_rival_modules,
+    driver_drift,
+)
+from roles.nvidia_driver.common import (
+    Check,
+    install_missing,
+    install_pinned,
+    verify,
+    write_file,
+)
+
+BLACKLIST_PATH = "/etc/modprobe.d/metalserve-nvidia-blacklist.conf"
+KEYRING_TOOLS = ("ca-certificates", "curl")  # to fetch cuda-keyring over HTTPS
+PERSISTENCED = "nvidia-persistenced"
+
+# An 8-GPU HGX server spends minutes in firmware and memory training before SSH returns.
+REBOOT_TIMEOUT_S = 1200
+
+
+class DriverTarget:
+    """What this host's driver must be, worked out once from the plan and the host's OS facts."""
+
+    def __init__(self, plan: HostPlan, gpu: GpuModel) -> None:
+        distribution = host.get_fact(LinuxDistribution)
+        self.distro: Distro = distro_of(
+            distribution["name"] or "unknown", distribution["major"], distribution["minor"]
+        )
+        self.arch: str = host.get_fact(DebArch)
+        self.pins = plan.spec.nvidia.pins
+        self.gpu_name = gpu.name
+        self.gpu_count = plan.profile.gpus_per_node
+        self.source = plan.spec.sources.apt
+        self.flavor: KernelModuleFlavor = module_flavor(gpu, plan.spec.nvidia.module_flavor)
+
+    @property
+    def pin(self) -> AptPin:
+        return driver_pin(self.pins, self.distro, self.flavor)
+
+
+def target(plan: HostPlan) -> DriverTarget | None:
+    """The driver target, or ``None`` (and a note in the log) for a profile without a GPU."""
+    if plan.profile.gpu is None:
+        logger.info(f"{host.name}: profile {plan.profile.id} has no GPU; NVIDIA roles skipped")
+        return None
+    return DriverTarget(plan, plan.profile.gpu)
+
+
+def _refuse_unsigned_module_under_secure_boot() -> None:
+    if not read_fact(NvidiaSecureBoot).enabled:
+        return
+    module = read_fact(NvidiaInstalledModule)
+    if module is not None and module.signer:
+        return
+    found = "an unsigned nvidia.ko" if module else "no nvidia.ko yet"
+    raise RoleError(
+        f"host {host.name}: Secure Boot: expected it disabled or nvidia.ko signed by an enrolled "
+        f"key, found Secure Boot enabled and {found} — fix: disable Secure Boot in the firmware, "
+        "or enroll the DKMS signing key (mokutil --import) at the console, then run again"
+    )
+
+
+def _nvidia_repository(driver: DriverTarget) -> None:
+    """NVIDIA's own repository, for online hosts: ``cuda-keyring`` and its repository line."""
+    keyring_missing = "cuda-keyring" not in host.get_fact(DebPackages)
+    if keyring_missing:
+        url = keyring_deb_url(driver.distro, driver.arch)
+        deb = f"/tmp/{KEYRING_DEB}"
+        server.shell(
+            name="Install NVIDIA's repository key (cuda-keyring)",
+            commands=[f"curl -fsSL --retry 3 -o {deb} {url} && dpkg -i {deb} && rm -f {deb}"],
+        )
+    repository_changed = write_file(
+        repository_list_path(driver.distro, driver.arch),
+        repository_line(driver.distro, driver.arch),
+        "NVIDIA apt repository",
+    )
+    if keyring_missing or repository_changed:
+        server.shell(name="Read NVIDIA's repository index", commands=["apt-get update"])
+
+
+def install_steps(plan: HostPlan) -> None:
+    """The install phase's operations, for composing into other flows (re-provisioning)."""
+    driver = target(plan)
+    if driver is None:
+        return
+    _refuse_unsigned_module_under_secure_boot()
+    release = read_fact(NvidiaKernelHeaders).release
+    online = driver.source.kind is SourceKind.ONLINE
+    install_missing(
+        (*kernel_headers_packages(driver.distro, release), *(KEYRING_TOOLS if online else ())),
+        f"kernel headers for {release}",
+        driver.source,
+    )
+    if online:
+        _nvidia_repository(driver)
+    if write_file(BLACKLIST_PATH, module_blacklist_conf(), "nouveau/nova blacklist"):
+        server.shell(
+            name="Rebuild every initramfs with the blacklist",
+            commands=["update-initramfs -u -k all"],
+        )
+    install_pinned(driver.pin, "nvidia-driver", driver.source)
+
+
+@deploy("NVIDIA driver: packages")
+def install(plan: HostPlan) -> None:
+    install_steps(plan)
+
+
+@deploy("NVIDIA driver: persistence daemon")
+def configure(plan: HostPlan) -> None:
+    if target(plan) is None:
+        return
+    systemd.service(name=f"Enable {PERSISTENCED}", service=PERSISTENCED, running=None, enabled=True)
+
+
+def reload_modules(modules: GpuKernelModules, why: str) -> None:
+    """Bring the installed driver into the kernel: unload the old modules and load the new ones in
+    place; where that fails (something still holds ``/dev/nvidia*``) or nouveau holds the GPU,
+    reboot and wait for the host (pyinfra's ``server.reboot``)."""
+    if modules.rivals:
+        server.reboot(
+            name=f"Reboot: {'/'.join(modules.rivals)} hold the GPU ({why})",
+            reboot_timeout=REBOOT_TIMEOUT_S,
+        )
+        return
+    swapped: dict[str, bool] = {}
+
+    def swap_modules(state: Any, host: Any) -> bool:
+        unload = f"modprobe -r {' '.join(modules.nvidia)} && " if modules.nvidia else ""
+        swapped["ok"] = bool(host.run_shell_command(f"{unload}modprobe -a nvidia nvidia_uvm")[0])
+        return True  # a failed swap is not an error: the reboot below takes over
+
+    python.call(name=f"Reload the NVIDIA modules in place ({why})", function=swap_modules)
+    server.reboot(
+        name="Reboot: the old NVIDIA modules would not unload",
+        reboot_timeout=REBOOT_TIMEOUT_S,
+        _if=lambda: not swapped.get("ok", False),
+    )
+
+
+def driver_check(driver: DriverTarget) -> Check:
+    """Every promised GPU visible, the pinned driver and flavor loaded, no rival module."""
+
+    def check(on: Any) -> list[str]:
+        return [
+            *check_gpus(read_fact(NvidiaGpus, on=on), driver.gpu_count, driver.gpu_name),
+            *check_loaded_driver(
+                read_fact(NvidiaLoadedDriver, on=on), driver.pins.driver_version, driver.flavor
+            ),
+            *check_no_rival_modules(read_fact(NvidiaKernelModules, on=on)),
+        ]
+
+    return check
+
+
+@deploy("NVIDIA driver: load and verify")
+def activate(plan: HostPlan) -> None:
+    driver = target(plan)
+    if driver is None:
+        return
+    drift = driver_drift(
+        driver.pins.driver_version,
+        driver.flavor,
+        read_fact(NvidiaInstalledModule),
+        read_fact(NvidiaLoadedDriver),
+    )
+    packages_change = bool(packages_off_pin(driver.pin, host.get_fact(DebPackages)))
+    if drift.needs_reload:
+        reload_modules(read_fact(NvidiaKernelModules), drift.reason)
+    systemd.service(name=f"Start {PERSISTENCED}", service=PERSISTENCED, running=True)
+    verify(
+        "nvidia_driver",
+        f"{driver.gpu_count} × {driver.gpu_name} on driver {driver.pins.driver_version}",
+        driver_check(driver),
+        after_changes=drift.needs_reload or packages_change,
+    )

@@ -1,0 +1,184 @@
+"""Re-provisioning after a driver change: drain and stop the engine, stop what holds the GPUs, put
+the pinned driver in place, load it (in place or by a reboot), verify, and only then start again.
+
+The order is the point: a failed verification stops pyinfra on this host before the engine starts,
+so a broken driver leaves the engine stopped with a one-line report, never serving errors. Every
+step reads facts first; a run on an in-sync host changes nothing, and an interrupted run is
+finished by running it again.
+
+Example (deploy/reprovision.py)::
+
+    from roles.nvidia_driver import reprovision
+    reprovision.run_steps(current_plan())
+"""
+
+from __future__ import annotations
+
+import importlib
+import shlex
+from urllib.parse import urlsplit
+
+from pyinfra import host, logger
+from pyinfra.api import deploy
+from pyinfra.facts.deb import DebPackages
+from pyinfra.facts.systemd import SystemdStatus
+from pyinfra.operations import server, systemd
+
+import roles.fabricmanager as fabricmanager
+import roles.nvidia_driver as nvidia_driver
+from metalserve.catalog.nvidia_stack import cuda_pin, fabricmanager_pin, packages_off_pin
+from metalserve.plan import HostPlan
+from roles.fabricmanager import FABRIC_WAIT_S
+from roles.gpu_facts.facts import (
+    NvidiaGpus,
+    NvidiaInstalledModule,
+    NvidiaKernelModules,
+    NvidiaLoadedDriver,
+    read_fact,
+)
+from roles.gpu_facts.verify import driver_drift
+from roles.nvidia_driver.common import verify
+
+DRAIN_TIMEOUT_S = 300
+"""The longest an engine may take to finish in-flight requests before it is stopped anyway."""
+
+DRAIN_POLL_S = 2
+
+RUNNING_REQUESTS_METRIC = {
+    "vllm": "vllm:num_requests_running",
+    "sglang": "sglang:num_running_reqs",
+    "llamacpp": "llamacpp:requests_processing",
+}
+"""Prometheus gauge of requests in flight per engine (vLLM 'Production Metrics' docs; SGLang
+'Production Metrics' docs; llama-server README, ``--metrics``)."""
+
+
+def drain_command(metrics_url: str, metric: str, timeout_s: int) -> str:
+    """Wait, at most ``timeout_s``, until the engine reports no request in flight. An engine that
+    does not answer counts as drained (it serves nothing).
+
+    Example::
+
+        >>> drain_command("http://127.0.0.1:8000/metrics", "vllm:num_requests_running", 300)[:38]
+        'timeout 300 sh -c \\'while [ "$(curl -fs'
+    """
+    count = (
+        f"curl -fsS {shlex.quote(metrics_url)} 2>/dev/null | "
+        f"awk '/^{metric}[ {{]/ {{s += $NF}} END {{print s + 0}}'"
+    )
+    loop = f'while [ "$({count})" != 0 ]; do sleep {DRAIN_POLL_S}; done'
+    return f"timeout {timeout_s} sh -c {shlex.quote(loop)} || true"
+
+
+def health_wait_command(health_url: str, timeout_s: int) -> str:
+    """Wait, at most ``timeout_s``, for the engine's health URL; a timeout fails the step."""
+    loop = f"until curl -fsS -o /dev/null {shlex.quote(health_url)}; do sleep 5; done"
+    return f"timeout {timeout_s} sh -c {shlex.quote(loop)}"
+
+
+def _engine_running(plan: HostPlan) -> bool:
+    unit = f"{plan.service.name}.service"
+    status = read_fact(
+        SystemdStatus, user_mode=False, machine=None, user_name=None, services=[unit]
+    )
+    return bool(status.get(unit, False))
+
+
+def _metrics_url(health_url: str) -> str:
+    parts = urlsplit(health_url)
+    return f"{parts.scheme}://{parts.netloc}/metrics"
+
+
+def _rebuild_dependents(plan: HostPlan) -> None:
+    """Rebuild what links the CUDA toolkit (the llama.cpp build); called when the toolkit moves."""
+    if plan.llamacpp is None:
+        return
+    try:
+        llamacpp = importlib.import_module("roles.llamacpp")
+    except ModuleNotFoundError:
+        logger.warning(f"{host.name}: the CUDA toolkit moves; rebuild llama.cpp against it")
+        return
+    llamacpp.install(plan)
+
+
+def _drain_and_stop(plan: HostPlan) -> None:
+    service = plan.service
+    metric = RUNNING_REQUESTS_METRIC.get(plan.spec.engine.name)
+    if service.health_url and metric:
+        server.shell(
+            name=f"Drain {service.name} (at most {DRAIN_TIMEOUT_S} s)",
+            commands=[drain_command(_metrics_url(service.health_url), metric, DRAIN_TIMEOUT_S)],
+        )
+    systemd.service(name=f"Stop {service.name}", service=service.name, running=False)
+
+
+def _start_engine(plan: HostPlan) -> None:
+    service = plan.service
+    server.shell(name=f"Start {service.name}", commands=[f"systemctl start {service.name}.service"])
+    if service.health_url:
+        server.shell(
+            name=f"Wait for {service.health_url} (at most {service.health_timeout_s} s)",
+            commands=[health_wait_command(service.health_url, service.health_timeout_s)],
+        )
+
+
+@deploy("Re-provision the NVIDIA stack")
+def run(plan: HostPlan) -> None:
+    run_steps(plan)
+
+
+def run_steps(plan: HostPlan) -> None:
+    """Detect drift; if any, cycle the host: drain → stop → install → load → verify → start."""
+    driver = nvidia_driver.target(plan)
+    if driver is None:
+        return
+    pins = plan.spec.nvidia.pins
+    installed = read_fact(DebPackages)
+    drift = driver_drift(
+        pins.driver_version,
+        driver.flavor,
+        read_fact(NvidiaInstalledModule),
+        read_fact(NvidiaLoadedDriver),
+    )
+    off_pin = packages_off_pin(driver.pin, installed)
+    with_fm = plan.profile.needs_fabric_manager
+    if with_fm:
+        off_pin += packages_off_pin(fabricmanager_pin(pins), installed)
+    smi_error = read_fact(NvidiaGpus).error
+    engine_running = _engine_running(plan)
+    cycle = drift.needs_reload or bool(off_pin) or bool(smi_error)
+
+    if not cycle:
+        if not engine_running:  # an earlier run stopped it and was cut short, or verify failed
+            verify("nvidia_driver", "the driver", nvidia_driver.driver_check(driver), False)
+            _start_engine(plan)
+        return
+
+    why = drift.reason if drift.needs_reload else smi_error or f"{', '.join(off_pin)} off the pin"
+    logger.info(f"{host.name}: re-provisioning: {why}")
+    if engine_running:
+        _drain_and_stop(plan)
+    if with_fm:
+        systemd.service(
+            name=f"Stop {fabricmanager.SERVICE}", service=fabricmanager.SERVICE, running=False
+        )
+    systemd.service(
+        name=f"Stop {nvidia_driver.PERSISTENCED}", service=nvidia_driver.PERSISTENCED, running=False
+    )
+    nvidia_driver.install_steps(plan)
+    fabricmanager.install_steps(plan)
+    if drift.needs_reload:
+        nvidia_driver.reload_modules(read_fact(NvidiaKernelModules), why)
+    restart = [nvidia_driver.PERSISTENCED, *([fabricmanager.SERVICE] if with_fm else [])]
+    server.shell(
+        name="Start the GPU services again",
+        commands=[f"systemctl start {unit}.service" for unit in restart],
+    )
+    verify("nvidia_driver", "the new driver", nvidia_driver.driver_check(driver), True)
+    if with_fm:
+        verify(
+            "fabricmanager", "the NVLink fabric", fabricmanager.fabric_check(FABRIC_WAIT_S), True
+        )
+    if packages_off_pin(cuda_pin(pins), installed):
+        _rebuild_dependents(plan)
+    _start_engine(plan)

@@ -1,0 +1,109 @@
+"""The engine service: rendered units, start, health.
+
+configure the rendered env file and units (the user, directories and credentials are
+          ``roles.layout``'s, which runs first)
+activate  daemon-reload and start/enable; restart only when a file changed; wait for /health
+          (bounded) and ask for one completion — skipped when nothing changed and /health is 200,
+          so a second deploy changes nothing.
+"""
+
+from __future__ import annotations
+
+import shlex
+from io import StringIO
+
+from pyinfra import host
+from pyinfra.api import deploy
+from pyinfra.operations import files, server, systemd
+from pyinfra.operations.util import any_changed
+
+from metalserve.plan import API_KEY_CREDENTIAL, HostPlan
+from metalserve.templating import render
+from roles.base import SERVICE_INPUTS, record_changes, recorded_changes
+from roles.layout import API_KEY_HEADER
+from roles.service.facts import HttpStatus
+
+
+@deploy("Service: configure")
+def configure(plan: HostPlan) -> None:
+    for rendered in render(plan):
+        record_changes(
+            SERVICE_INPUTS,
+            files.put(
+                name=f"Render {rendered.path}",
+                src=StringIO(rendered.content),
+                dest=rendered.path,
+                mode=rendered.mode,
+                user=rendered.owner,
+                group=rendered.owner,
+            ),
+        )
+
+
+def wait_for_health_command(url: str, timeout_s: int) -> str:
+    """Poll /health every 2 s; on timeout, one line saying what was expected and what was found."""
+    q = shlex.quote(url)
+    return (
+        f"deadline=$(( $(date +%s) + {timeout_s} )); code=000; "
+        f"while [ $(date +%s) -lt $deadline ]; do "
+        f"code=$(curl --silent --output /dev/null --max-time 5 --write-out '%{{http_code}}' {q}); "
+        f'[ "$code" = 200 ] && exit 0; sleep 2; done; '
+        f'echo "health: expected 200 from {url} within {timeout_s}s, last answer $code" >&2; exit 1'
+    )
+
+
+def smoke_completion_command(plan: HostPlan) -> str:
+    """One short completion; prints the text, fails with one line if none comes back."""
+    service = plan.service
+    body = (
+        '{"model": "' + service.served_model + '", "prompt": "Hello", "max_tokens": 8, '
+        '"temperature": 0}'
+    )
+    auth = ""
+    if any(name == API_KEY_CREDENTIAL for name, _ in service.credentials):
+        auth = f"-H @{plan.layout.credentials}/{API_KEY_HEADER} "
+    parse = (
+        "import json,sys; r=json.load(sys.stdin); t=r['choices'][0]['text']; "
+        "print('completion: ' + repr(t))"
+    )
+    return (
+        f"curl --silent --show-error --fail --max-time 120 {auth}"
+        f"-H 'Content-Type: application/json' -d {shlex.quote(body)} "
+        f"{shlex.quote(str(service.completion_url))} | python3 -c {shlex.quote(parse)}"
+    )
+
+
+@deploy("Service: activate")
+def activate(plan: HostPlan) -> None:
+    service = plan.service
+    unit = f"{service.name}.service"
+    changed = recorded_changes(SERVICE_INPUTS)
+    reload = systemd.daemon_reload(name="Reload systemd units", _if=any_changed(*changed))
+    start = systemd.service(
+        name=f"Start and enable {unit}", service=unit, running=True, enabled=True
+    )
+    systemd.service(
+        name=f"Restart {unit} for its new configuration",
+        service=unit,
+        running=True,
+        restarted=True,
+        _if=[any_changed(*changed), start.did_not_change],
+    )
+    if service.keep_warm_minutes and service.health_url:
+        systemd.service(
+            name="Keep-warm timer",
+            service=f"{plan.layout.keepwarm_service}.timer",
+            running=True,
+            enabled=True,
+        )
+    if service.health_url is None:
+        return  # a headless worker: the head node serves and is checked
+    # Healthy before this run: check again only if this run changed something. Otherwise always.
+    healthy = host.get_fact(HttpStatus, url=service.health_url) == 200
+    when = [any_changed(reload, *changed)] if healthy else []
+    server.shell(
+        name=f"Wait for {service.health_url}",
+        commands=[wait_for_health_command(service.health_url, service.health_timeout_s)],
+        _if=when,
+    )
+    server.shell(name="Smoke completion", commands=[smoke_completion_command(plan)], _if=when)

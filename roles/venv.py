@@ -1,0 +1,56 @@
+"""A Python venv on the host, installed from the plan's python source and stamped when complete.
+
+Shared by the roles that need one (engine, weights, converter). The stamp lists the requirements
+and is written last; a venv without a matching stamp is half-built or stale and is rebuilt from
+scratch, so an interrupted install is never taken as complete.
+
+Example::
+
+    ensure_venv("/opt/metalserve/venvs/hub", ("huggingface_hub==2.4.0",), plan.spec.sources.python)
+"""
+
+from __future__ import annotations
+
+import shlex
+
+from pyinfra import host
+from pyinfra.facts.files import FileContents
+from pyinfra.operations import files, server
+
+from metalserve.sources import WHEELHOUSE_DIR, PythonSource, SourceKind, pip_source_args
+
+STAMP = ".metalserve-requirements"
+
+
+def build_command(venv: str, requirements: tuple[str, ...], pip_args: list[str]) -> str:
+    stamp = f"{venv}/{STAMP}"
+    pip = " ".join(shlex.quote(a) for a in [*pip_args, *requirements])
+    lines = "\\n".join(requirements)
+    return (
+        f"rm -rf {venv} && python3 -m venv {venv} && "
+        f"{venv}/bin/pip install --quiet --no-cache-dir --no-compile {pip} && "
+        f"printf '{lines}\\n' > {stamp}.tmp && mv {stamp}.tmp {stamp}"
+    )
+
+
+def is_current(venv: str, requirements: tuple[str, ...]) -> bool:
+    return host.get_fact(FileContents, path=f"{venv}/{STAMP}") == list(requirements)
+
+
+def push_wheelhouse(source: PythonSource) -> None:
+    """A bundle source: the wheels go to the host over SSH (rsync-like, only what changed)."""
+    if source.kind is SourceKind.BUNDLE:
+        files.sync(
+            name="Push the wheelhouse", src=str(source.wheelhouse), dest=WHEELHOUSE_DIR, delete=True
+        )
+
+
+def ensure_venv(venv: str, requirements: tuple[str, ...], source: PythonSource) -> None:
+    """Operations that make ``venv`` hold exactly ``requirements``; none when it already does."""
+    if is_current(venv, requirements):
+        return
+    push_wheelhouse(source)
+    server.shell(
+        name=f"Install {', '.join(requirements)} into {venv}",
+        commands=[build_command(venv, requirements, pip_source_args(source))],
+    )

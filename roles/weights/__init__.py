@@ -1,0 +1,88 @@
+"""Model weights onto the host through ``huggingface_hub``: from the Hub, a site mirror
+(``HF_ENDPOINT``), or a bundle pushed from the control host — then verified and stamped.
+
+``files/fetch_weights.py`` runs in a small hub venv on the host; the token is a 0600 credential
+given as ``HF_TOKEN_PATH``, never an argument. The stamp (written last by the script) is the fact
+that tells a re-run there is nothing to do.
+
+Example::
+
+    from roles import weights
+    weights.install(plan)
+"""
+
+from __future__ import annotations
+
+import json
+from io import StringIO
+from pathlib import Path
+
+from pyinfra import host
+from pyinfra.api import deploy
+from pyinfra.facts.files import FileContents
+from pyinfra.operations import files, server
+
+from metalserve.plan import HostPlan, WeightsPlan
+from metalserve.sources import SourceKind
+from roles.venv import ensure_venv
+
+STAMP = ".metalserve-weights.json"
+SCRIPT = Path(__file__).parent / "files" / "fetch_weights.py"
+
+
+def read_stamp(weights: WeightsPlan) -> dict | None:
+    lines = host.get_fact(FileContents, path=f"{weights.local_dir}/{STAMP}")
+    try:
+        stamp = json.loads("\n".join(lines or []))
+    except ValueError:
+        return None
+    return stamp if isinstance(stamp, dict) else None
+
+
+def is_fetched(weights: WeightsPlan) -> bool:
+    stamp = read_stamp(weights)
+    return (
+        bool(stamp)
+        and (stamp or {}).get("repo") == weights.repo_id
+        and (stamp or {}).get("revision") == weights.revision
+    )
+
+
+def fetch_environment(weights: WeightsPlan) -> dict[str, str]:
+    env = {"HF_HUB_DISABLE_TELEMETRY": "1"}
+    if weights.source.kind is SourceKind.MIRROR and weights.source.endpoint:
+        env["HF_ENDPOINT"] = weights.source.endpoint
+    if weights.token_file:
+        env["HF_TOKEN_PATH"] = weights.token_file
+    return env
+
+
+@deploy("Weights: install")
+def install(plan: HostPlan) -> None:
+    weights = plan.weights
+    if weights is None or is_fetched(weights):
+        return
+    if weights.source.kind is SourceKind.BUNDLE:
+        files.sync(
+            name=f"Push the {weights.repo_id} checkpoint",
+            src=str(Path(str(weights.source.path)).expanduser()),
+            dest=weights.local_dir,
+        )
+        stamp = {"repo": weights.repo_id, "revision": weights.revision, "commit": "bundle"}
+        files.put(
+            name="Stamp the pushed checkpoint",
+            src=StringIO(json.dumps(stamp, sort_keys=True) + "\n"),
+            dest=f"{weights.local_dir}/{STAMP}",
+        )
+        return
+    ensure_venv(weights.hub_venv, weights.hub_requirements, plan.spec.sources.python)
+    script = f"{plan.layout.bin}/fetch_weights.py"
+    files.put(name="Weights fetcher", src=str(SCRIPT), dest=script, mode="755")
+    server.shell(
+        name=f"Fetch and verify {weights.repo_id}@{weights.revision}",
+        commands=[
+            f"{weights.hub_venv}/bin/python {script} --repo {weights.repo_id} "
+            f"--revision {weights.revision} --local-dir {weights.local_dir}"
+        ],
+        _env=fetch_environment(weights),
+    )

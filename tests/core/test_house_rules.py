@@ -1,0 +1,82 @@
+"""The rules of the house, checked: the core is pure, and a pin or flag is written in one place."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+from metalserve.catalog import pins
+
+REPO = Path(__file__).resolve().parents[2]
+CORE = REPO / "metalserve"
+EDGES = {
+    "cli.py", "inventory.py", "modelfiles.py", "templating.py", "hubmirror.py", "bundle.py",
+    "sandbox", "artefacts", "diag/files.py", "diag/cli.py",
+}  # fmt: skip
+FORBIDDEN_MODULES = {
+    "subprocess", "socket", "pyinfra", "pyinfra_cli", "http", "urllib", "requests", "shutil",
+    "paramiko", "huggingface_hub", "runpy", "jinja2",
+}  # fmt: skip
+FORBIDDEN_CALLS = {"open", "exec", "eval", "system", "popen"}
+
+
+def core_modules() -> list[Path]:
+    modules = []
+    for path in sorted(CORE.rglob("*.py")):
+        rel = path.relative_to(CORE).as_posix()
+        if any(rel == e or rel.startswith(e + "/") for e in EDGES):
+            continue
+        modules.append(path)
+    return modules
+
+
+@pytest.mark.parametrize("module", core_modules(), ids=lambda p: p.relative_to(CORE).as_posix())
+def test_core_module_does_no_io(module: Path) -> None:
+    tree = ast.parse(module.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+            )
+            for name in names:
+                assert name.split(".")[0] not in FORBIDDEN_MODULES, f"imports {name}"
+        if isinstance(node, ast.Call):
+            func = node.func
+            name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", "")
+            assert name not in FORBIDDEN_CALLS, f"calls {name}() at line {node.lineno}"
+            assert name not in {"read_text", "write_text", "read_bytes", "write_bytes"}, name
+
+
+def _python_files() -> list[Path]:
+    return [
+        p
+        for p in REPO.rglob("*.py")
+        if "tests" not in p.parts
+        and ".git" not in p.parts
+        and "flagsets" not in p.parts
+        and "scripts" not in p.parts
+    ]
+
+
+@pytest.mark.parametrize(
+    "pin",
+    [pins.VLLM, pins.SGLANG, pins.LLAMA_CPP, pins.LLAMA_CPP_PYTHON, pins.HUGGINGFACE_HUB],
+    ids=lambda p: p.name,
+)
+def test_each_engine_pin_is_written_once(pin: pins.Pin) -> None:
+    pattern = re.compile(re.escape(f'"{pin.version}"') + "|" + re.escape(f"'{pin.version}'"))
+    places = [str(p.relative_to(REPO)) for p in _python_files() if pattern.search(p.read_text())]
+    assert places == ["metalserve/catalog/pins.py"]
+
+
+def test_templates_and_roles_state_no_nccl_value_of_their_own() -> None:
+    offenders = []
+    for path in [*REPO.glob("templates/*"), *REPO.glob("roles/**/*.py"), *REPO.glob("deploy/*.py")]:
+        for match in re.finditer(r"NCCL_[A-Z_]+=\w+", path.read_text()):
+            offenders.append(f"{path.relative_to(REPO)}: {match.group()}")
+    assert not offenders
