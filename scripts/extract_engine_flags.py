@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import json
 import os
 import re
@@ -36,6 +35,11 @@ from collections.abc import Iterable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from metalserve.artefacts.cache import sha256_file  # noqa: E402
+from metalserve.catalog import pins  # noqa: E402
+
 FLAGSETS_DIR = REPO / "metalserve" / "engines" / "flagsets"
 PROBE = REPO / "scripts" / "flag_probe.py"
 DEFAULT_CACHE = Path(
@@ -47,7 +51,7 @@ DEFAULT_VENVS = Path(os.environ.get("METALSERVE_FLAG_VENVS", "/tmp/flagvenvs"))
 
 # The CPU build of torch that lies on this project's machines; the engines pin newer CUDA builds,
 # which their argument parsers do not need.
-CPU_TORCH = "torch==2.13.0"
+CPU_TORCH = next(p for p in pins.CONVERTER_REQUIREMENTS if p.name == "torch").requirement
 
 # What `import vllm...make_arg_parser` pulls in on Python 3.11, found by importing until nothing
 # was missing. Installed with --no-deps so the venv stays small and nothing drags in CUDA.
@@ -202,15 +206,34 @@ class Syntax:
 
 @dataclasses.dataclass(frozen=True)
 class Release:
-    """One pinned engine release and the PyPI artifact its flags are read from."""
+    """One pinned engine release and the PyPI artifact its flags are read from.
+
+    ``engine`` names the flag set (``pins.ENGINE_PINS``); ``package`` is what PyPI ships it
+    in, which for llama.cpp is the llama-cpp-python sdist that vendors the tree.
+    """
 
     engine: str
-    version: str
-    requirement: str
-    artifact_glob: str
+    package: pins.Pin
     syntax: Syntax
     imports: tuple[str, ...] = ()
     env: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def version(self) -> str:
+        return pins.ENGINE_PINS[self.engine].version
+
+    @property
+    def requirement(self) -> str:
+        return self.package.requirement
+
+    @property
+    def sdist(self) -> bool:
+        return self.engine == "llamacpp"
+
+    @property
+    def artifact_glob(self) -> str:
+        stem = f"{self.package.name.replace('-', '_')}-{self.package.version}"
+        return f"{stem}.tar.gz" if self.sdist else f"{stem}-*.whl"
 
     @property
     def module_name(self) -> str:
@@ -220,9 +243,7 @@ class Release:
 RELEASES = (
     Release(
         engine="vllm",
-        version="0.33.0",
-        requirement="vllm==0.33.0",
-        artifact_glob="vllm-0.33.0-*.whl",
+        package=pins.VLLM,
         syntax=Syntax(
             underscores=True,
             equals=True,
@@ -235,9 +256,7 @@ RELEASES = (
     ),
     Release(
         engine="sglang",
-        version="0.5.23",
-        requirement="sglang==0.5.23",
-        artifact_glob="sglang-0.5.23-*.whl",
+        package=pins.SGLANG,
         syntax=Syntax(
             underscores=False,
             equals=True,
@@ -249,9 +268,7 @@ RELEASES = (
     ),
     Release(
         engine="llamacpp",
-        version="0c1e57098",
-        requirement="llama-cpp-python==0.3.36",
-        artifact_glob="llama_cpp_python-0.3.36.tar.gz",
+        package=pins.LLAMA_CPP_PYTHON,
         syntax=Syntax(
             underscores=True,
             equals=False,
@@ -272,14 +289,6 @@ class ExtractError(Exception):
 # --------------------------------------------------------------------------------------------
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def find_artifact(release: Release, cache: Path) -> Path | None:
     found = sorted((cache / "artifacts").glob(release.artifact_glob))
     return found[0] if found else None
@@ -295,7 +304,7 @@ def fetch_artifact(release: Release, cache: Path, offline: bool) -> Path:
             f"{release.requirement}: no {release.artifact_glob} in {cache / 'artifacts'}"
             " — run without --offline to download it"
         )
-    sdist = release.artifact_glob.endswith(".tar.gz")
+    sdist = release.sdist
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-d", str(cache / "artifacts")]
     cmd += ["--no-binary", ":all:"] if sdist else ["--only-binary", ":all:"]
     subprocess.run([*cmd, release.requirement], check=True)
@@ -397,6 +406,14 @@ COMMON_EXAMPLE = "LLAMA_EXAMPLE_COMMON"
 STRING_LITERAL = re.compile(r'"((?:[^"\\]|\\.)*)"')
 
 
+def skip_literal(source: str, i: int) -> int:
+    """Index of the quote closing the string or char literal opened at ``source[i]``."""
+    quote, j = source[i], i + 1
+    while source[j] != quote:
+        j += 2 if source[j] == "\\" else 1
+    return j
+
+
 def strip_comments(source: str) -> str:
     """C++ source with // and /* */ comments blanked, string and char literals kept."""
     out: list[str] = []
@@ -404,9 +421,7 @@ def strip_comments(source: str) -> str:
     while i < n:
         c = source[i]
         if c in "\"'":
-            j = i + 1
-            while j < n and source[j] != c:
-                j += 2 if source[j] == "\\" else 1
+            j = skip_literal(source, i)
             out.append(source[i : j + 1])
             i = j + 1
         elif source.startswith("//", i):
@@ -429,10 +444,7 @@ def matching_close(source: str, start: int) -> int:
     while stack:
         c = source[i]
         if c in "\"'":
-            j = i + 1
-            while source[j] != c:
-                j += 2 if source[j] == "\\" else 1
-            i = j
+            i = skip_literal(source, i)
         elif c in pairs:
             stack.append(pairs[c])
         elif c == stack[-1]:
@@ -447,10 +459,7 @@ def split_top_level(source: str) -> list[str]:
     while i < len(source):
         c = source[i]
         if c in "\"'":
-            j = i + 1
-            while source[j] != c:
-                j += 2 if source[j] == "\\" else 1
-            i = j
+            i = skip_literal(source, i)
         elif c in "({[":
             depth += 1
         elif c in ")}]":
@@ -690,6 +699,14 @@ def _tuple(prefix: str, items: list[str], indent: str, tail: str) -> list[str]:
     return [f"{prefix}(", *(f"{indent}    {_q(i)}," for i in items), f"{indent}){tail}"]
 
 
+def _choice_entry(options: list[str], values: list[str]) -> list[str]:
+    """``(options...): (values...),`` in CHOICES, laid out as ruff format leaves it."""
+    key = _tuple("    ", options, "    ", "")
+    value = _tuple("", values, "    ", ",")
+    key[-1] += f": {value[0]}"
+    return key + value[1:]
+
+
 def render_module(release: Release, artifact: Path, digest: str, table: FlagTable) -> str:
     """The generated module's text; formatted as ``ruff format`` leaves it."""
     source = f"{artifact.name} sha256:{digest}"
@@ -714,10 +731,14 @@ def render_module(release: Release, artifact: Path, digest: str, table: FlagTabl
         *(f"    {_q(o)}: {_q(table.options[o])}," for o in sorted(table.options)),
         "}",
         "",
-        "CHOICES: dict[str, tuple[str, ...]] = {",
+        "# the option strings that share one value list -> that list",
+        "CHOICES: dict[tuple[str, ...], tuple[str, ...]] = {",
     ]
+    sharing: dict[tuple[str, ...], list[str]] = {}
     for option in sorted(table.choices):
-        lines += _tuple(f"    {_q(option)}: ", table.choices[option], "    ", ",")
+        sharing.setdefault(tuple(table.choices[option]), []).append(option)
+    for values, options in sorted(sharing.items(), key=lambda item: item[1]):
+        lines += _choice_entry(options, list(values))
     lines += ["}", ""]
     lines += [
         *_tuple("CASE_INSENSITIVE: tuple[str, ...] = ", sorted(table.case_insensitive), "", ""),
@@ -732,7 +753,7 @@ def render_module(release: Release, artifact: Path, digest: str, table: FlagTabl
 def derive(release: Release, cache: Path, venvs: Path, offline: bool) -> tuple[str, FlagTable]:
     """The module text for ``release``, read from its artifact."""
     artifact = fetch_artifact(release, cache, offline)
-    digest = sha256_of(artifact)
+    digest = sha256_file(artifact)
     if release.engine == "llamacpp":
         files = read_sdist_members(
             artifact,

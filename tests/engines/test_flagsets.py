@@ -18,12 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from metalserve.engines import flagsets
+from metalserve.catalog.pins import ENGINE_PINS
+from metalserve.engines import LlamaCppSettings, SglangSettings, VllmSettings, flagsets
 from metalserve.engines.flagsets import (
     KNOWN_REPLACEMENTS,
     check_argv,
     deprecation_notes,
     flagset,
+    pinned_flagset,
     pinned_versions,
     scan_argv,
 )
@@ -299,11 +301,34 @@ def test_an_unknown_version_lists_the_pinned_ones():
 
 
 def test_flag_counts_match_the_parsers_seen_by_hand():
-    # engine-facts.md: `vllm serve --help=all` listed 435 option strings (the visible ones);
-    # the parser also registers a hidden --no-X for each of its enable/disable pairs.
-    visible_no = [o for o in VLLM.options if o.startswith("--no-")]
-    assert len(VLLM.options) > 435 and visible_no
-    assert len(LLAMACPP.options) > 300
+    # engine-facts.md: `vllm serve --help=all` listed 435 option strings; the parser also
+    # registers 50 hidden --no-X spellings, and -h/--help is left out here: 435 + 50 - 2.
+    assert len(VLLM.options) == 483
+    assert "--no-enable-expert-parallel" in VLLM.options
+    # engine-facts.md: ServerArgs.add_cli_args produced 532 actions; they carry 561 option
+    # strings, less -h/--help.
+    assert len(SGLANG.options) == 559
+    assert len(LLAMACPP.options) == 412
+
+
+def test_each_engine_pin_has_its_flag_set():
+    for engine, pin in ENGINE_PINS.items():
+        assert pinned_flagset(engine).version == pin.version  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("settings", "engine"),
+    [(VllmSettings, "vllm"), (SglangSettings, "sglang"), (LlamaCppSettings, "llamacpp")],
+)
+def test_every_flag_the_command_builders_can_write_exists_in_the_pinned_release(settings, engine):
+    fs = pinned_flagset(engine)
+    written = set()
+    for field in settings.model_fields.values():
+        meta = field.json_schema_extra
+        if isinstance(meta, dict):
+            written |= {str(meta[k]) for k in ("flag", "negative") if k in meta}
+    assert written, f"{settings.__name__} declares no flags"
+    assert sorted(written - fs.options) == []
 
 
 # --- the generated modules and the script ----------------------------------------------------

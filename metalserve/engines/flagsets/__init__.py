@@ -27,6 +27,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from metalserve.catalog.pins import ENGINE_PINS
 from metalserve.errors import PlanError
 
 EngineName = Literal["vllm", "sglang", "llamacpp"]
@@ -141,7 +142,7 @@ def _from_module(module: ModuleType) -> FlagSet:
         source=module.SOURCE,
         options=frozenset(module.OPTIONS),
         nargs=dict(module.OPTIONS),
-        choices={o: frozenset(v) for o, v in module.CHOICES.items()},
+        choices={o: frozenset(v) for opts, v in module.CHOICES.items() for o in opts},
         case_insensitive=frozenset(module.CASE_INSENSITIVE),
         deprecated=dict(module.DEPRECATED),
         removed=dict(module.REMOVED),
@@ -170,6 +171,14 @@ def flagset(engine: EngineName, version: str) -> FlagSet:
             " it to scripts/extract_engine_flags.py and run it"
         )
     return _from_module(importlib.import_module(f"{__name__}.{name}"))
+
+
+def pinned_flagset(engine: EngineName) -> FlagSet:
+    """The flag set of the release ``metalserve.catalog.pins`` pins for ``engine``.
+
+    Example: ``pinned_flagset("vllm").version == "0.33.0"``.
+    """
+    return flagset(engine, ENGINE_PINS[engine].version)
 
 
 class UsedOption(BaseModel):

@@ -576,8 +576,13 @@ OPTIONS: dict[str, str] = {
     "--weight-version": "1",
 }
 
-CHOICES: dict[str, tuple[str, ...]] = {
-    "--attention-backend": (
+# the option strings that share one value list -> that list
+CHOICES: dict[tuple[str, ...], tuple[str, ...]] = {
+    (
+        "--attention-backend",
+        "--decode-attention-backend",
+        "--prefill-attention-backend",
+    ): (
         "aiter",
         "ascend",
         "compressed",
@@ -604,101 +609,72 @@ CHOICES: dict[str, tuple[str, ...]] = {
         "trtllm_mla",
         "wave",
     ),
-    "--bf16-gemm-backend": (
+    ("--bf16-gemm-backend",): (
         "auto",
         "cutedsl",
         "gemv",
         "torch",
     ),
-    "--boundary-reduction": (
+    ("--boundary-reduction",): (
         "ar",
         "auto",
         "rs",
         "rs+rsv",
         "rsv",
     ),
-    "--cp-strategy": (
+    ("--cp-strategy",): (
         "interleave",
         "zigzag",
     ),
-    "--cuda-graph-backend-decode": (
+    (
+        "--cuda-graph-backend-decode",
+        "--cuda-graph-backend-prefill",
+    ): (
         "breakable",
         "disabled",
         "full",
     ),
-    "--cuda-graph-backend-prefill": (
-        "breakable",
-        "disabled",
-        "full",
-    ),
-    "--dcp-comm-backend": (
+    ("--dcp-comm-backend",): (
         "a2a",
         "ag_rs",
         "fi_a2a",
     ),
-    "--decode-attention-backend": (
-        "aiter",
-        "ascend",
-        "compressed",
-        "cutedsl_mla",
-        "dsa",
-        "dsv4",
-        "fa3",
-        "fa4",
-        "flashinfer",
-        "flashmla",
-        "flex_attention",
-        "hpc_ops",
-        "intel_amx",
-        "intel_xpu",
-        "llada2_cfg_flashinfer",
-        "minicpm_flashattn",
-        "minicpm_flashinfer",
-        "nsa",
-        "qsa",
-        "tokenspeed_mla",
-        "torch_native",
-        "triton",
-        "trtllm_mha",
-        "trtllm_mla",
-        "wave",
-    ),
-    "--decoupled-spec-role": (
+    ("--decoupled-spec-role",): (
         "drafter",
         "null",
         "verifier",
     ),
-    "--deepep-dispatcher-output-dtype": (
+    ("--deepep-dispatcher-output-dtype",): (
         "auto",
         "bf16",
         "fp8",
         "int8",
         "nvfp4",
     ),
-    "--deepep-mode": (
+    ("--deepep-mode",): (
         "auto",
         "low_latency",
         "normal",
     ),
-    "--deepep-v2-mode": (
+    ("--deepep-v2-mode",): (
         "direct",
         "hybrid",
     ),
-    "--disaggregation-decode-allocation-policy": (
+    ("--disaggregation-decode-allocation-policy",): (
         "early",
         "prefill_complete",
     ),
-    "--disaggregation-decode-retraction-backup": (
+    ("--disaggregation-decode-retraction-backup",): (
         "cpu_tensor",
         "host_pool",
         "none",
     ),
-    "--disaggregation-mode": (
+    ("--disaggregation-mode",): (
         "decode",
         "null",
         "prefill",
     ),
-    "--disaggregation-transfer-backend": (
+    ("--disaggregation-transfer-backend",): (
         "ascend",
         "fake",
         "mooncake",
@@ -706,7 +682,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
         "mori",
         "nixl",
     ),
-    "--dsa-decode-backend": (
+    ("--dsa-decode-backend",): (
         "aiter",
         "fa3",
         "flashinfer_sparse_mla",
@@ -719,13 +695,13 @@ CHOICES: dict[str, tuple[str, ...]] = {
         "triton",
         "trtllm",
     ),
-    "--dsa-paged-mqa-logits-backend": (
+    ("--dsa-paged-mqa-logits-backend",): (
         "aiter",
         "auto",
         "cutedsl",
         "deepgemm",
     ),
-    "--dsa-prefill-backend": (
+    ("--dsa-prefill-backend",): (
         "aiter",
         "fa3",
         "flashinfer_sparse_mla",
@@ -739,28 +715,31 @@ CHOICES: dict[str, tuple[str, ...]] = {
         "triton_sparse_mla",
         "trtllm",
     ),
-    "--dsa-topk-backend": (
+    (
+        "--dsa-topk-backend",
+        "--speculative-dsa-topk-backend",
+    ): (
         "flashinfer",
         "sgl-kernel",
         "torch",
     ),
-    "--dsa-triton-union": (
+    ("--dsa-triton-union",): (
         "0",
         "2",
         "4",
     ),
-    "--dsv4-attn-backend": (
+    ("--dsv4-attn-backend",): (
         "auto",
         "flashmla",
         "flashmla_mega",
         "trtllm",
     ),
-    "--dsv4-prefill-backend": (
+    ("--dsv4-prefill-backend",): (
         "auto",
         "flashmla_sparse",
         "flashmla_sparse_q8",
     ),
-    "--dtype": (
+    ("--dtype",): (
         "auto",
         "bfloat16",
         "float",
@@ -768,57 +747,57 @@ CHOICES: dict[str, tuple[str, ...]] = {
         "float32",
         "half",
     ),
-    "--elastic-ep-backend": (
+    ("--elastic-ep-backend",): (
         "mooncake",
         "nixl",
         "none",
     ),
-    "--elastic-ep-join-mode": (
+    ("--elastic-ep-join-mode",): (
         "recover",
         "scale",
     ),
-    "--encoder-transfer-backend": (
+    ("--encoder-transfer-backend",): (
         "auto",
         "mooncake",
         "zmq_to_scheduler",
         "zmq_to_tokenizer",
     ),
-    "--ep-dispatch-algorithm": (
+    ("--ep-dispatch-algorithm",): (
         "dynamic",
         "fake",
         "lp",
         "static",
     ),
-    "--expert-balancedness-report-mode": (
+    ("--expert-balancedness-report-mode",): (
         "both",
         "off",
         "prometheus",
         "server_log",
     ),
-    "--expert-distribution-recorder-mode": (
+    ("--expert-distribution-recorder-mode",): (
         "per_pass",
         "per_token",
         "stat",
         "stat_approx",
     ),
-    "--flashinfer-a2a-dispatch-type": (
+    ("--flashinfer-a2a-dispatch-type",): (
         "auto",
         "bf16",
         "mxfp8",
         "nvfp4",
     ),
-    "--flashinfer-allreduce-fusion-backend": (
+    ("--flashinfer-allreduce-fusion-backend",): (
         "auto",
         "cutedsl",
         "mnnvl",
         "trtllm",
     ),
-    "--flashinfer-mxfp4-moe-precision": (
+    ("--flashinfer-mxfp4-moe-precision",): (
         "bf16",
         "default",
         "fp8",
     ),
-    "--fp4-gemm-backend": (
+    ("--fp4-gemm-backend",): (
         "auto",
         "flashinfer_cudnn",
         "flashinfer_cutedsl",
@@ -826,7 +805,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
         "flashinfer_trtllm",
         "marlin",
     ),
-    "--fp8-gemm-backend": (
+    ("--fp8-gemm-backend",): (
         "aiter",
         "auto",
         "cutlass",
@@ -837,33 +816,33 @@ CHOICES: dict[str, tuple[str, ...]] = {
         "flashinfer_trtllm",
         "triton",
     ),
-    "--fuseep-mode": (
+    ("--fuseep-mode",): (
         "1",
         "2",
     ),
-    "--grammar-backend": (
+    ("--grammar-backend",): (
         "llguidance",
         "none",
         "outlines",
         "xgrammar",
     ),
-    "--hicache-host-memory-mode": (
+    ("--hicache-host-memory-mode",): (
         "buffer_only",
         "cache",
     ),
-    "--hicache-io-backend": (
+    ("--hicache-io-backend",): (
         "direct",
         "kernel",
         "kernel_ascend",
     ),
-    "--hicache-mem-layout": (
+    ("--hicache-mem-layout",): (
         "layer_first",
         "page_first",
         "page_first_direct",
         "page_first_kv_split",
         "page_head",
     ),
-    "--hicache-storage-backend": (
+    ("--hicache-storage-backend",): (
         "aibrix",
         "dynamic",
         "eic",
@@ -879,22 +858,22 @@ CHOICES: dict[str, tuple[str, ...]] = {
         "simm",
         "tensorcast",
     ),
-    "--hicache-storage-prefetch-policy": (
+    ("--hicache-storage-prefetch-policy",): (
         "best_effort",
         "timeout",
         "wait_complete",
     ),
-    "--hicache-write-policy": (
+    ("--hicache-write-policy",): (
         "write_back",
         "write_through",
         "write_through_selective",
     ),
-    "--image-processor-backend": (
+    ("--image-processor-backend",): (
         "auto",
         "pil",
         "torchvision",
     ),
-    "--kv-cache-dtype": (
+    ("--kv-cache-dtype",): (
         "auto",
         "bf16",
         "bfloat16",
@@ -904,17 +883,21 @@ CHOICES: dict[str, tuple[str, ...]] = {
         "mxfp8",
         "nvfp4",
     ),
-    "--kv-canary": (
+    ("--kv-canary",): (
         "log",
         "none",
         "raise",
     ),
-    "--kv-canary-real-data": (
+    ("--kv-canary-real-data",): (
         "all",
         "none",
         "partial",
     ),
-    "--linear-attn-backend": (
+    (
+        "--linear-attn-backend",
+        "--linear-attn-decode-backend",
+        "--linear-attn-prefill-backend",
+    ): (
         "cutedsl",
         "flashinfer",
         "flashkda",
@@ -924,27 +907,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
         "ptx_kda",
         "triton",
     ),
-    "--linear-attn-decode-backend": (
-        "cutedsl",
-        "flashinfer",
-        "flashkda",
-        "helion",
-        "intel_xpu",
-        "nvidia_kda",
-        "ptx_kda",
-        "triton",
-    ),
-    "--linear-attn-prefill-backend": (
-        "cutedsl",
-        "flashinfer",
-        "flashkda",
-        "helion",
-        "intel_xpu",
-        "nvidia_kda",
-        "ptx_kda",
-        "triton",
-    ),
-    "--linear-attn-verify-backend": (
+    ("--linear-attn-verify-backend",): (
         "cutedsl",
         "flashinfer",
         "flashkda",
@@ -955,14 +918,17 @@ CHOICES: dict[str, tuple[str, ...]] = {
         "ptx_kda",
         "triton",
     ),
-    "--load-balance-method": (
+    ("--load-balance-method",): (
         "auto",
         "follow_bootstrap_room",
         "round_robin",
         "total_requests",
         "total_tokens",
     ),
-    "--load-format": (
+    (
+        "--load-format",
+        "--speculative-draft-load-format",
+    ): (
         "auto",
         "bitsandbytes",
         "dummy",
@@ -983,28 +949,28 @@ CHOICES: dict[str, tuple[str, ...]] = {
         "safetensors",
         "sharded_state",
     ),
-    "--log-requests-format": (
+    ("--log-requests-format",): (
         "json",
         "text",
     ),
-    "--log-requests-level": (
+    ("--log-requests-level",): (
         "0",
         "1",
         "2",
         "3",
     ),
-    "--lora-backend": (
+    ("--lora-backend",): (
         "ascend",
         "csgmv",
         "torch_native",
         "triton",
         "triton_v2",
     ),
-    "--lora-eviction-policy": (
+    ("--lora-eviction-policy",): (
         "fifo",
         "lru",
     ),
-    "--lora-target-modules": (
+    ("--lora-target-modules",): (
         "all",
         "down_proj",
         "embed_tokens",
@@ -1027,28 +993,28 @@ CHOICES: dict[str, tuple[str, ...]] = {
         "wo_ud",
         "wq_b",
     ),
-    "--mamba-backend": (
+    ("--mamba-backend",): (
         "flashinfer",
         "triton",
     ),
-    "--mamba-radix-cache-strategy": (
+    ("--mamba-radix-cache-strategy",): (
         "auto",
         "extra_buffer",
         "extra_buffer_lazy",
         "no_buffer",
     ),
-    "--mamba-ssm-dtype": (
+    ("--mamba-ssm-dtype",): (
         "bfloat16",
         "float16",
         "float32",
     ),
-    "--max-lora-chunk-size": (
+    ("--max-lora-chunk-size",): (
         "128",
         "16",
         "32",
         "64",
     ),
-    "--mm-attention-backend": (
+    ("--mm-attention-backend",): (
         "aiter_attn",
         "amx_attn",
         "ascend_attn",
@@ -1059,13 +1025,13 @@ CHOICES: dict[str, tuple[str, ...]] = {
         "triton_attn",
         "xpu_attn",
     ),
-    "--mm-feature-transport": (
+    ("--mm-feature-transport",): (
         "cpu",
         "cuda_ipc",
         "cuda_vmm",
     ),
-    "--mm-global-cache-backend": ("mooncake",),
-    "--moe-a2a-backend": (
+    ("--mm-global-cache-backend",): ("mooncake",),
+    ("--moe-a2a-backend",): (
         "ascend_fuseep",
         "ascend_tp",
         "deepep",
@@ -1079,7 +1045,10 @@ CHOICES: dict[str, tuple[str, ...]] = {
         "none",
         "pplx",
     ),
-    "--moe-runner-backend": (
+    (
+        "--moe-runner-backend",
+        "--speculative-moe-runner-backend",
+    ): (
         "aiter",
         "auto",
         "cutlass",
@@ -1103,49 +1072,25 @@ CHOICES: dict[str, tuple[str, ...]] = {
         "triton",
         "triton_kernel",
     ),
-    "--monokernel-backend": ("amd",),
-    "--ple-offload-backend": (
+    ("--monokernel-backend",): ("amd",),
+    ("--ple-offload-backend",): (
         "file",
         "pinned",
     ),
-    "--prefill-attention-backend": (
-        "aiter",
-        "ascend",
-        "compressed",
-        "cutedsl_mla",
-        "dsa",
-        "dsv4",
-        "fa3",
-        "fa4",
-        "flashinfer",
-        "flashmla",
-        "flex_attention",
-        "hpc_ops",
-        "intel_amx",
-        "intel_xpu",
-        "llada2_cfg_flashinfer",
-        "minicpm_flashattn",
-        "minicpm_flashinfer",
-        "nsa",
-        "qsa",
-        "tokenspeed_mla",
-        "torch_native",
-        "triton",
-        "trtllm_mha",
-        "trtllm_mla",
-        "wave",
-    ),
-    "--prefill-kv-cache-dequant-dtype": (
+    ("--prefill-kv-cache-dequant-dtype",): (
         "auto",
         "fp8_e4m3",
         "nvfp4",
     ),
-    "--qsa-indexer-dtype": (
+    ("--qsa-indexer-dtype",): (
         "auto",
         "bfloat16",
         "fp8_e4m3",
     ),
-    "--quantization": (
+    (
+        "--quantization",
+        "--speculative-draft-model-quantization",
+    ): (
         "auto-round",
         "auto-round-int8",
         "awq",
@@ -1178,14 +1123,14 @@ CHOICES: dict[str, tuple[str, ...]] = {
         "w8a8_fp8",
         "w8a8_int8",
     ),
-    "--radix-eviction-policy": (
+    ("--radix-eviction-policy",): (
         "lfu",
         "lru",
         "priority",
         "slru",
         "tlru",
     ),
-    "--reasoning-parser": (
+    ("--reasoning-parser",): (
         "apertus2509",
         "auto",
         "beam",
@@ -1224,31 +1169,31 @@ CHOICES: dict[str, tuple[str, ...]] = {
         "step3",
         "step3p5",
     ),
-    "--remote-instance-weight-loader-backend": (
+    ("--remote-instance-weight-loader-backend",): (
         "modelexpress",
         "nccl",
         "transfer_engine",
     ),
-    "--retraction-policy": (
+    ("--retraction-policy",): (
         "length",
         "priority",
     ),
-    "--return-hidden-states-mode": (
+    ("--return-hidden-states-mode",): (
         "full",
         "last",
     ),
-    "--rl-on-policy-target": ("fsdp",),
-    "--sampling-backend": (
+    ("--rl-on-policy-target",): ("fsdp",),
+    ("--sampling-backend",): (
         "ascend",
         "flashinfer",
         "intel_xpu",
         "pytorch",
     ),
-    "--sampling-defaults": (
+    ("--sampling-defaults",): (
         "model",
         "openai",
     ),
-    "--schedule-policy": (
+    ("--schedule-policy",): (
         "dfs-weight",
         "fcfs",
         "hrrn",
@@ -1259,7 +1204,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
         "routing-key",
         "shortest-prefill-first",
     ),
-    "--speculative-algorithm": (
+    ("--speculative-algorithm",): (
         "DFLASH",
         "DSPARK",
         "EAGLE",
@@ -1270,77 +1215,18 @@ CHOICES: dict[str, tuple[str, ...]] = {
         "STANDALONE",
         "UNO",
     ),
-    "--speculative-attention-mode": (
+    ("--speculative-attention-mode",): (
         "decode",
         "prefill",
     ),
-    "--speculative-draft-kv-cache-dtype": (
+    ("--speculative-draft-kv-cache-dtype",): (
         "auto",
         "bf16",
         "bfloat16",
         "fp8_e4m3",
         "fp8_e5m2",
     ),
-    "--speculative-draft-load-format": (
-        "auto",
-        "bitsandbytes",
-        "dummy",
-        "expert_pack",
-        "fastsafetensors",
-        "flash_rl",
-        "gguf",
-        "instanttensor",
-        "layered",
-        "mistral",
-        "npcache",
-        "presharded",
-        "private",
-        "pt",
-        "remote",
-        "remote_instance",
-        "runai_streamer",
-        "safetensors",
-        "sharded_state",
-    ),
-    "--speculative-draft-model-quantization": (
-        "auto-round",
-        "auto-round-int8",
-        "awq",
-        "awq_marlin",
-        "bitsandbytes",
-        "compressed-tensors",
-        "fp8",
-        "gguf",
-        "gptq",
-        "gptq_marlin",
-        "humming",
-        "mlx_q4",
-        "mlx_q8",
-        "modelopt",
-        "modelopt_fp4",
-        "modelopt_fp8",
-        "modelopt_mixed",
-        "modelslim",
-        "moe_wna16",
-        "mxfp4",
-        "mxfp8",
-        "mxfp_w4a8",
-        "nvfp4_online",
-        "petit_nvfp4",
-        "quark",
-        "quark_int4fp8_moe",
-        "quark_mxfp4",
-        "unquant",
-        "w4afp8",
-        "w8a8_fp8",
-        "w8a8_int8",
-    ),
-    "--speculative-dsa-topk-backend": (
-        "flashinfer",
-        "sgl-kernel",
-        "torch",
-    ),
-    "--speculative-moe-a2a-backend": (
+    ("--speculative-moe-a2a-backend",): (
         "ascend_fuseep",
         "ascend_tp",
         "deepep",
@@ -1353,47 +1239,23 @@ CHOICES: dict[str, tuple[str, ...]] = {
         "none",
         "pplx",
     ),
-    "--speculative-moe-runner-backend": (
-        "aiter",
-        "auto",
-        "cutlass",
-        "deep_gemm",
-        "experimental_sgl_marlin",
-        "experimental_sgl_trtllm",
-        "flashinfer_cutedsl",
-        "flashinfer_cutlass",
-        "flashinfer_megamoe",
-        "flashinfer_mxfp4",
-        "flashinfer_trtllm",
-        "flashinfer_trtllm_routed",
-        "hpc_ops",
-        "humming",
-        "intel_xpu",
-        "lora_cutedsl",
-        "lora_marlin",
-        "lora_triton",
-        "marlin",
-        "megamoe",
-        "triton",
-        "triton_kernel",
-    ),
-    "--speculative-ngram-match-type": (
+    ("--speculative-ngram-match-type",): (
         "BFS",
         "PROB",
     ),
-    "--startup-weight-load-mode": (
+    ("--startup-weight-load-mode",): (
         "overlap",
         "serial",
     ),
-    "--tokenizer-backend": (
+    ("--tokenizer-backend",): (
         "fastokens",
         "huggingface",
     ),
-    "--tokenizer-mode": (
+    ("--tokenizer-mode",): (
         "auto",
         "slow",
     ),
-    "--tool-call-parser": (
+    ("--tool-call-parser",): (
         "apertus2509",
         "auto",
         "beam",
@@ -1440,12 +1302,12 @@ CHOICES: dict[str, tuple[str, ...]] = {
         "step3p5",
         "trinity",
     ),
-    "--unified-cache-external-linker-backend": (
+    ("--unified-cache-external-linker-backend",): (
         "dynamic",
         "mooncake",
         "mori",
     ),
-    "--weight-cache-mode": (
+    ("--weight-cache-mode",): (
         "client",
         "daemon",
         "off",

@@ -500,8 +500,9 @@ OPTIONS: dict[str, str] = {
     "-tp": "1",
 }
 
-CHOICES: dict[str, tuple[str, ...]] = {
-    "--all2all-backend": (
+# the option strings that share one value list -> that list
+CHOICES: dict[tuple[str, ...], tuple[str, ...]] = {
+    ("--all2all-backend",): (
         "allgather_reducescatter",
         "deepep_high_throughput",
         "deepep_low_latency",
@@ -516,7 +517,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
         "nixl_ep",
         "pplx",
     ),
-    "--anthropic-disabled-thinking-effort": (
+    ("--anthropic-disabled-thinking-effort",): (
         "auto",
         "high",
         "low",
@@ -525,27 +526,27 @@ CHOICES: dict[str, tuple[str, ...]] = {
         "none",
         "xhigh",
     ),
-    "--chat-template-content-format": (
+    ("--chat-template-content-format",): (
         "auto",
         "openai",
         "string",
     ),
-    "--collect-detailed-traces": (
+    ("--collect-detailed-traces",): (
         "all",
         "model",
         "worker",
     ),
-    "--convert": (
+    ("--convert",): (
         "auto",
         "classify",
         "embed",
         "none",
     ),
-    "--dcp-comm-backend": (
+    ("--dcp-comm-backend",): (
         "a2a",
         "ag_rs",
     ),
-    "--dtype": (
+    ("--dtype",): (
         "auto",
         "bfloat16",
         "float",
@@ -553,41 +554,41 @@ CHOICES: dict[str, tuple[str, ...]] = {
         "float32",
         "half",
     ),
-    "--expert-placement-strategy": (
+    ("--expert-placement-strategy",): (
         "linear",
         "round_robin",
     ),
-    "--fingerprint-mode": (
+    ("--fingerprint-mode",): (
         "custom",
         "full",
         "hash",
         "none",
     ),
-    "--gdn-prefill-backend": (
+    ("--gdn-prefill-backend",): (
         "aiter_flydsl",
         "cutedsl",
         "flashinfer",
         "sycl",
         "triton",
     ),
-    "--jit-monitor-mode": (
+    ("--jit-monitor-mode",): (
         "error",
         "warn",
     ),
-    "--kda-decode-backend": (
+    ("--kda-decode-backend",): (
         "auto",
         "flashinfer",
         "native",
         "triton",
     ),
-    "--kda-prefill-backend": (
+    ("--kda-prefill-backend",): (
         "auto",
         "flashinfer",
         "flashkda",
         "fused",
         "triton",
     ),
-    "--kv-cache-dtype": (
+    ("--kv-cache-dtype",): (
         "auto",
         "bfloat16",
         "float16",
@@ -611,11 +612,11 @@ CHOICES: dict[str, tuple[str, ...]] = {
         "turboquant_k8v4",
         "ultraquant_4bit",
     ),
-    "--kv-offloading-backend": (
+    ("--kv-offloading-backend",): (
         "lmcache",
         "native",
     ),
-    "--linear-backend": (
+    ("--linear-backend",): (
         "aiter",
         "auto",
         "b12x",
@@ -638,7 +639,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
         "xpu",
         "xpu_woq",
     ),
-    "--log-level": (
+    ("--log-level",): (
         "CRITICAL",
         "DEBUG",
         "ERROR",
@@ -646,40 +647,37 @@ CHOICES: dict[str, tuple[str, ...]] = {
         "NOTSET",
         "WARNING",
     ),
-    "--logprobs-mode": (
+    ("--logprobs-mode",): (
         "processed_logits",
         "processed_logprobs",
         "raw_logits",
         "raw_logprobs",
     ),
-    "--lora-dtype": (
+    ("--lora-dtype",): (
         "auto",
         "bfloat16",
         "float16",
     ),
-    "--mamba-cache-dtype": (
+    (
+        "--mamba-cache-dtype",
+        "--mamba-ssm-cache-dtype",
+    ): (
         "auto",
         "bfloat16",
         "float16",
         "float32",
     ),
-    "--mamba-cache-mode": (
+    ("--mamba-cache-mode",): (
         "align",
         "none",
     ),
-    "--mamba-ssm-cache-dtype": (
-        "auto",
-        "bfloat16",
-        "float16",
-        "float32",
-    ),
-    "--mamba-ssu-algorithm": (
+    ("--mamba-ssu-algorithm",): (
         "auto",
         "horizontal",
         "simple",
         "vertical",
     ),
-    "--max-lora-rank": (
+    ("--max-lora-rank",): (
         "1",
         "128",
         "16",
@@ -690,29 +688,29 @@ CHOICES: dict[str, tuple[str, ...]] = {
         "64",
         "8",
     ),
-    "--mm-encoder-attn-dtype": ("fp8",),
-    "--mm-encoder-tp-mode": (
+    ("--mm-encoder-attn-dtype",): ("fp8",),
+    ("--mm-encoder-tp-mode",): (
         "data",
         "weights",
     ),
-    "--mm-hasher-algorithm": (
+    ("--mm-hasher-algorithm",): (
         "blake3",
         "sha256",
         "sha512",
     ),
-    "--mm-processor-cache-type": (
+    ("--mm-processor-cache-type",): (
         "lru",
         "shm",
     ),
-    "--mm-processor-device": (
+    ("--mm-processor-device",): (
         "auto",
         "cpu",
     ),
-    "--mm-tensor-ipc": (
+    ("--mm-tensor-ipc",): (
         "direct_rpc",
         "torch_shm",
     ),
-    "--moe-backend": (
+    ("--moe-backend",): (
         "aiter",
         "aiter_mega_moe",
         "aiter_triton_mxfp4_bf16",
@@ -738,28 +736,28 @@ CHOICES: dict[str, tuple[str, ...]] = {
         "triton",
         "triton_unfused",
     ),
-    "--offload-backend": (
+    ("--offload-backend",): (
         "auto",
         "prefetch",
         "uva",
     ),
-    "--per-request-spec-decode-metrics": (
+    ("--per-request-spec-decode-metrics",): (
         "detailed",
         "none",
         "summary",
     ),
-    "--performance-mode": (
+    ("--performance-mode",): (
         "balanced",
         "interactivity",
         "throughput",
     ),
-    "--prefix-caching-hash-algo": (
+    ("--prefix-caching-hash-algo",): (
         "sha256",
         "sha256_cbor",
         "xxhash",
         "xxhash_cbor",
     ),
-    "--reasoning-parser": (
+    ("--reasoning-parser",): (
         "beam",
         "cohere_command3",
         "cohere_command4",
@@ -803,23 +801,23 @@ CHOICES: dict[str, tuple[str, ...]] = {
         "step3p5",
         "step5",
     ),
-    "--runner": (
+    ("--runner",): (
         "auto",
         "draft",
         "generate",
         "pooling",
     ),
-    "--safetensors-load-strategy": (
+    ("--safetensors-load-strategy",): (
         "eager",
         "lazy",
         "prefetch",
         "torchao",
     ),
-    "--scheduling-policy": (
+    ("--scheduling-policy",): (
         "fcfs",
         "priority",
     ),
-    "--sparse-indexer-topk-backend": (
+    ("--sparse-indexer-topk-backend",): (
         "aiter",
         "auto",
         "cooperative",
@@ -829,7 +827,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
         "persistent",
         "torch",
     ),
-    "--spec-method": (
+    ("--spec-method",): (
         "bailing_hybrid_mtp",
         "bailing_hybrid_v3_mtp",
         "custom_class",
@@ -869,7 +867,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
         "step5_mtp",
         "suffix",
     ),
-    "--tool-call-parser": (
+    ("--tool-call-parser",): (
         "apertus",
         "beam",
         "cohere_command3",
@@ -929,12 +927,12 @@ CHOICES: dict[str, tuple[str, ...]] = {
         "step5",
         "xlam",
     ),
-    "--tool-strict-level": (
+    ("--tool-strict-level",): (
         "auto",
         "function",
         "parameter",
     ),
-    "--uvicorn-log-level": (
+    ("--uvicorn-log-level",): (
         "critical",
         "debug",
         "error",
@@ -942,7 +940,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
         "trace",
         "warning",
     ),
-    "--video-pruning-method": (
+    ("--video-pruning-method",): (
         "evs",
         "vidcom2",
     ),
