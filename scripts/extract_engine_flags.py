@@ -814,6 +814,7 @@ def main(argv: list[str] | None = None) -> int:
             if not same:
                 stale.append(target.name)
         else:
+            target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(text)
             print(f"wrote {target.relative_to(REPO) if target.is_relative_to(REPO) else target}")
             print(f"  {summary}")
