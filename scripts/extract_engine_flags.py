@@ -197,11 +197,11 @@ class Syntax:
     (llama.cpp: a bare ``-fa`` swallows the next flag).
     """
 
-    underscores: bool
-    equals: bool
-    dotted_keys: bool
-    value_always_next: bool
     source: str
+    underscores: bool = False
+    equals: bool = True
+    dotted_keys: bool = False
+    value_always_next: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -245,11 +245,9 @@ RELEASES = (
         engine="vllm",
         package=pins.VLLM,
         syntax=Syntax(
+            "vllm/utils/argparse_utils.py FlexibleArgumentParser.parse_args",
             underscores=True,
-            equals=True,
             dotted_keys=True,
-            value_always_next=False,
-            source="vllm/utils/argparse_utils.py FlexibleArgumentParser.parse_args",
         ),
         imports=tuple(VLLM_IMPORTS),
         env=(("VLLM_TARGET_DEVICE", "cpu"),),
@@ -257,24 +255,17 @@ RELEASES = (
     Release(
         engine="sglang",
         package=pins.SGLANG,
-        syntax=Syntax(
-            underscores=False,
-            equals=True,
-            dotted_keys=False,
-            value_always_next=False,
-            source="sglang/srt/server_args.py prepare_server_args: plain argparse.ArgumentParser",
-        ),
+        syntax=Syntax("sglang/srt/server_args.py prepare_server_args: argparse.ArgumentParser"),
         imports=tuple(SGLANG_IMPORTS),
     ),
     Release(
         engine="llamacpp",
         package=pins.LLAMA_CPP_PYTHON,
         syntax=Syntax(
+            "common/arg.cpp common_params_parse_ex",
             underscores=True,
             equals=False,
-            dotted_keys=False,
             value_always_next=True,
-            source="common/arg.cpp common_params_parse_ex",
         ),
     ),
 )
