@@ -381,9 +381,7 @@ def table_from_probe(probe: dict) -> FlagTable:
                 if action["replacement"]:
                     note = f"use {action['replacement']} instead"
                 table.deprecated[option] = note
-    # SpeculativeAlgorithm.from_string upper-cases what it is given.
-    if "--speculative-algorithm" in registries:
-        table.case_insensitive.add("--speculative-algorithm")
+    table.case_insensitive.update(probe["case_insensitive"])
     table.positionals = len(positional_dests)
     return table
 

@@ -4,7 +4,8 @@ This file runs inside a throwaway venv that holds the engine release, so it impo
 standard library and the engine itself. It prints one JSON object on stdout::
 
     /tmp/flagvenvs/vllm-0.33.0/bin/python scripts/flag_probe.py vllm
-    {"actions": [{"options": ["--api-key"], "nargs": "+", "choices": null, ...}], "registries": {...}}
+    {"actions": [{"options": ["--api-key"], "nargs": "+", "choices": null, ...}], "registries": {...},
+     "case_insensitive": [...]}
 
 Each action lists every option string the parser accepts for it, hidden spellings included
 (vLLM registers ``--no-X`` forms that ``--help`` does not show), its ``nargs`` and ``choices``,
@@ -95,6 +96,7 @@ def probe_vllm() -> dict[str, Any]:
             "--reasoning-parser": sorted(ReasoningParserManager.list_registered()),
             "--safetensors-load-strategy": sorted(get_args(load_config.SafetensorsLoadStrategy)),
         },
+        "case_insensitive": [],
     }
 
 
@@ -106,13 +108,15 @@ def probe_sglang() -> dict[str, Any]:
 
     parser = argparse.ArgumentParser()
     ServerArgs.add_cli_args(parser)
-    # SpeculativeAlgorithm.from_string upper-cases the name, then tries the enum, the reserved
+    # SpeculativeAlgorithm.from_string upper-cases the name (so the flag is case-insensitive),
+    # then tries the enum, the reserved
     # aliases (NEXTN -> EAGLE) and the plugin registry; NONE is what "no flag" means.
     speculative = {m.name for m in SpeculativeAlgorithm if m.name != "NONE"}
     speculative |= set(spec_registry._RESERVED_ALIASES) | set(spec_registry._REGISTRY)
     return {
         "actions": dump_parser(parser),
         "registries": {"--speculative-algorithm": sorted(speculative)},
+        "case_insensitive": ["--speculative-algorithm"],
     }
 
 
