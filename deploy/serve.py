@@ -3,10 +3,13 @@
     pyinfra inventories/h200.py deploy/serve.py
 
 Phase by phase across the roles (install everywhere, then configure, then activate), so the engine
-starts only once everything it needs is in place; each role does nothing where the plan has no part
-for it (no llama.cpp build on a vLLM host, no engine venv on a llama.cpp host).
+starts only once the driver stack, the engine and the weights are in place. Each role does nothing
+where the plan has no part for it (no llama.cpp build on a vLLM host, no driver on a CPU host).
 """
 
 from roles import base, engine_venv, gguf, layout, llamacpp, packages, service, weights
+from roles.nvidia_driver.stack import ROLES as NVIDIA_STACK
 
-base.run_phases([packages, layout, engine_venv, llamacpp, weights, gguf, service])
+plan = base.current_plan()
+gpu_stack = [role for role in NVIDIA_STACK if role is not packages] if plan.profile.gpu else []
+base.run_phases([packages, layout, *gpu_stack, engine_venv, llamacpp, weights, gguf, service], plan)

@@ -299,7 +299,9 @@ def build_plan(spec: HostSpec, checkpoint: Checkpoint | None = None) -> HostPlan
     requirements: tuple[str, ...] = ()
     if isinstance(engine, LlamaCppSettings):
         flags, archs = _cmake_flags(profile)
-        key = _digest(pins.LLAMA_CPP.version, flags)
+        # a CUDA build links the toolkit: a new toolkit pin is a new build
+        toolkit = spec.nvidia.pins.cuda_version if archs else None
+        key = _digest(pins.LLAMA_CPP.version, flags, toolkit)
         llamacpp = LlamaCppBuildPlan(
             version=pins.LLAMA_CPP.version,
             source=spec.sources.llamacpp,

@@ -208,4 +208,4 @@ if __name__ == "__main__":
         if "second_run_facts" in loaded:
             print("second run:", json.dumps(run_case(loaded, "second_run_facts")))
         if write:
-            Path(arg).write_text(json.dumps(loaded, indent=2) + "\n")
+            Path(arg).write_text(json.dumps(loaded, indent=2, ensure_ascii=False) + "\n")

@@ -14,7 +14,6 @@ Example (deploy/reprovision.py)::
 
 from __future__ import annotations
 
-import importlib
 import shlex
 from urllib.parse import urlsplit
 
@@ -91,13 +90,8 @@ def _metrics_url(health_url: str) -> str:
 
 def _rebuild_dependents(plan: HostPlan) -> None:
     """Rebuild what links the CUDA toolkit (the llama.cpp build); called when the toolkit moves."""
-    if plan.llamacpp is None:
-        return
-    try:
-        llamacpp = importlib.import_module("roles.llamacpp")
-    except ModuleNotFoundError:
-        logger.warning(f"{host.name}: the CUDA toolkit moves; rebuild llama.cpp against it")
-        return
+    from roles import llamacpp  # a CUDA toolkit pin is part of its build key
+
     llamacpp.install(plan)
 
 

@@ -14,6 +14,7 @@ REPO = Path(__file__).resolve().parents[2]
 CORE = REPO / "metalserve"
 EDGES = {
     "cli.py", "inventory.py", "modelfiles.py", "templating.py", "hubmirror.py", "bundle.py",
+    "runner.py", "demo.py",
     "sandbox", "artefacts", "diag/files.py", "diag/cli.py",
 }  # fmt: skip
 FORBIDDEN_MODULES = {
