@@ -32,7 +32,7 @@ from metalserve.engines.flagsets import (
 from metalserve.errors import PlanError
 
 REPO = Path(__file__).resolve().parents[2]
-SEEDS = REPO.parent / "shared" / "seeds"
+SEEDS = REPO / "tests" / "fixtures" / "seeds"  # verbatim copies of the seed commands
 SCRIPT = REPO / "scripts" / "extract_engine_flags.py"
 
 VLLM = flagset("vllm", "0.33.0")
