@@ -27,12 +27,7 @@ from typing import Any
 import click
 from pydantic import BaseModel, ConfigDict
 
-from metalserve.artefacts.cache import cache_root
-from metalserve.artefacts.llamacpp import llamacpp_source
-from metalserve.artefacts.tinymodel import tiny_moe_checkpoint
-from metalserve.artefacts.wheelhouse import converter_wheelhouse
 from metalserve.errors import MetalserveError
-from metalserve.hubmirror import publish
 
 DEMO_REPO = "metalserve/tiny-moe"
 HUB_MIRROR_PORT = 8390
@@ -56,6 +51,12 @@ class SandboxInputs(BaseModel):
 
 def prepare_inputs(run_dir: Path, progress: Callable[[str], None] = print) -> SandboxInputs:
     """Build (or take from the cache) everything the sandbox hosts are served."""
+    from metalserve.artefacts.cache import cache_root
+    from metalserve.artefacts.llamacpp import llamacpp_source
+    from metalserve.artefacts.tinymodel import tiny_moe_checkpoint
+    from metalserve.artefacts.wheelhouse import converter_wheelhouse
+    from metalserve.hubmirror import publish
+
     started = time.monotonic()
     source = llamacpp_source()
     progress(
