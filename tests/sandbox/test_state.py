@@ -1,0 +1,108 @@
+"""The state file that `up` writes and everything else reads."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from metalserve.catalog.profiles import PROFILES
+from metalserve.sandbox.errors import SandboxError
+from metalserve.sandbox.inventory import SANDBOX_METALSERVE_DATA, host_data, inventory_hosts
+from metalserve.sandbox.state import SandboxHostState, SandboxState, load_state, save_state
+from metalserve.sources import SourceKind, Sources
+
+
+def make_state(run_dir: Path, n: int = 2) -> SandboxState:
+    return SandboxState(
+        prefix="ms",
+        subnet="10.77.0.0/24",
+        controller_netns="ms-ctl",
+        controller_ip="10.77.0.1",
+        hosts=tuple(
+            SandboxHostState(
+                name=f"ms-host{i}",
+                ip=f"10.77.0.{10 + i}",
+                netns=f"ms-host{i}",
+                machine_dir=run_dir / "machines" / f"ms-host{i}",
+                host_key_line=f"ssh-ed25519 AAAAkey{i}",
+            )
+            for i in range(1, n + 1)
+        ),
+        ssh_key=run_dir / "id_ed25519",
+        ssh_known_hosts=run_dir / "known_hosts",
+        ssh_config=run_dir / "ssh_config",
+        http_base_url="http://10.77.0.1:8080",
+        http_server_pid=4242,
+        served={"apt": "http://10.77.0.1:8080/apt/"},
+        apt_url="http://10.77.0.1:8080/apt/",
+        ccache_dir=Path("/c/ccache/bookworm-x"),
+        rootfs_tarball=Path("/c/rootfs/x.tar.zst"),
+    )
+
+
+def test_state_round_trips_through_the_file(tmp_path: Path) -> None:
+    state = make_state(tmp_path)
+    save_state(tmp_path / "state.json", state)
+    assert load_state(tmp_path / "state.json") == state
+    assert not list(tmp_path.glob(".*tmp")), "the temporary file is renamed into place"
+
+
+def test_a_missing_state_file_says_how_to_bring_the_sandbox_up(tmp_path: Path) -> None:
+    with pytest.raises(
+        SandboxError,
+        match=r"^no sandbox is up: expected a state file at .* — fix: metalserve sandbox up$",
+    ):
+        load_state(tmp_path / "state.json")
+
+
+def test_a_foreign_state_file_is_one_line_naming_the_field(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    data = json.loads(make_state(tmp_path).model_dump_json())
+    del data["apt_url"]
+    path.write_text(json.dumps(data))
+    with pytest.raises(
+        SandboxError, match=r"apt_url: Field required — fix: metalserve sandbox down"
+    ):
+        load_state(path)
+
+
+def test_unknown_host_names_list_the_real_ones(tmp_path: Path) -> None:
+    with pytest.raises(SandboxError, match="found ms-host1, ms-host2"):
+        make_state(tmp_path).host("gpu01")
+
+
+def test_inventory_hosts_connect_through_the_sandbox_ssh_config(tmp_path: Path) -> None:
+    state = make_state(tmp_path)
+    hosts = inventory_hosts(state)
+    assert [name for name, _ in hosts] == ["ms-host1", "ms-host2"]
+    data = hosts[1][1]
+    assert data["ssh_hostname"] == "ms-host2"
+    assert data["ssh_config_file"] == str(tmp_path / "ssh_config")
+    assert data["ssh_key"] == str(tmp_path / "id_ed25519")
+    assert data["ssh_strict_host_key_checking"] == "yes"
+    assert data["sandbox"]["apt_url"] == state.apt_url
+    assert data["sandbox"]["peers"] == ["10.77.0.11", "10.77.0.12"]
+
+
+def test_every_host_gets_its_own_copy_of_the_metalserve_data(tmp_path: Path) -> None:
+    state = make_state(tmp_path)
+    first = host_data(state, state.hosts[0])
+    first["metalserve"]["engine"]["name"] = "vllm"
+    second = host_data(state, state.hosts[1])["metalserve"]
+    assert second["engine"] == {"name": "llamacpp"}
+    assert second["profile"] == "sandbox-cpu"
+
+
+def test_the_local_apt_repository_is_the_hosts_mirror_source_as_the_core_reads_it(
+    tmp_path: Path,
+) -> None:
+    state = make_state(tmp_path)
+    sources = Sources.model_validate(host_data(state, state.hosts[0])["metalserve"]["sources"])
+    assert sources.apt.kind is SourceKind.MIRROR
+    assert sources.apt.url == "http://10.77.0.1:8080/apt/"
+
+
+def test_the_sandbox_profile_is_one_the_core_knows() -> None:
+    assert SANDBOX_METALSERVE_DATA["profile"] in PROFILES
