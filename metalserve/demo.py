@@ -22,12 +22,16 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from pydantic import BaseModel, ConfigDict
 
 from metalserve.errors import MetalserveError
+
+if TYPE_CHECKING:
+    from metalserve.sandbox.layout import SandboxLayout
+    from metalserve.sandbox.state import SandboxState
 
 DEMO_REPO = "metalserve/tiny-moe"
 HUB_MIRROR_PORT = 8390
@@ -186,6 +190,19 @@ def completion(controller_netns: str, url: str, api_key_file: Path, served: str)
     return str(json.loads(run.stdout)["choices"][0]["text"])
 
 
+def prepare_sandbox(
+    state: SandboxState, layout: SandboxLayout, progress: Callable[[str], None] = print
+) -> SandboxInputs:
+    """The inputs built and served, and recorded where ``inventories/sandbox.py`` reads them."""
+    inputs = prepare_inputs(layout.run_dir, progress)
+    endpoint = start_hub_mirror(state.controller_netns, state.controller_ip, inputs,
+                                layout.log_dir / "hubmirror.log")  # fmt: skip
+    inputs = inputs.model_copy(update={"hub_endpoint": endpoint})
+    save_inputs(layout.run_dir, inputs)
+    progress(f"hub mirror serving {inputs.repo_id} at {endpoint}")
+    return inputs
+
+
 @click.command("demo")
 @click.option("-n", "hosts", default=1, show_default=True, help="sandbox hosts to deploy to")
 def demo_command(hosts: int) -> None:
@@ -201,11 +218,8 @@ def demo_command(hosts: int) -> None:
     click.secho(
         "== 2/4 offline inputs: llama.cpp source, wheelhouse, tiny MoE checkpoint", bold=True
     )
-    inputs = prepare_inputs(layout.run_dir, progress=click.echo)
-    endpoint = start_hub_mirror(state.controller_netns, state.controller_ip, inputs,
-                                layout.log_dir / "hubmirror.log")  # fmt: skip
-    save_inputs(layout.run_dir, inputs.model_copy(update={"hub_endpoint": endpoint}))
-    click.secho(f"== 3/4 pyinfra {INVENTORY} {SERVE} (hub mirror at {endpoint})", bold=True)
+    inputs = prepare_sandbox(state, layout, progress=click.echo)
+    click.secho(f"== 3/4 pyinfra -y {INVENTORY} {SERVE}", bold=True)
     run = run_pyinfra(INVENTORY, SERVE, on_line=click.echo)
     if run.returncode != 0:
         raise MetalserveError(

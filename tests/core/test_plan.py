@@ -113,7 +113,9 @@ def test_sglang_with_an_api_key_is_refused_because_it_would_show_in_ps() -> None
 
 
 def test_a_value_the_pinned_engine_rejects_is_refused_at_plan_time() -> None:
-    with pytest.raises(PlanError, match=r"host h1: metalserve.engine: SGLang 0.5.23 --kv-cache-dtype"):
+    with pytest.raises(
+        PlanError, match=r"host h1: metalserve.engine: SGLang 0.5.23 --kv-cache-dtype"
+    ):
         plan(
             profile="h100-sxm-8",
             model={"checkpoint": "zai-org/GLM-4.7-FP8"},
