@@ -7,13 +7,15 @@ through the sandbox's controller namespace (see its ssh_config); host data comes
 
 import sys
 
+from metalserve.demo import load_inputs
 from metalserve.sandbox.errors import SandboxError
 from metalserve.sandbox.inventory import inventory_hosts
 from metalserve.sandbox.layout import default_layout
 from metalserve.sandbox.state import load_state
 
 try:
-    sandbox = inventory_hosts(load_state(default_layout().state_file))
+    layout = default_layout()
+    sandbox = inventory_hosts(load_state(layout.state_file), load_inputs(layout.run_dir))
 except SandboxError as err:
     print(f"error: {err.message}", file=sys.stderr)
     sys.exit(2)

@@ -136,9 +136,15 @@ def audit() -> None:
 
 
 def _register_groups() -> None:
+    from metalserve.demo import demo_command
     from metalserve.diag.cli import diag_group
+    from metalserve.hubmirror import mirror_group
+    from metalserve.sandbox.cli import sandbox_group
 
     main.add_command(diag_group)
+    main.add_command(mirror_group)
+    main.add_command(demo_command)
+    main.add_command(sandbox_group)
 
 
 _register_groups()

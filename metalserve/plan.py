@@ -19,6 +19,7 @@ from metalserve.catalog.packages import packages_for
 from metalserve.catalog.profiles import profile as get_profile
 from metalserve.checkpoint import Checkpoint, WeightFormat
 from metalserve.engines import LlamaCppSettings, SglangSettings, VllmSettings
+from metalserve.engines.flagsets import check_argv, deprecation_notes, flagset
 from metalserve.errors import PlanError
 from metalserve.hardware import Frozen, HardwareProfile
 from metalserve.layout import Layout
@@ -258,6 +259,22 @@ def _local_weights(
     return engine.model_copy(update={"served_model_name": weights.repo_id})
 
 
+_FIRST_ENGINE_WORD: dict[str, int | str] = {"vllm": 2, "sglang": "--model-path", "llamacpp": "-m"}
+"""Where the engine's own arguments start: after ``vllm serve``, at ``--model-path``, at ``-m``."""
+
+
+def _check_flags(
+    engine: VllmSettings | SglangSettings | LlamaCppSettings, command: list[str]
+) -> list[str]:
+    """The command against the flag set derived from that engine release's own source: an unknown
+    flag or value is an error (one line), a deprecated one a warning."""
+    first = _FIRST_ENGINE_WORD[engine.name]
+    args = command[first:] if isinstance(first, int) else command[command.index(first) :]
+    fs = flagset(engine.name, engine.version)
+    check_argv(fs, args)
+    return deprecation_notes(fs, args)
+
+
 def _served_name(spec: HostSpec) -> str:
     engine = spec.engine
     if not isinstance(engine, LlamaCppSettings) and engine.served_model_name:
@@ -354,6 +371,11 @@ def build_plan(spec: HostSpec, checkpoint: Checkpoint | None = None) -> HostPlan
                 "the key only as --api-key, visible in ps — fix: use vLLM or llama.cpp, or put an "
                 "authenticating proxy in front"
             )
+
+    try:
+        warnings += _check_flags(engine, list(command))
+    except PlanError as exc:
+        raise PlanError(f"host {spec.host}: metalserve.engine: {exc}") from None
 
     nccl = nccl_environment(
         profile,

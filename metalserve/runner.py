@@ -9,11 +9,13 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -54,6 +56,11 @@ class DeployRun:
         return stages
 
 
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+
+
 def pyinfra_command() -> list[str]:
     exe = Path(sys.executable).with_name("pyinfra")
     if exe.exists():
@@ -72,13 +79,13 @@ def run_pyinfra(
     *,
     limit: str | None = None,
     on_line: Callable[[str], None] | None = None,
-    kill_when: Callable[[str], bool] | None = None,
+    kill_when: Callable[[str], float | None] | None = None,
     timeout_s: float = 3600,
 ) -> DeployRun:
     """Run ``pyinfra -y INVENTORY DEPLOY`` from the repository root.
 
-    ``kill_when`` is for tests of interrupted runs: the whole pyinfra process group is killed
-    (SIGKILL) right after the first output line it returns True for.
+    ``kill_when`` is for tests of interrupted runs: for the first output line it returns a number
+    of seconds for, the whole pyinfra process group is killed (SIGKILL) that long afterwards.
     """
     argv = [*pyinfra_command(), "-y", inventory, deploy]
     if limit:
@@ -96,6 +103,7 @@ def run_pyinfra(
     )
     lines: list[str] = []
     starts: list[tuple[float, str]] = []
+    killer: threading.Timer | None = None
     assert proc.stdout is not None
     try:
         for line in proc.stdout:
@@ -106,9 +114,10 @@ def run_pyinfra(
             name = operation_start(line)
             if name:
                 starts.append((now, name))
-            if kill_when and kill_when(line):
-                os.killpg(proc.pid, signal.SIGKILL)
-                break
+            delay = kill_when(line) if kill_when and killer is None else None
+            if delay is not None:
+                killer = threading.Timer(delay, _kill_group, (proc.pid,))
+                killer.start()
             if now > timeout_s:
                 os.killpg(proc.pid, signal.SIGKILL)
                 raise MetalserveError(
@@ -116,4 +125,6 @@ def run_pyinfra(
                 )
     finally:
         returncode = proc.wait()
+        if killer is not None:
+            killer.cancel()
     return DeployRun(returncode, time.monotonic() - started, "".join(lines), starts)

@@ -8,16 +8,15 @@ Example (what `inventories/sandbox.py` does)::
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
+from metalserve.demo import SandboxInputs, sandbox_metalserve_data
 from metalserve.sandbox.state import SandboxHostState, SandboxState
 
-# The `metalserve` block the core validates into a HostSpec; the lead finalises its keys.
-SANDBOX_METALSERVE_DATA: dict[str, Any] = {"profile": "sandbox-cpu", "engine": {"name": "llamacpp"}}
 
-
-def host_data(state: SandboxState, host: SandboxHostState) -> dict[str, Any]:
+def host_data(
+    state: SandboxState, host: SandboxHostState, inputs: SandboxInputs | None = None
+) -> dict[str, Any]:
     """Connection data (SSH through the controller namespace) plus the host's `metalserve` data."""
     return {
         "ssh_hostname": host.name,
@@ -26,11 +25,8 @@ def host_data(state: SandboxState, host: SandboxHostState) -> dict[str, Any]:
         "ssh_config_file": str(state.ssh_config),
         "ssh_known_hosts_file": str(state.ssh_known_hosts),
         "ssh_strict_host_key_checking": "yes",
-        "metalserve": {
-            **copy.deepcopy(SANDBOX_METALSERVE_DATA),
-            # The local flat repository is the hosts' only package source, as on an air-gapped site.
-            "sources": {"apt": {"kind": "mirror", "url": state.apt_url}},
-        },
+        # Absent until the demo inputs are prepared (`metalserve demo`); the plan then says so.
+        **({"metalserve": sandbox_metalserve_data(state.apt_url, inputs)} if inputs else {}),
         # Kept beside, not inside, `metalserve`: the core validates that block strictly.
         "sandbox": {
             "ip": host.ip,
@@ -42,6 +38,8 @@ def host_data(state: SandboxState, host: SandboxHostState) -> dict[str, Any]:
     }
 
 
-def inventory_hosts(state: SandboxState) -> list[tuple[str, dict[str, Any]]]:
+def inventory_hosts(
+    state: SandboxState, inputs: SandboxInputs | None = None
+) -> list[tuple[str, dict[str, Any]]]:
     """pyinfra inventory entries, one `(name, data)` per sandbox host."""
-    return [(h.name, host_data(state, h)) for h in state.hosts]
+    return [(h.name, host_data(state, h, inputs)) for h in state.hosts]

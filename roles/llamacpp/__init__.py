@@ -66,7 +66,7 @@ def build_command(build: LlamaCppBuildPlan) -> str:
     flags = " ".join(build.cmake_flags)
     copies = " && ".join(f"cp {work}/build/bin/{t} {partial}/bin/" for t in build.targets)
     stamp = "\\n".join(stamp_lines(build))
-    return " && ".join(
+    steps = " && ".join(
         [
             f"rm -rf {work} {partial}",
             f"mkdir -p {work}/src {partial}/bin",
@@ -81,6 +81,11 @@ def build_command(build: LlamaCppBuildPlan) -> str:
             f"rm -rf {work}",
         ]
     )
+    # One build at a time per host: a build orphaned by a killed deploy may still be running.
+    # Whoever gets the lock second finds the stamp and stops.
+    done = f'[ "$(cat {build.prefix}/{STAMP} 2>/dev/null)" = "$(printf \'{stamp}\')" ]'
+    script = f"{done} || {{ {steps}; }}"
+    return f"mkdir -p {Path(build.prefix).parent} && flock {Path(build.prefix).parent}/.build.lock sh -c {shlex.quote(script)}"
 
 
 @deploy("llama.cpp: install")

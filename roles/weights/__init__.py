@@ -81,6 +81,7 @@ def install(plan: HostPlan) -> None:
     server.shell(
         name=f"Fetch and verify {weights.repo_id}@{weights.revision}",
         commands=[
+            f"flock {weights.local_dir}.lock "
             f"{weights.hub_venv}/bin/python {script} --repo {weights.repo_id} "
             f"--revision {weights.revision} --local-dir {weights.local_dir}"
         ],

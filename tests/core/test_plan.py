@@ -110,3 +110,23 @@ def test_sglang_with_an_api_key_is_refused_because_it_would_show_in_ps() -> None
             engine={"name": "sglang", "tp_size": 8},
             secrets={"api_key_file": "/root/key"},
         )
+
+
+def test_a_value_the_pinned_engine_rejects_is_refused_at_plan_time() -> None:
+    with pytest.raises(
+        PlanError, match=r"host h1: metalserve.engine: SGLang 0.5.23 --kv-cache-dtype"
+    ):
+        plan(
+            profile="h100-sxm-8",
+            model={"checkpoint": "zai-org/GLM-4.7-FP8"},
+            engine={"name": "sglang", "tp_size": 8, "kv_cache_dtype": "fp8"},
+        )
+
+
+def test_an_engine_version_without_a_derived_flag_set_is_refused() -> None:
+    with pytest.raises(PlanError, match="pinned: 0.33.0"):
+        plan(
+            profile="h200-sxm-8",
+            model={"checkpoint": "zai-org/GLM-5.2-FP8"},
+            engine={"name": "vllm", "version": "0.30.0", "tensor_parallel_size": 8},
+        )
