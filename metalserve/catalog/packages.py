@@ -3,8 +3,9 @@ Ubuntu 22.04/24.04)."""
 
 from __future__ import annotations
 
-BASE: tuple[str, ...] = ("ca-certificates", "curl", "python3-venv")
-"""curl: health checks and the keep-warm timer; python3-venv: engine, converter and hub venvs."""
+BASE: tuple[str, ...] = ("ca-certificates", "curl", "python3-venv", "procps")
+"""curl: health checks and the keep-warm timer; python3-venv: engine, converter and hub venvs;
+procps: ps/pgrep for operators and checks on the engine process."""
 
 LLAMACPP_BUILD: tuple[str, ...] = ("build-essential", "cmake", "ccache")
 """llama.cpp's CPU build (sandbox-facts §2); ccache makes a rebuild after a driver upgrade cheap."""

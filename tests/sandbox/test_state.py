@@ -8,10 +8,12 @@ from pathlib import Path
 import pytest
 
 from metalserve.catalog.profiles import PROFILES
+from metalserve.demo import SandboxInputs
 from metalserve.sandbox.errors import SandboxError
-from metalserve.sandbox.inventory import SANDBOX_METALSERVE_DATA, host_data, inventory_hosts
+from metalserve.sandbox.inventory import host_data, inventory_hosts
 from metalserve.sandbox.state import SandboxHostState, SandboxState, load_state, save_state
-from metalserve.sources import SourceKind, Sources
+from metalserve.sources import SourceKind
+from metalserve.spec import host_spec
 
 
 def make_state(run_dir: Path, n: int = 2) -> SandboxState:
@@ -86,23 +88,38 @@ def test_inventory_hosts_connect_through_the_sandbox_ssh_config(tmp_path: Path) 
     assert data["sandbox"]["peers"] == ["10.77.0.11", "10.77.0.12"]
 
 
+def _inputs(tmp_path: Path) -> SandboxInputs:
+    return SandboxInputs(
+        llamacpp_tarball=tmp_path / "llama.cpp.tar.gz",
+        llamacpp_sha256="0" * 64,
+        wheelhouse=tmp_path / "wheels",
+        checkpoint=tmp_path / "tiny-moe",
+        hub_root=tmp_path / "hub",
+        api_key_file=tmp_path / "api_key",
+        hub_endpoint="http://10.77.0.1:8390",
+    )
+
+
+def test_without_prepared_inputs_hosts_carry_no_metalserve_data(tmp_path: Path) -> None:
+    state = make_state(tmp_path)
+    assert "metalserve" not in host_data(state, state.hosts[0])
+
+
+def test_with_inputs_every_host_carries_data_the_core_validates(tmp_path: Path) -> None:
+    state = make_state(tmp_path)
+    for name, data in inventory_hosts(state, _inputs(tmp_path)):
+        spec = host_spec(name, data["metalserve"])
+        assert spec.profile in PROFILES and spec.engine.name == "llamacpp"
+        assert spec.sources.apt.kind is SourceKind.MIRROR
+        assert spec.sources.apt.url == "http://10.77.0.1:8080/apt/"
+        assert spec.sources.python.kind is SourceKind.BUNDLE
+        assert spec.sources.weights.endpoint == "http://10.77.0.1:8390"
+        assert spec.secrets.api_key_file == str(tmp_path / "api_key")
+
+
 def test_every_host_gets_its_own_copy_of_the_metalserve_data(tmp_path: Path) -> None:
     state = make_state(tmp_path)
-    first = host_data(state, state.hosts[0])
+    first = host_data(state, state.hosts[0], _inputs(tmp_path))
     first["metalserve"]["engine"]["name"] = "vllm"
-    second = host_data(state, state.hosts[1])["metalserve"]
-    assert second["engine"] == {"name": "llamacpp"}
-    assert second["profile"] == "sandbox-cpu"
-
-
-def test_the_local_apt_repository_is_the_hosts_mirror_source_as_the_core_reads_it(
-    tmp_path: Path,
-) -> None:
-    state = make_state(tmp_path)
-    sources = Sources.model_validate(host_data(state, state.hosts[0])["metalserve"]["sources"])
-    assert sources.apt.kind is SourceKind.MIRROR
-    assert sources.apt.url == "http://10.77.0.1:8080/apt/"
-
-
-def test_the_sandbox_profile_is_one_the_core_knows() -> None:
-    assert SANDBOX_METALSERVE_DATA["profile"] in PROFILES
+    second = host_data(state, state.hosts[1], _inputs(tmp_path))["metalserve"]
+    assert second["engine"]["name"] == "llamacpp"

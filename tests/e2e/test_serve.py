@@ -1,0 +1,155 @@
+"""The serve deploy end to end: real pyinfra over real SSH into real systemd hosts, llama.cpp built
+from the offline source, the tiny MoE checkpoint fetched from the hub mirror with huggingface_hub,
+converted, quantized, served by a systemd unit — then re-run, interrupted and re-run.
+
+The tests run in file order and share the sandbox: the first deploys to one host (the cold build,
+which warms the shared ccache), the next interrupts a deploy to the second host mid-build.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+
+import pytest
+import testinfra
+
+from metalserve.demo import INVENTORY, SERVE, SandboxInputs, completion, prepare_sandbox
+from metalserve.runner import DeployRun, run_pyinfra
+from metalserve.sandbox.layout import default_layout
+from metalserve.sandbox.state import SandboxState
+
+pytestmark = pytest.mark.e2e
+
+SERVICE = "metalserve-llamacpp"
+LLAMACPP_ROOT = "/opt/metalserve/llama.cpp"
+GGUF = "/var/lib/metalserve/gguf/metalserve--tiny-moe-Q4_K_M.gguf"
+BUILD_TIMEOUT_S = 40 * 60
+
+
+@pytest.fixture(scope="module")
+def inputs(sandbox: SandboxState) -> SandboxInputs:
+    if len(sandbox.hosts) < 2:
+        pytest.skip("the serve tests need two sandbox hosts (METALSERVE_SANDBOX_HOSTS>=2)")
+    return prepare_sandbox(sandbox, default_layout(), progress=print)
+
+
+@pytest.fixture(scope="module")
+def hosts(sandbox: SandboxState) -> Iterator[dict[str, testinfra.host.Host]]:
+    yield {
+        h.name: testinfra.get_host(f"paramiko://{h.name}", ssh_config=str(sandbox.ssh_config))
+        for h in sandbox.hosts
+    }
+
+
+def deploy(limit: str | None = None, **kwargs: object) -> DeployRun:
+    return run_pyinfra(INVENTORY, SERVE, limit=limit, on_line=print, timeout_s=BUILD_TIMEOUT_S,
+                       **kwargs)  # type: ignore[arg-type]  # fmt: skip
+
+
+def _prefixes(host: testinfra.host.Host) -> list[str]:
+    out = host.run(f"ls -1 {LLAMACPP_ROOT} 2>/dev/null || true").stdout.split()
+    return sorted(out)
+
+
+def test_first_deploy_serves_a_completion_from_a_systemd_unit(
+    inputs: SandboxInputs, sandbox: SandboxState, hosts: dict
+) -> None:
+    first = sandbox.hosts[0]
+    run = deploy(limit=first.name)
+    assert run.returncode == 0, run.output[-3000:]
+    assert run.totals.errors == 0 and run.totals.changed > 0
+    assert "completion: " in run.output, "the deploy's own smoke completion ran"
+    host = hosts[first.name]
+    assert host.service(SERVICE).is_running and host.service(SERVICE).is_enabled
+    text = completion(sandbox.controller_netns, f"http://{first.ip}:8080/v1/completions",
+                      inputs.api_key_file, inputs.repo_id)  # fmt: skip
+    assert isinstance(text, str) and text
+
+
+def test_a_deploy_killed_mid_build_leaves_no_build_taken_as_complete(
+    inputs: SandboxInputs, sandbox: SandboxState, hosts: dict
+) -> None:
+    second = sandbox.hosts[1]
+    run = deploy(
+        limit=second.name,
+        kill_when=lambda line: 3.0 if "Build llama.cpp" in line else None,
+    )
+    assert run.returncode != 0 and not run.finished, "the run was cut short"
+    host = hosts[second.name]
+    # only scratch (.build-*, *.partial) may exist: no stamped prefix, no `current` link
+    finished = [p for p in _prefixes(host) if re.fullmatch(r"[0-9a-f]{9}-[0-9a-f]{12}", p)]
+    assert finished == [], _prefixes(host)
+    assert not host.file(f"{LLAMACPP_ROOT}/current").exists
+
+
+def test_every_host_converges_after_the_interruption(inputs: SandboxInputs, hosts: dict) -> None:
+    run = deploy()
+    assert run.returncode == 0, run.output[-3000:]
+    for host in hosts.values():
+        assert host.service(SERVICE).is_running
+        assert host.file(GGUF).exists
+
+
+def test_a_second_deploy_changes_nothing(inputs: SandboxInputs) -> None:
+    run = deploy()
+    assert run.returncode == 0, run.output[-3000:]
+    assert run.totals.changed == 0, run.output[-3000:]
+
+
+def test_files_are_owned_and_permissioned_for_their_readers(hosts: dict) -> None:
+    for host in hosts.values():
+        creds = host.file("/etc/metalserve/credentials")
+        assert (creds.user, creds.mode) == ("root", 0o700)
+        key = host.file("/etc/metalserve/credentials/api_key")
+        assert (key.user, key.group, key.mode) == ("root", "root", 0o600)
+        unit = host.file(f"/etc/systemd/system/{SERVICE}.service")
+        assert (unit.user, unit.mode) == ("root", 0o644)
+        assert host.file(f"/etc/metalserve/{SERVICE}.env").mode == 0o644
+        assert host.file(GGUF).mode & 0o004, "the service user can read the model"
+        assert host.process.get(comm="llama-server").user == "metalserve"
+
+
+def test_no_secret_in_units_environment_files_or_ps(inputs: SandboxInputs, hosts: dict) -> None:
+    secret = inputs.api_key_file.read_text().strip()
+    for host in hosts.values():
+        rendered = host.run(
+            f"cat /etc/systemd/system/{SERVICE}*.service /etc/systemd/system/{SERVICE}*.timer "
+            f"/etc/metalserve/{SERVICE}.env"
+        ).stdout
+        assert rendered and secret not in rendered
+        assert secret not in host.run("ps -eo args").stdout
+        assert secret not in host.run(f"journalctl -u {SERVICE} --no-pager").stdout
+        cmdline = host.run("ps -o args= -C llama-server").stdout
+        assert "--api-key-file /run/credentials/" in cmdline and "--api-key " not in cmdline
+
+
+def test_the_keep_warm_timer_is_scheduled(hosts: dict) -> None:
+    for host in hosts.values():
+        timer = host.service(f"{SERVICE}-keepwarm.timer")
+        assert timer.is_running and timer.is_enabled
+
+
+def test_a_deploy_killed_mid_conversion_converges_on_the_next_run(
+    inputs: SandboxInputs, sandbox: SandboxState, hosts: dict
+) -> None:
+    second = sandbox.hosts[1]
+    host = hosts[second.name]
+    host.run(f"rm -f {GGUF} {GGUF}.stamp.json")
+    run = deploy(limit=second.name, kill_when=lambda line: 2.0 if "Convert " in line else None)
+    assert not run.finished
+    out, stamp = host.file(GGUF), host.file(f"{GGUF}.stamp.json")
+    assert not out.exists or stamp.exists, "a GGUF without its stamp would be taken as complete"
+    again = deploy(limit=second.name)
+    assert again.returncode == 0, again.output[-3000:]
+    assert json.loads(host.file(f"{GGUF}.stamp.json").content_string)["type"] == "Q4_K_M"
+    text = completion(sandbox.controller_netns, f"http://{second.ip}:8080/v1/completions",
+                      inputs.api_key_file, inputs.repo_id)  # fmt: skip
+    assert text
+
+
+def test_the_hosts_stay_air_gapped(hosts: dict) -> None:
+    for host in hosts.values():
+        route = host.run("ip route get 1.1.1.1")
+        assert route.rc != 0, route.stdout
