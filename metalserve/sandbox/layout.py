@@ -30,6 +30,10 @@ FIRST_HOST_OFFSET = 10
 MAX_HOSTS = 64
 
 
+SSH_PORT_BASE = 20000
+"""Loopback ports 20000 + 100 × (second octet of the subnet mod 100) + host index (10.77 → 27701…)."""
+
+
 class HostSlot(BaseModel):
     """Where one sandbox host lives: its names and its address."""
 
@@ -108,6 +112,13 @@ class SandboxLayout(BaseModel):
     @property
     def host_name_pattern(self) -> re.Pattern[str]:
         return re.compile(rf"^{re.escape(self.prefix)}-host(\d+)$")
+
+    def ssh_port(self, slot: HostSlot) -> int:
+        """The loopback port that reaches ``slot``'s sshd (distinct per subnet, so a second test
+        sandbox never collides with the shared one)."""
+        return (
+            SSH_PORT_BASE + 100 * (int(self.network.network_address.packed[1]) % 100) + slot.index
+        )
 
     def host(self, index: int) -> HostSlot:
         """The slot of host number `index` (1-based).

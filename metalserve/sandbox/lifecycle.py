@@ -119,11 +119,14 @@ def _bring_up(
     known_hosts = run_dir / "known_hosts"
     known_hosts.write_text(
         "".join(
-            machines.known_hosts_line(s, k) + "\n" for s, k in zip(slots, host_keys, strict=True)
+            machines.known_hosts_line(layout, s, k) + "\n"
+            for s, k in zip(slots, host_keys, strict=True)
         )
     )
     ssh_config = run_dir / "ssh_config"
     ssh_config.write_text(machines.ssh_config_text(layout, slots, key, known_hosts))
+    for slot in slots:
+        machines.start_relay(layout, slot, logs / f"{slot.name}-relay.log")
 
     server_pid = fileserver.start_server(layout, logs / "fileserver.log")
     apt_url = fileserver.serve_dir(layout, APT_SERVED_NAME, repo)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+import socket
 import subprocess
 import sys
 import time
@@ -116,35 +117,53 @@ def nspawn_pids(layout: SandboxLayout) -> list[int]:
 def ssh_config_text(
     layout: SandboxLayout, slots: list[HostSlot], key: Path, known_hosts: Path
 ) -> str:
-    """An ssh_config reaching each host through the controller namespace (for ssh, paramiko, pyinfra)."""
-    proxy = shlex.join(
-        [
-            "ip",
-            "netns",
-            "exec",
-            layout.controller_netns,
-            sys.executable,
-            str(Path(relay.__file__).resolve()),
-        ]
-    )
+    """An ssh_config reaching each host through its loopback relay (for ssh, paramiko, pyinfra)."""
     blocks = []
     for s in slots:
         blocks.append(
             f"Host {s.name}\n"
-            f"  HostName {s.ip}\n"
+            "  HostName 127.0.0.1\n"
+            f"  Port {layout.ssh_port(s)}\n"
+            f"  HostKeyAlias {s.name}\n"
             "  User root\n"
             f"  IdentityFile {shlex.quote(str(key))}\n"
             "  IdentitiesOnly yes\n"
             f"  UserKnownHostsFile {shlex.quote(str(known_hosts))}\n"
             "  StrictHostKeyChecking yes\n"
-            f"  ProxyCommand {proxy} %h %p\n"
             "  LogLevel ERROR\n"
         )
     return "\n".join(blocks)
 
 
-def known_hosts_line(slot: HostSlot, host_key: str) -> str:
-    return f"{slot.name},{slot.ip} {host_key}"
+def known_hosts_line(layout: SandboxLayout, slot: HostSlot, host_key: str) -> str:
+    """The host's key under its name, its address and its loopback relay (what paramiko looks up)."""
+    return f"{slot.name},{slot.ip},[127.0.0.1]:{layout.ssh_port(slot)} {host_key}"
+
+
+def start_relay(layout: SandboxLayout, slot: HostSlot, log: Path) -> int:
+    """Start the loopback relay of ``slot`` (see ``relay.py``); return its pid once it listens."""
+    argv = [
+        sys.executable, str(Path(relay.__file__).resolve()),
+        "--netns", f"/run/netns/{layout.controller_netns}",
+        "--listen", str(layout.ssh_port(slot)), "--to", f"{slot.ip}:22",
+    ]  # fmt: skip
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True
+        )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SandboxError(
+                f"relay {slot.name}: expected it to listen on 127.0.0.1:{layout.ssh_port(slot)}; "
+                f"found it exited {proc.returncode} — fix: read {log}"
+            )
+        try:
+            with socket.create_connection(("127.0.0.1", layout.ssh_port(slot)), timeout=1):
+                return proc.pid
+        except OSError:
+            time.sleep(0.1)
+    raise SandboxError(f"relay {slot.name}: not listening after 10 s — fix: read {log}")
 
 
 def ssh_argv(ssh_config: Path, name: str, command: str, connect_timeout: int = 5) -> list[str]:

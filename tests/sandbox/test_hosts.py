@@ -27,14 +27,12 @@ def test_hosts_know_each_other_and_the_controller_by_name() -> None:
     assert "10.77.0.12\tms-host2" in text.splitlines()
 
 
-def test_ssh_reaches_each_host_through_the_controller_namespace_with_a_pinned_host_key() -> None:
+def test_ssh_reaches_each_host_through_its_loopback_relay_with_a_pinned_host_key() -> None:
     text = ssh_config_text(LAYOUT, SLOTS, Path("/srv/sbx/id_ed25519"), Path("/srv/sbx/known_hosts"))
     block = text.split("\n\n")[1]
-    assert block.startswith("Host ms-host2\n  HostName 10.77.0.12\n")
-    assert "  ProxyCommand ip netns exec ms-ctl " in block and block.rstrip().endswith(
-        "LogLevel ERROR"
-    )
-    assert "relay.py %h %p" in block
+    assert block.startswith("Host ms-host2\n  HostName 127.0.0.1\n  Port 27702\n")
+    assert "  HostKeyAlias ms-host2" in block and "ProxyCommand" not in block
+    assert block.rstrip().endswith("LogLevel ERROR")
     assert "  StrictHostKeyChecking yes" in block
     assert "  UserKnownHostsFile /srv/sbx/known_hosts" in block
     assert "  IdentityFile /srv/sbx/id_ed25519" in block
@@ -42,7 +40,8 @@ def test_ssh_reaches_each_host_through_the_controller_namespace_with_a_pinned_ho
 
 def test_known_hosts_names_the_host_by_name_and_address() -> None:
     assert (
-        known_hosts_line(SLOTS[0], "ssh-ed25519 AAAAC3") == "ms-host1,10.77.0.11 ssh-ed25519 AAAAC3"
+        known_hosts_line(LAYOUT, SLOTS[0], "ssh-ed25519 AAAAC3")
+        == "ms-host1,10.77.0.11,[127.0.0.1]:27701 ssh-ed25519 AAAAC3"
     )
 
 
