@@ -109,24 +109,18 @@ def start_hub_mirror(
 ) -> str:
     """Serve the mirror inside the controller namespace (reachable from the hosts only); the
     sandbox's ``down`` stops it with everything else in that namespace."""
+    from metalserve.sandbox.procs import start_daemon
+
     endpoint = f"http://{controller_ip}:{HUB_MIRROR_PORT}"
     argv = [
         "ip", "netns", "exec", controller_netns, sys.executable, "-m", "metalserve.cli",
         "mirror", "serve", str(inputs.hub_root), "--bind", f"{controller_ip}:{HUB_MIRROR_PORT}",
     ]  # fmt: skip
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=out, stdin=subprocess.DEVNULL,
-                                start_new_session=True)  # fmt: skip
-    deadline = time.monotonic() + 20
     probe = ["ip", "netns", "exec", controller_netns, "curl", "-fsS", "-o", "/dev/null",
              f"{endpoint}/api/models/{inputs.repo_id}"]  # fmt: skip
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise MetalserveError(f"hub mirror: exited {proc.returncode} — fix: read {log}")
-        if subprocess.run(probe, capture_output=True).returncode == 0:
-            return endpoint
-        time.sleep(0.3)
-    raise MetalserveError(f"hub mirror: not answering at {endpoint} after 20 s — fix: read {log}")
+    start_daemon(argv, log, f"hub mirror at {endpoint}",
+                 lambda: subprocess.run(probe, capture_output=True).returncode == 0, 20)  # fmt: skip
+    return endpoint
 
 
 def sandbox_metalserve_data(apt_url: str, inputs: SandboxInputs) -> dict[str, Any]:

@@ -7,16 +7,13 @@ The server runs in the controller namespace, so only sandbox hosts can reach it.
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 from metalserve.sandbox.errors import SandboxError
 from metalserve.sandbox.layout import SandboxLayout
 from metalserve.sandbox.network import connect_in_netns
-from metalserve.sandbox.procs import process_cmdline, stop_process
+from metalserve.sandbox.procs import process_cmdline, start_daemon
 from metalserve.sandbox.state import load_state, save_state
 
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-_.")
@@ -65,28 +62,12 @@ def start_server(layout: SandboxLayout, log: Path) -> int:
         sys.executable, "-m", "http.server", str(layout.http_port),
         "--bind", layout.controller_ip, "--directory", str(layout.www_dir),
     ]  # fmt: skip
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True
-        )
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SandboxError(
-                f"file server: expected it to listen on {layout.http_base_url}; found it exited {proc.returncode} "
-                f"— fix: read {log}"
-            )
-        try:
-            connect_in_netns(
-                layout.controller_netns, layout.controller_ip, layout.http_port
-            ).close()
-            return proc.pid
-        except OSError:
-            time.sleep(0.1)
-    stop_process(proc.pid, signal.SIGKILL)
-    raise SandboxError(
-        f"file server: expected it to listen on {layout.http_base_url} within 15 s; found no listener — fix: read {log}"
-    )
+
+    def listening() -> bool:
+        connect_in_netns(layout.controller_netns, layout.controller_ip, layout.http_port).close()
+        return True
+
+    return start_daemon(argv, log, f"file server at {layout.http_base_url}", listening)
 
 
 def is_file_server(pid: int, layout: SandboxLayout) -> bool:

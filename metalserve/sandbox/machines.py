@@ -15,7 +15,7 @@ from metalserve.sandbox.cgroups import enter, host_cgroups
 from metalserve.sandbox.errors import SandboxError
 from metalserve.sandbox.layout import HostSlot, SandboxLayout
 from metalserve.sandbox.network import NETNS_DIR, connect_in_netns
-from metalserve.sandbox.procs import find_processes
+from metalserve.sandbox.procs import find_processes, start_daemon
 from metalserve.sandbox.system import run
 
 SSH_PORT = 22
@@ -147,23 +147,13 @@ def start_relay(layout: SandboxLayout, slot: HostSlot, log: Path) -> int:
         "--netns", f"/run/netns/{layout.controller_netns}",
         "--listen", str(layout.ssh_port(slot)), "--to", f"{slot.ip}:22",
     ]  # fmt: skip
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True
-        )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SandboxError(
-                f"relay {slot.name}: expected it to listen on 127.0.0.1:{layout.ssh_port(slot)}; "
-                f"found it exited {proc.returncode} — fix: read {log}"
-            )
-        try:
-            with socket.create_connection(("127.0.0.1", layout.ssh_port(slot)), timeout=1):
-                return proc.pid
-        except OSError:
-            time.sleep(0.1)
-    raise SandboxError(f"relay {slot.name}: not listening after 10 s — fix: read {log}")
+    port = layout.ssh_port(slot)
+
+    def listening() -> bool:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+
+    return start_daemon(argv, log, f"ssh relay 127.0.0.1:{port} → {slot.name}", listening, 10)
 
 
 def ssh_argv(ssh_config: Path, name: str, command: str, connect_timeout: int = 5) -> list[str]:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
+
+from metalserve.sandbox.errors import SandboxError
 
 PROC = Path("/proc")
 
@@ -72,3 +75,26 @@ def terminate(pids: Iterable[int], grace: float) -> None:
     for pid in wait_gone(pids, grace):
         stop_process(pid, signal.SIGKILL)
     wait_gone(pids, 5)
+
+
+def start_daemon(
+    argv: list[str], log: Path, what: str, ready: Callable[[], bool], timeout: float = 15
+) -> int:
+    """Start ``argv`` in a session of its own, logging to ``log``; return its pid once ``ready()``.
+
+    A daemon that exits, or is not ready in time, is one line naming ``what`` and the log.
+    """
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True
+        )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SandboxError(f"{what}: exited {proc.returncode} — fix: read {log}")
+        with contextlib.suppress(OSError):
+            if ready():
+                return proc.pid
+        time.sleep(0.1)
+    stop_process(proc.pid, signal.SIGKILL)
+    raise SandboxError(f"{what}: not ready after {timeout:.0f} s — fix: read {log}")
