@@ -54,13 +54,14 @@ def test_core_module_does_no_io(module: Path) -> None:
 
 
 def _python_files() -> list[Path]:
+    """The project's own code: not tests, generated flag sets, scripts, or anything in a dot
+    directory (.venv, .git) of the checkout."""
+    skipped = {"tests", "flagsets", "scripts"}
     return [
         p
         for p in REPO.rglob("*.py")
-        if "tests" not in p.parts
-        and ".git" not in p.parts
-        and "flagsets" not in p.parts
-        and "scripts" not in p.parts
+        if not skipped & set(p.relative_to(REPO).parts)
+        and not any(part.startswith(".") for part in p.relative_to(REPO).parts)
     ]
 
 
