@@ -25,7 +25,7 @@ from metalserve.artefacts.cache import ArtefactError, cached_build, sha256_file
 from metalserve.artefacts.pins import LLAMACPP_SDIST, LlamaCppSdistPin
 
 KIND = "llamacpp-source"
-_TRIM_FORMAT = 1
+_TRIM_FORMAT = 2  # bump when the trimmed bytes change (2: mtimes zeroed)
 """Bumped whenever :func:`keep_in_source` changes, so old cache entries are not reused."""
 
 _DROPPED_DIRS = frozenset(
@@ -89,6 +89,7 @@ def _download_sdist(pin: LlamaCppSdistPin, into: Path) -> Path:
 def _normalised(info: tarfile.TarInfo) -> tarfile.TarInfo:
     info.uid = info.gid = 0
     info.uname = info.gname = ""
+    info.mtime = 0  # extraction leaves directory mtimes at "now"
     info.mode = 0o755 if info.isdir() or info.mode & 0o100 else 0o644
     return info
 
@@ -96,7 +97,7 @@ def _normalised(info: tarfile.TarInfo) -> tarfile.TarInfo:
 def write_trimmed_tarball(vendored_tree: Path, top_dir: str, out: Path) -> None:
     """Write ``vendored_tree`` as ``out`` (tar.gz) under ``top_dir``, trimmed and reproducible.
 
-    Entries are sorted, owners and gzip timestamp are zeroed: the same tree gives the same bytes.
+    Entries are sorted, owners, mtimes and the gzip timestamp are zeroed: the same tree gives the same bytes.
     """
     paths = sorted(
         path
