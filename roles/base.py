@@ -63,8 +63,11 @@ def run_phases(roles: Iterable[ModuleType], plan: HostPlan | None = None) -> Non
     """Run each phase across all ``roles`` in order; a role may leave a phase out."""
     plan = plan or current_plan()
     roles = list(roles)
-    for phase in PHASES:
-        for role in roles:
+    # pyinfra orders operations by the line numbers of their call stack, not by file: every role
+    # is called from the same line below, so without host.loop two roles' operations at equal
+    # line numbers would count as one, and hosts with different work would order them in a cycle.
+    for phase in host.loop(PHASES):
+        for role in host.loop(roles):
             step = getattr(role, phase, None)
             if step is not None:
                 step(plan)
