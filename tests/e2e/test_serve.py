@@ -140,7 +140,7 @@ def test_a_deploy_killed_mid_conversion_converges_on_the_next_run(
     second = sandbox.hosts[1]
     host = hosts[second.name]
     host.run(f"rm -f {GGUF} {GGUF}.stamp.json")
-    run = deploy(limit=second.name, kill_when=lambda line: 2.0 if "Convert " in line else None)
+    run = deploy(limit=second.name, kill_when=lambda line: 1.0 if "Convert " in line else None)
     assert not run.finished
     out, stamp = host.file(GGUF), host.file(f"{GGUF}.stamp.json")
     assert not out.exists or stamp.exists, "a GGUF without its stamp would be taken as complete"
