@@ -1,7 +1,7 @@
 """pyinfra inventory of the sandbox hosts made by `metalserve sandbox up`.
 
 Usage: `pyinfra inventories/sandbox.py deploy/serve.py -y`. Hosts are reached over real SSH
-through the sandbox's controller namespace (see its ssh_config); host data comes from
+through loopback relays into the sandbox (see its ssh_config); host data comes from
 `metalserve.sandbox.inventory.host_data`.
 """
 
