@@ -25,7 +25,7 @@ from metalserve.hardware import Frozen, HardwareProfile
 from metalserve.layout import Layout
 from metalserve.nccl import NcclEnvironment, distributed_environment, nccl_environment
 from metalserve.sizing import SizingReport, audit_claims, request_for, size, smallest_setup
-from metalserve.sources import LlamaCppSource, SourceKind, Sources, WeightsSource
+from metalserve.sources import LlamaCppSource, SourceKind, WeightsSource
 from metalserve.spec import HostSpec
 
 CUDA_HOME = "/usr/local/cuda"
@@ -414,6 +414,3 @@ def build_plan(spec: HostSpec, checkpoint: Checkpoint | None = None) -> HostPlan
         service=_service(spec, layout, exec_argv, engine.listen_port, head),
         warnings=tuple(warnings),
     )
-
-
-__all__ = ["HostPlan", "Sources", "build_plan"]
