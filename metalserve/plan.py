@@ -282,6 +282,14 @@ def _served_name(spec: HostSpec) -> str:
     return spec.model.name
 
 
+def _llamacpp_source(source: LlamaCppSource) -> LlamaCppSource:
+    """``source`` with upstream's URL filled in where the inventory names none."""
+    if source.url is not None or source.kind == "local":
+        return source
+    url = pins.LLAMA_CPP_GIT if source.kind == "git" else pins.LLAMA_CPP_ARCHIVE
+    return source.model_copy(update={"url": url})
+
+
 def build_plan(spec: HostSpec, checkpoint: Checkpoint | None = None) -> HostPlan:
     """The plan for one host. ``checkpoint`` is given by the edge for models outside the catalogue
     (read from their config.json and index); catalogue checkpoints are found by id."""
@@ -321,7 +329,7 @@ def build_plan(spec: HostSpec, checkpoint: Checkpoint | None = None) -> HostPlan
         key = _digest(pins.LLAMA_CPP.version, flags, toolkit)
         llamacpp = LlamaCppBuildPlan(
             version=pins.LLAMA_CPP.version,
-            source=spec.sources.llamacpp,
+            source=_llamacpp_source(spec.sources.llamacpp),
             source_tarball=f"{layout.sources}/llama.cpp-{pins.LLAMA_CPP.version}.tar.gz",
             cmake_flags=flags,
             cuda_archs=archs,

@@ -173,8 +173,11 @@ SOURCES: dict[str, str] = {
     ),
     "fabricmanager": (
         "Fabric Manager User Guide: the fabric manager and the driver must be the same version; "
-        "package nvidia-fabricmanager-<branch> with libnvidia-nscq-<branch> (CUDA repository "
-        "listings; NVIDIA/gpu-driver-container#735 for the mismatch failure)"
+        "package nvidia-fabricmanager-<branch> with libnvidia-nscq-<branch> on Ubuntu and Debian "
+        "alike: NVIDIA/apt-packaging-fabric-manager and NVIDIA/apt-packaging-libnvidia-nscq READMEs "
+        "('Debian: apt-get install cuda-drivers-fabricmanager-XXX' which depends on "
+        "nvidia-fabricmanager-XXX; 'Debian: apt-get install libnvidia-nscq-XXX'); "
+        "NVIDIA/gpu-driver-container#735 for the mismatch failure"
     ),
     "default_module_flavor": (
         "NVIDIA Driver Installation Guide, 'Kernel modules': the open GPU kernel modules are the "

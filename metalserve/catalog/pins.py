@@ -75,4 +75,8 @@ def hub_client_requirements() -> tuple[str, ...]:
     return (HUGGINGFACE_HUB.requirement,)
 
 
+LLAMA_CPP_GIT = "https://github.com/ggml-org/llama.cpp.git"
+LLAMA_CPP_ARCHIVE = f"https://github.com/ggml-org/llama.cpp/archive/{LLAMA_CPP.version}.tar.gz"
+"""Upstream, for a llama.cpp source given without a URL (GitHub resolves the short commit)."""
+
 ENGINE_PINS: dict[str, Pin] = {"vllm": VLLM, "sglang": SGLANG, "llamacpp": LLAMA_CPP}

@@ -87,6 +87,7 @@ def diag_plan(plan: HostPlan, cluster_hosts: tuple[str, ...] = ()) -> DiagPlan:
             "with its metalserve.cluster.node_rank"
         )
     source = spec.source
+    pins = plan.spec.nvidia.pins
     src_dir = f"{layout.sources}/nccl-tests-{source.ref}"
     gpu = profile.gpu
     build = build_argv(
@@ -142,7 +143,8 @@ def diag_plan(plan: HostPlan, cluster_hosts: tuple[str, ...] = ()) -> DiagPlan:
         else None,
         build_argv=build,
         build_stamp=f"{layout.state}/nccl-tests.build",
-        build_digest=_digest(source, build),
+        # nccl-tests links the toolkit's runtime and NCCL: a new pin of either means a rebuild
+        build_digest=_digest(source, build, pins.cuda_version, pins.nccl_version),
         out_dir=out_dir,
         hostfile_path=hostfile_path,
         hostfile=hostfile_text(cluster_hosts, profile.gpus_per_node) if multi_node else None,

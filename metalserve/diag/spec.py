@@ -52,6 +52,11 @@ class DiagSpec(BaseModel):
         default=None, gt=0, description="GB/s; replaces the catalogue's all_reduce figure"
     )
     fail_host: bool = Field(default=True, description="a FAIL verdict fails the host")
+    reprovision_gate: bool = Field(
+        default=True,
+        description="re-provisioning runs the diagnostic before the engine starts again; "
+        "a FAIL keeps the engine stopped",
+    )
     cuda_home: str = "/usr/local/cuda"
     nccl_home: str | None = Field(default=None, description="None: NCCL from the system paths")
     mpi_home: str = Field(

@@ -43,12 +43,13 @@ def fetch_command(build: LlamaCppBuildPlan) -> str:
     """Download (tarball URL) or export (git) the source to the tarball path, verified, atomically."""
     dest, partial = build.source_tarball, f"{build.source_tarball}.partial"
     if build.source.kind == "git":
-        # the pin is a commit: fetch exactly it (a branch or tag name would be --branch)
+        # The pin is a short commit id, which a server will not fetch by name: take the history
+        # without file contents (blobless) and let git resolve the id locally.
         clone = dest.removesuffix(".tar.gz") + ".git"
         fetch = (
-            f"rm -rf {clone} && git init -q {clone} && git -C {clone} fetch -q --depth 1 "
-            f"{shlex.quote(str(build.source.url))} {shlex.quote(build.version)} && "
-            f"git -C {clone} checkout -q FETCH_HEAD && "
+            f"rm -rf {clone} && git clone -q --filter=blob:none --no-checkout "
+            f"{shlex.quote(str(build.source.url))} {clone} && "
+            f"git -C {clone} checkout -q {shlex.quote(build.version)} && "
             f"tar -czf {partial} -C {clone} --exclude .git --transform 's,^\\.,llama.cpp,' . && "
             f"rm -rf {clone}"
         )

@@ -20,6 +20,7 @@ import shutil
 from datetime import UTC, datetime
 from io import StringIO
 from pathlib import Path
+from typing import Any
 
 from pyinfra import host, logger
 from pyinfra.api import deploy
@@ -115,8 +116,12 @@ def _fetch_source(dp: DiagPlan) -> None:
 @deploy("nccl-tests: fetch and build")
 def install(plan: HostPlan) -> None:
     dp = _plan(plan)
-    if dp is None:
-        return
+    if dp is not None:
+        build_steps(dp)
+
+
+def build_steps(dp: DiagPlan) -> None:
+    """Fetch and build nccl-tests unless the build stamp shows these very inputs were built."""
     if dp.multi_node:
         apt.packages(name="Install Open MPI for multi-node nccl-tests", packages=MPI_PACKAGES)
     if host.get_fact(BuildStamp, path=dp.build_stamp) == dp.build_digest:
@@ -136,7 +141,13 @@ def install(plan: HostPlan) -> None:
 @deploy("nccl-tests: run folder and hostfile")
 def configure(plan: HostPlan) -> None:
     dp = _plan(plan)
-    if dp is None or not dp.launcher:
+    if dp is not None:
+        prepare_steps(dp)
+
+
+def prepare_steps(dp: DiagPlan) -> None:
+    """The launcher's output folder and, for several nodes, the MPI hostfile."""
+    if not dp.launcher:
         return
     files.directory(name="Diagnostic output folder", path=dp.out_dir)
     if dp.hostfile is not None and dp.hostfile_path is not None:
@@ -180,10 +191,27 @@ def judge_and_file(dp: DiagPlan, runs: tuple[CollectiveRun, ...]) -> None:
         raise RoleError(f"host {dp.host}: NCCL diagnostic FAIL — {failed[0]} (report: {folder})")
 
 
+def judge_on_control_host(state: Any, host: Any, dp: DiagPlan) -> bool:
+    """pyinfra's callback around :func:`judge_and_file`: a FAIL is one red line and a failed
+    host (pyinfra then runs nothing more on it), never a traceback."""
+    try:
+        judge_and_file(dp, dp.runs)
+    except RoleError as failure:
+        host.log_styled(str(failure), fg="red", log_func=logger.error)
+        return False
+    return True
+
+
 @deploy("nccl-tests: run, fetch, judge")
 def activate(plan: HostPlan) -> None:
     dp = _plan(plan)
-    if dp is None or not dp.launcher:
+    if dp is not None:
+        run_steps(dp)
+
+
+def run_steps(dp: DiagPlan) -> None:
+    """Run each collective (the launcher only), fetch its outputs, judge them on the control host."""
+    if not dp.launcher:
         return
     staging = _staging(dp)
     for run in dp.runs:
@@ -214,6 +242,19 @@ def activate(plan: HostPlan) -> None:
                 create_local_dir=True,
                 force=True,
             )
-    python.call(
-        name="Judge the runs and write reports", function=judge_and_file, dp=dp, runs=dp.runs
-    )
+    python.call(name="Judge the runs and write reports", function=judge_on_control_host, dp=dp)
+
+
+def gate_steps(plan: HostPlan) -> None:
+    """The diagnostic as a gate, for re-provisioning: build (if its inputs changed), run, judge.
+
+    Called once the new driver has passed verification, so the GPU count the host reported
+    before the run (maybe none, from a broken driver) does not decide; a FAIL fails the host
+    before the caller's next step (starting the engine). Off with ``diag.reprovision_gate``.
+    """
+    if plan.profile.gpu is None or not plan.spec.diag.reprovision_gate:
+        return
+    dp = diag_plan(plan, _cluster_hosts(plan))
+    build_steps(dp)
+    prepare_steps(dp)
+    run_steps(dp)

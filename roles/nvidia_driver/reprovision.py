@@ -1,5 +1,7 @@
 """Re-provisioning after a driver change: drain and stop the engine, stop what holds the GPUs, put
-the pinned driver in place, load it (in place or by a reboot), verify, and only then start again.
+the pinned stack in place (driver, fabric manager, CUDA, NCCL), load the driver (in place or by a
+reboot), verify, rebuild what links the toolkit, pass the NCCL diagnostic, and only then start
+again.
 
 The order is the point: a failed verification stops pyinfra on this host before the engine starts,
 so a broken driver leaves the engine stopped with a one-line report, never serving errors. Every
@@ -23,9 +25,17 @@ from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.systemd import SystemdStatus
 from pyinfra.operations import server, systemd
 
+import roles.cuda as cuda
 import roles.fabricmanager as fabricmanager
+import roles.nccl as nccl
+import roles.nccl_diag as nccl_diag
 import roles.nvidia_driver as nvidia_driver
-from metalserve.catalog.nvidia_stack import cuda_pin, fabricmanager_pin, packages_off_pin
+from metalserve.catalog.nvidia_stack import (
+    cuda_pin,
+    fabricmanager_pin,
+    nccl_pin,
+    packages_off_pin,
+)
 from metalserve.plan import HostPlan
 from roles.fabricmanager import FABRIC_WAIT_S
 from roles.gpu_facts.facts import (
@@ -122,7 +132,8 @@ def run(plan: HostPlan) -> None:
 
 
 def run_steps(plan: HostPlan) -> None:
-    """Detect drift; if any, cycle the host: drain → stop → install → load → verify → start."""
+    """Detect drift; if any, cycle the host: drain → stop → install → load → verify → rebuild →
+    NCCL gate → start."""
     driver = nvidia_driver.target(plan)
     if driver is None:
         return
@@ -138,13 +149,17 @@ def run_steps(plan: HostPlan) -> None:
     with_fm = plan.profile.needs_fabric_manager
     if with_fm:
         off_pin += packages_off_pin(fabricmanager_pin(pins), installed)
+    toolkit_moves = bool(packages_off_pin(cuda_pin(pins), installed))
+    off_pin += packages_off_pin(cuda_pin(pins), installed)
+    off_pin += packages_off_pin(nccl_pin(pins), installed)
     smi_error = read_fact(NvidiaGpus).error
     engine_running = _engine_running(plan)
     cycle = drift.needs_reload or bool(off_pin) or bool(smi_error)
 
     if not cycle:
-        if not engine_running:  # an earlier run stopped it and was cut short, or verify failed
+        if not engine_running:  # an earlier run stopped it and was cut short, or a gate failed
             verify("nvidia_driver", "the driver", nvidia_driver.driver_check(driver), False)
+            nccl_diag.gate_steps(plan)
             _start_engine(plan)
         return
 
@@ -161,6 +176,8 @@ def run_steps(plan: HostPlan) -> None:
     )
     nvidia_driver.install_steps(plan)
     fabricmanager.install_steps(plan)
+    cuda.install(plan)
+    nccl.install(plan)
     if drift.needs_reload:
         nvidia_driver.reload_modules(read_fact(NvidiaKernelModules), why)
     restart = [nvidia_driver.PERSISTENCED, *([fabricmanager.SERVICE] if with_fm else [])]
@@ -173,6 +190,11 @@ def run_steps(plan: HostPlan) -> None:
         verify(
             "fabricmanager", "the NVLink fabric", fabricmanager.fabric_check(FABRIC_WAIT_S), True
         )
-    if packages_off_pin(cuda_pin(pins), installed):
+    cuda.activate(plan)
+    nccl.activate(plan)
+    if toolkit_moves:
         _rebuild_dependents(plan)
+    # Before the engine, not after: the engine holds ~90 % of each GPU's memory, so nccl-tests
+    # beside it would fail to allocate or measure a shared fabric; and a FAIL must keep it stopped.
+    nccl_diag.gate_steps(plan)
     _start_engine(plan)

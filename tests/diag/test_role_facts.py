@@ -13,7 +13,7 @@ from metalserve.modelfiles import checkpoint_for_spec
 from metalserve.plan import build_plan
 from metalserve.spec import host_spec
 from roles.base import RoleError
-from roles.nccl_diag import judge_and_file
+from roles.nccl_diag import judge_and_file, judge_on_control_host
 from roles.nccl_diag.facts import BuildStamp, NvidiaGpuCount
 from tests.diag.synthetic import FIXTURES
 
@@ -90,3 +90,32 @@ def test_fail_host_off_only_reports(tmp_path: Path) -> None:
     dp = _plan(tmp_path, fail_host=False)
     _stage(tmp_path, dp, "a100-sxm4-8_pre213_superbench.log", None)
     judge_and_file(dp, dp.runs)
+
+
+class _Host:
+    """What pyinfra hands a callback: somewhere to log a styled line."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def log_styled(self, message: str, **_style: object) -> None:
+        self.lines.append(message)
+
+
+def test_under_pyinfra_a_fail_is_one_red_line_and_a_failed_step(tmp_path: Path) -> None:
+    dp = _plan(tmp_path)
+    _stage(tmp_path, dp, "a100-sxm4-8_pre213_superbench.log", None)
+    host = _Host()
+    assert judge_on_control_host(None, host, dp) is False  # pyinfra stops this host here
+    (line,) = host.lines
+    assert "NCCL diagnostic FAIL — all_reduce: busbw" in line and "Traceback" not in line
+
+
+def test_under_pyinfra_a_pass_lets_the_next_step_run(tmp_path: Path) -> None:
+    dp = _plan(tmp_path)
+    _stage(
+        tmp_path, dp, "a100-pcie-4_socket-fallback_nccl1812.log", "h100-8_json-v3_azure-chm.json"
+    )
+    host = _Host()
+    assert judge_on_control_host(None, host, dp) is True
+    assert host.lines == []
