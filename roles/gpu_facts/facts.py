@@ -19,7 +19,7 @@ import json
 import re
 from typing import Any, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from pyinfra.api import FactBase
 
 from metalserve.catalog.nvidia_stack import BLACKLISTED_MODULES, NVIDIA_MODULES, KernelModuleFlavor
@@ -34,12 +34,19 @@ class _Frozen(BaseModel):
 GPU_QUERY_FIELDS = ("name", "memory.total", "compute_cap", "pci.bus_id", "uuid", "driver_version")
 
 
+_UNIFIED_MEMORY = "[N/A]"
+"""nvidia-smi's ``memory.total`` on a GPU that shares the host's memory (GB10)."""
+
+
 class Gpu(_Frozen):
     """One GPU as ``nvidia-smi --query-gpu`` reports it."""
 
     index: int
     name: str
-    memory_mib: int
+    memory_mib: int | None = Field(
+        description="None on unified memory, where nvidia-smi prints [N/A] (GB10 of DGX Spark: "
+        "https://docs.nvidia.com/dgx/dgx-spark/known-issues.html)"
+    )
     compute_capability: str
     pci_bus_id: str
     uuid: str
@@ -57,7 +64,8 @@ def parse_gpu_query(output: list[str]) -> GpuQuery:
     """Parse ``nvidia-smi --query-gpu=<GPU_QUERY_FIELDS> --format=csv,noheader,nounits``.
 
     A line that is not six CSV fields (``NVIDIA-SMI has failed…``, ``Failed to initialize NVML:
-    Driver/library version mismatch``, ``No devices were found``) becomes the ``error``.
+    Driver/library version mismatch``, ``No devices were found``) becomes the ``error``. A GPU
+    without memory of its own (GB10 shares the host's) reports ``[N/A]``: no ``memory_mib`` then.
 
     Example::
 
@@ -68,7 +76,10 @@ def parse_gpu_query(output: list[str]) -> GpuQuery:
     gpus: list[Gpu] = []
     problems: list[str] = []
     for row in csv.reader((line for line in output if line.strip()), skipinitialspace=True):
-        if len(row) != len(GPU_QUERY_FIELDS) or not row[1].strip().isdigit():
+        memory_field = row[1].strip() if len(row) > 1 else ""
+        if len(row) != len(GPU_QUERY_FIELDS) or not (
+            memory_field.isdigit() or memory_field == _UNIFIED_MEMORY
+        ):
             problems.append(", ".join(row).strip())
             continue
         name, memory, cc, bus, uuid, driver = (field.strip() for field in row)
@@ -76,7 +87,7 @@ def parse_gpu_query(output: list[str]) -> GpuQuery:
             Gpu(
                 index=len(gpus),
                 name=name,
-                memory_mib=int(memory),
+                memory_mib=None if memory == _UNIFIED_MEMORY else int(memory),
                 compute_capability=cc,
                 pci_bus_id=bus.lower(),
                 uuid=uuid,

@@ -52,6 +52,24 @@ def test_nvidia_smi_failure_is_kept_as_the_reason_with_no_gpus() -> None:
     assert query.error is not None and "Driver/library version mismatch" in query.error
 
 
+def test_dgx_spark_gpu_without_memory_of_its_own_is_still_a_gpu() -> None:
+    # GB10 shares the host's memory; nvidia-smi prints [N/A] for memory.total (NVIDIA's DGX Spark
+    # known issues). Reading that as a failed query would fail every DGX Spark's verification.
+    query = facts.parse_gpu_query(
+        ["NVIDIA GB10, [N/A], 12.1, 0000000F:01:00.0, GPU-2dee1e25-b3b5-007e, 580.105.08"]
+    )
+    assert query.error is None
+    assert [(g.name, g.memory_mib, g.pci_bus_id) for g in query.gpus] == [
+        ("NVIDIA GB10", None, "0000000f:01:00.0")
+    ]
+
+
+def test_a_garbled_memory_field_is_still_an_error() -> None:
+    query = facts.parse_gpu_query(["NVIDIA H200, lots, 9.0, 00000000:18:00.0, GPU-1, 580.105.08"])
+    assert query.gpus == ()
+    assert query.error is not None and "lots" in query.error
+
+
 def test_unknown_version_file_format_is_reported() -> None:
     with pytest.raises(ParseError, match="expected an 'NVRM version"):
         facts.parse_loaded_driver(["NVRM: something else entirely"])
