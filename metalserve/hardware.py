@@ -52,6 +52,9 @@ class GpuModel(Frozen):
         description="needs nvidia-fabricmanager when on an NVSwitch baseboard"
     )
     pcie_p2p: bool = Field(description="the driver supports GPU peer-to-peer over PCIe")
+    nvidia_peermem: bool = Field(
+        description="a NIC can reach this GPU's memory through nvidia-peermem (GPUDirect RDMA)"
+    )
     source: str
 
     @property

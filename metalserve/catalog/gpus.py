@@ -18,6 +18,7 @@ H200_SXM = GpuModel(
     open_kernel_modules_required=False,
     fabric_manager_with_nvswitch=True,
     pcie_p2p=True,
+    nvidia_peermem=True,
     source=f"{_SPECS} (H200 SXM 141 GB HBM3e); seed 004 '141GB of HBM3e'",
 )
 H100_SXM = GpuModel(
@@ -32,6 +33,7 @@ H100_SXM = GpuModel(
     open_kernel_modules_required=False,
     fabric_manager_with_nvswitch=True,
     pcie_p2p=True,
+    nvidia_peermem=True,
     source=f"{_SPECS} (H100 SXM5 80 GB); seed 000 '4×H100 (80GB each)'",
 )
 H100_PCIE = GpuModel(
@@ -46,6 +48,7 @@ H100_PCIE = GpuModel(
     open_kernel_modules_required=False,
     fabric_manager_with_nvswitch=False,
     pcie_p2p=True,
+    nvidia_peermem=True,
     source=f"{_SPECS} (H100 PCIe 80 GB; NVLink only through 2-GPU bridges)",
 )
 A100_SXM = GpuModel(
@@ -60,6 +63,7 @@ A100_SXM = GpuModel(
     open_kernel_modules_required=False,
     fabric_manager_with_nvswitch=True,
     pcie_p2p=True,
+    nvidia_peermem=True,
     source=f"{_SPECS} (A100 SXM4 80 GB, NVLink3)",
 )
 L40S = GpuModel(
@@ -74,6 +78,7 @@ L40S = GpuModel(
     open_kernel_modules_required=False,
     fabric_manager_with_nvswitch=False,
     pcie_p2p=True,
+    nvidia_peermem=True,
     source=f"{_SPECS} (L40S 48 GB GDDR6, PCIe Gen4, no NVLink)",
 )
 RTX_4090 = GpuModel(
@@ -88,9 +93,11 @@ RTX_4090 = GpuModel(
     open_kernel_modules_required=False,
     fabric_manager_with_nvswitch=False,
     pcie_p2p=False,
+    nvidia_peermem=False,
     source=(
         f"{_SPECS} (24 GB GDDR6X); GeForce Ada has no PCIe P2P in NVIDIA's driver "
-        "(blog.chlc.cc rtx4090-gpudirect-p2p-unlocked: ~15 GB/s busbw without P2P)"
+        "(blog.chlc.cc rtx4090-gpudirect-p2p-unlocked: ~15 GB/s busbw without P2P); nor GPUDirect "
+        "RDMA on GeForce (tinygrad/open-gpu-kernel-modules#46)"
     ),
 )
 RTX_PRO_6000 = GpuModel(
@@ -105,6 +112,7 @@ RTX_PRO_6000 = GpuModel(
     open_kernel_modules_required=True,
     fabric_manager_with_nvswitch=False,
     pcie_p2p=True,
+    nvidia_peermem=True,
     source=(
         f"{_SPECS} (96 GB GDDR7, PCIe Gen5); seed 003 '8x RTX PRO 6000 Blackwell GPUs (96 GB each)'; "
         "Blackwell needs the open kernel module (operator-painpoints #6)"
@@ -122,6 +130,7 @@ B200 = GpuModel(
     open_kernel_modules_required=True,
     fabric_manager_with_nvswitch=True,
     pcie_p2p=True,
+    nvidia_peermem=True,
     source=f"{_SPECS} (HGX B200 180 GB HBM3e; FM also needs NVLSM, operator-painpoints #4)",
 )
 GB10 = GpuModel(
@@ -136,7 +145,12 @@ GB10 = GpuModel(
     open_kernel_modules_required=True,
     fabric_manager_with_nvswitch=False,
     pcie_p2p=False,
-    source=f"{_SPECS} (DGX Spark: GB10, 128 GB unified LPDDR5x shared with the CPU, ConnectX-7 200G)",
+    nvidia_peermem=False,
+    source=(
+        f"{_SPECS} (DGX Spark: GB10, 128 GB unified LPDDR5x shared with the CPU, ConnectX-7 200G); "
+        "no nvidia-peermem: 'modprobe nvidia_peermem returns Invalid argument on GB10 … unified "
+        "memory has no separate BAR1' (NVIDIA/daqiri docs/tutorials/system_configuration.md)"
+    ),
 )
 
 GPUS: dict[str, GpuModel] = {

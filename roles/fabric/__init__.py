@@ -1,7 +1,8 @@
 """InfiniBand / RoCE fabric for multi-node profiles: RDMA packages, GPUDirect RDMA, port checks.
 
 install: rdma-core, ibverbs-utils, perftest, infiniband-diags. configure: ``nvidia-peermem`` loaded
-at boot. activate: loaded now, then verified: each data HCA port ACTIVE at the profile's rate and,
+at boot where the GPU can use it (not GB10: its unified memory has no BAR1 for the NIC to map, and
+the module refuses to load). activate: loaded now, then verified: each data HCA port ACTIVE at the profile's rate and,
 on RoCE v2, the inventory's GID index is the port's RoCE v2 IPv4 entry (NCCL_IB_GID_INDEX).
 """
 
@@ -27,6 +28,14 @@ PEERMEM_LOAD_PATH = "/etc/modules-load.d/metalserve-nvidia-peermem.conf"
 
 def _fabric(plan: HostPlan) -> NetworkFabric | None:
     return plan.profile.fabric if plan.profile.gpu is not None else None
+
+
+def _peermem(plan: HostPlan) -> bool:
+    return (
+        _fabric(plan) is not None
+        and plan.profile.gpu is not None
+        and plan.profile.gpu.nvidia_peermem
+    )
 
 
 def ports_check(plan: HostPlan) -> Any:
@@ -58,7 +67,7 @@ def install(plan: HostPlan) -> None:
 
 @deploy("Fabric: GPUDirect RDMA at boot")
 def configure(plan: HostPlan) -> None:
-    if _fabric(plan) is not None:
+    if _peermem(plan):
         write_file(PEERMEM_LOAD_PATH, "nvidia-peermem\n", "nvidia-peermem at boot")
 
 
@@ -67,7 +76,7 @@ def activate(plan: HostPlan) -> None:
     if _fabric(plan) is None:
         return
     changes = any(name not in read_fact(DebPackages) for name in FABRIC_PACKAGES)
-    if PEERMEM not in read_fact(NvidiaKernelModules).loaded:
+    if _peermem(plan) and PEERMEM not in read_fact(NvidiaKernelModules).loaded:
         server.shell(
             name="Load nvidia-peermem (GPUDirect RDMA)", commands=["modprobe nvidia-peermem"]
         )

@@ -1,13 +1,34 @@
 """The NVIDIA stack's operation cases (run, like every case, by tests/roles/test_role_cases.py)
-cover the three distributions and the profiles the issue names."""
+cover the three distributions and every GPU profile of the catalogue, and each whole-stack case
+installs what its hardware needs and nothing it does not."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
+
+import pytest
+
+from metalserve.catalog.profiles import PROFILES
 
 ROLES = Path(__file__).parent.parent
 GPU_ROLES = ("nvidia_driver", "fabricmanager", "cuda", "nccl", "fabric", "reprovision")
 NAMES = {f"{p.parent.name}/{p.stem}" for role in GPU_ROLES for p in (ROLES / role).glob("*.json")}
+WHOLE_STACK = {
+    path.stem: case
+    for path in sorted((ROLES / "nvidia_driver").glob("*.json"))
+    if (case := json.loads(path.read_text())).get("role") == "roles.nvidia_driver.stack"
+}
+GPU_PROFILES = sorted(pid for pid, p in PROFILES.items() if p.gpu is not None)
+
+
+def _profile_of(case: dict[str, Any]) -> str:
+    return str(case["host_data"]["metalserve"]["profile"])
+
+
+def _runs(case: dict[str, Any], fragment: str) -> bool:
+    return any(fragment in command for command in case["commands"])
 
 
 def test_each_distribution_has_a_driver_case() -> None:
@@ -31,3 +52,42 @@ def test_reprovision_cases_cover_detection_reboot_and_failed_verification() -> N
         "reprovision/nouveau_holds_the_gpu_reboot",
         "reprovision/failed_verification_keeps_engine_stopped",
     } <= NAMES
+
+
+def test_every_gpu_profile_of_the_catalogue_has_a_whole_stack_case() -> None:
+    covered = {_profile_of(case) for case in WHOLE_STACK.values()}
+    assert GPU_PROFILES, "the catalogue lists no GPU profile"
+    assert sorted(set(GPU_PROFILES) - covered) == []
+
+
+def test_whole_stack_cases_spread_over_the_three_distributions_more_than_once() -> None:
+    distros = [
+        (
+            c["facts"]["server.LinuxDistribution"]["name"],
+            c["facts"]["server.LinuxDistribution"]["major"],
+        )
+        for c in WHOLE_STACK.values()
+    ]
+    for distro in (("Ubuntu", 22), ("Ubuntu", 24), ("Debian", 12)):
+        assert distros.count(distro) >= 2, distro
+
+
+@pytest.mark.parametrize("name", sorted(WHOLE_STACK))
+def test_whole_stack_case_has_a_no_op_second_run(name: str) -> None:
+    # check_case runs it; here it must exist, so every installed host is shown to converge.
+    assert "second_run_facts" in WHOLE_STACK[name], name
+
+
+@pytest.mark.parametrize("name", sorted(WHOLE_STACK))
+def test_whole_stack_case_installs_what_its_hardware_needs(name: str) -> None:
+    case = WHOLE_STACK[name]
+    profile = PROFILES[_profile_of(case)]
+    assert profile.gpu is not None
+    assert _runs(case, "nvidia-fabricmanager-") == profile.needs_fabric_manager, "fabric manager"
+    assert _runs(case, "rdma-core") == profile.multi_node, "RDMA packages"
+    peermem = profile.multi_node and profile.gpu.nvidia_peermem
+    assert _runs(case, "modprobe nvidia-peermem") == peermem, "nvidia-peermem"
+    if profile.gpu.open_kernel_modules_required:
+        assert _runs(case, "-open") or _runs(case, "nvidia-kernel-open-dkms"), "open kernel module"
+    arm64 = case["facts"]["deb.DebArch"] == "arm64"
+    assert _runs(case, "/sbsa/") == arm64, "NVIDIA's arm64 server repository is sbsa"
