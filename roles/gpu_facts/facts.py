@@ -677,6 +677,29 @@ class NvidiaFabricStates(FactBase[dict[str, FabricState]]):
         return parse_fabric_states(output)
 
 
+def parse_container_kind(output: list[str]) -> str | None:
+    """``systemd-detect-virt --container``'s answer; ``None`` for ``none`` (bare metal or a VM).
+
+    Example::
+
+        >>> parse_container_kind(["systemd-nspawn"]), parse_container_kind(["none"])
+        ('systemd-nspawn', None)
+    """
+    kind = next((line.strip() for line in output if line.strip()), "none")
+    return None if kind == "none" else kind
+
+
+class ContainerKind(FactBase[str | None]):
+    """The container this host runs in (``systemd-nspawn``, ``lxc``, ``docker``, …), or ``None``
+    where the kernel is the host's own (bare metal, a VM). A container cannot load modules."""
+
+    def command(self) -> str:
+        return "systemd-detect-virt --container 2>/dev/null || true"
+
+    def process(self, output: list[str]) -> str | None:
+        return parse_container_kind(output)
+
+
 class NvidiaHeldPackages(FactBase[frozenset[str]]):
     """Packages marked ``apt-mark hold`` (which unattended-upgrades will not touch)."""
 
