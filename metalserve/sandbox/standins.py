@@ -82,8 +82,9 @@ def standins(pins: NvidiaStackPins, distro: Distro = Distro.DEBIAN_12) -> tuple[
             version=f"{release}-1",
             files={
                 f"{toolkit_dir}/version.json": json.dumps(
-                    {"cuda": {"name": "CUDA SDK", "version": release}}
+                    {"cuda": {"name": "CUDA SDK", "version": release}}, indent=3
                 )
+                + "\n"
             },
             links={"/usr/local/cuda": toolkit_dir},
         )

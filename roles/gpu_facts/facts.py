@@ -564,7 +564,10 @@ def parse_cuda_toolkits(output: list[str]) -> CudaToolkits:
         text = "\n".join(lines)
         version: str | None = None
         if text.lstrip().startswith("{"):
-            version = json.loads(text).get("cuda", {}).get("version")
+            try:
+                version = json.loads(text).get("cuda", {}).get("version")
+            except (json.JSONDecodeError, AttributeError):
+                version = None  # unreadable: counted as no toolkit, which the check reports
         else:
             match = _NVCC_RELEASE.search(text)
             version = match.group(1) if match else None
@@ -583,7 +586,7 @@ class NvidiaCudaToolkits(FactBase[CudaToolkits]):
     def command(self) -> str:
         return (
             'for d in /usr/local/cuda-*; do [ -d "$d" ] || continue; echo "==> $d"; '
-            'if [ -f "$d/version.json" ]; then cat "$d/version.json"; '
+            'if [ -f "$d/version.json" ]; then cat "$d/version.json"; echo; '
             'elif [ -x "$d/bin/nvcc" ]; then "$d/bin/nvcc" --version; fi; done; '
             'echo "==> default $(readlink -f /usr/local/cuda 2>/dev/null)"'
         )

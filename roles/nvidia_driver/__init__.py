@@ -153,7 +153,12 @@ def install_steps(plan: HostPlan) -> None:
     install_missing((*headers, *(KEYRING_TOOLS if online else ())), purpose, driver.source)
     if online:
         _nvidia_repository(driver)
-    if write_file(BLACKLIST_PATH, module_blacklist_conf(), "nouveau/nova blacklist") and own_kernel:
+    if (
+        write_file(
+            BLACKLIST_PATH, module_blacklist_conf(), "nouveau/nova blacklist", create_dir=True
+        )
+        and own_kernel
+    ):
         server.shell(
             name="Rebuild every initramfs with the blacklist",
             commands=["update-initramfs -u -k all"],

@@ -40,8 +40,12 @@ def file_matches(path: str, content: str) -> bool:
     return host.get_fact(Sha1File, path=path) == hashlib.sha1(content.encode()).hexdigest()
 
 
-def write_file(path: str, content: str, purpose: str, mode: str = "644") -> bool:
-    """Upload ``content`` to ``path`` unless it is already there; says whether it will change."""
+def write_file(
+    path: str, content: str, purpose: str, mode: str = "644", create_dir: bool = False
+) -> bool:
+    """Upload ``content`` to ``path`` unless it is already there; says whether it will change.
+    ``create_dir`` for a folder a minimal image may lack (``/etc/modprobe.d`` comes with kmod);
+    ``/etc/apt/*.d`` come with apt itself."""
     if file_matches(path, content):
         return False
     files.put(
@@ -49,7 +53,7 @@ def write_file(path: str, content: str, purpose: str, mode: str = "644") -> bool
         src=StringIO(content),
         dest=path,
         mode=mode,
-        create_remote_dir=False,  # /etc/apt/*.d, /etc/modprobe.d: part of every Debian base
+        create_remote_dir=create_dir,
     )
     return True
 
