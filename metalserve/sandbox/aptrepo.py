@@ -41,6 +41,21 @@ def release_text(repo: Path, suite: str, now: float | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def index_flat_repo(repo: Path, suite: str) -> None:
+    """Write the ``Packages``, ``Packages.gz`` and ``Release`` files of the .debs in ``repo``
+    (every version of a package kept, so apt pins have something to choose between)."""
+    index = run(
+        ["dpkg-scanpackages", "--multiversion", ".", "/dev/null"],
+        what="index the local apt repository",
+        fix="install dpkg-dev, then retry",
+        timeout=300,
+        cwd=repo,
+    ).stdout
+    (repo / "Packages").write_text(index)
+    (repo / "Packages.gz").write_bytes(gzip.compress(index.encode(), mtime=0))
+    (repo / "Release").write_text(release_text(repo, suite))
+
+
 def build_apt_repo(
     recipe: AptRepoRecipe,
     rootfs: RootfsRecipe,
@@ -80,16 +95,7 @@ def build_apt_repo(
             )
         for deb in fetched:
             shutil.move(deb, out / deb.name)
-        index = run(
-            ["dpkg-scanpackages", "--multiversion", ".", "/dev/null"],
-            what="index the local apt repository",
-            fix="install dpkg-dev, then retry",
-            timeout=300,
-            cwd=out,
-        ).stdout
-        (out / "Packages").write_text(index)
-        (out / "Packages.gz").write_bytes(gzip.compress(index.encode(), mtime=0))
-        (out / "Release").write_text(release_text(out, rootfs.suite))
+        index_flat_repo(out, rootfs.suite)
         os.replace(out, repo)
     size = sum(p.stat().st_size for p in repo.iterdir()) / 1e6
     progress(

@@ -19,7 +19,7 @@ from metalserve.catalog.nvidia_stack import fabricmanager_pin, packages_off_pin
 from metalserve.plan import HostPlan
 from roles.gpu_facts.facts import NvidiaFabricStates, read_fact
 from roles.gpu_facts.verify import check_fabric
-from roles.nvidia_driver.common import install_pinned, verify
+from roles.nvidia_driver.common import gpu_steps_skipped, install_pinned, verify
 
 SERVICE = "nvidia-fabricmanager"
 
@@ -45,7 +45,7 @@ def install(plan: HostPlan) -> None:
 
 @deploy("Fabric manager: enable")
 def configure(plan: HostPlan) -> None:
-    if _needed(plan):
+    if _needed(plan) and not gpu_steps_skipped():
         systemd.service(name=f"Enable {SERVICE}", service=SERVICE, running=None, enabled=True)
 
 
@@ -75,7 +75,7 @@ def fabric_check(wait_s: int) -> Any:
 
 @deploy("Fabric manager: start and verify")
 def activate(plan: HostPlan) -> None:
-    if not _needed(plan):
+    if not _needed(plan) or gpu_steps_skipped():
         return
     pin = fabricmanager_pin(plan.spec.nvidia.pins)
     changes = bool(packages_off_pin(pin, read_fact(DebPackages)))

@@ -575,7 +575,10 @@ def parse_cuda_toolkits(output: list[str]) -> CudaToolkits:
         text = "\n".join(lines)
         version: str | None = None
         if text.lstrip().startswith("{"):
-            version = json.loads(text).get("cuda", {}).get("version")
+            try:
+                version = json.loads(text).get("cuda", {}).get("version")
+            except (json.JSONDecodeError, AttributeError):
+                version = None  # unreadable: counted as no toolkit, which the check reports
         else:
             match = _NVCC_RELEASE.search(text)
             version = match.group(1) if match else None
@@ -594,7 +597,7 @@ class NvidiaCudaToolkits(FactBase[CudaToolkits]):
     def command(self) -> str:
         return (
             'for d in /usr/local/cuda-*; do [ -d "$d" ] || continue; echo "==> $d"; '
-            'if [ -f "$d/version.json" ]; then cat "$d/version.json"; '
+            'if [ -f "$d/version.json" ]; then cat "$d/version.json"; echo; '
             'elif [ -x "$d/bin/nvcc" ]; then "$d/bin/nvcc" --version; fi; done; '
             'echo "==> default $(readlink -f /usr/local/cuda 2>/dev/null)"'
         )
@@ -686,6 +689,29 @@ class NvidiaFabricStates(FactBase[dict[str, FabricState]]):
 
     def process(self, output: list[str]) -> dict[str, FabricState]:
         return parse_fabric_states(output)
+
+
+def parse_container_kind(output: list[str]) -> str | None:
+    """``systemd-detect-virt --container``'s answer; ``None`` for ``none`` (bare metal or a VM).
+
+    Example::
+
+        >>> parse_container_kind(["systemd-nspawn"]), parse_container_kind(["none"])
+        ('systemd-nspawn', None)
+    """
+    kind = next((line.strip() for line in output if line.strip()), "none")
+    return None if kind == "none" else kind
+
+
+class ContainerKind(FactBase[str | None]):
+    """The container this host runs in (``systemd-nspawn``, ``lxc``, ``docker``, …), or ``None``
+    where the kernel is the host's own (bare metal, a VM). A container cannot load modules."""
+
+    def command(self) -> str:
+        return "systemd-detect-virt --container 2>/dev/null || true"
+
+    def process(self, output: list[str]) -> str | None:
+        return parse_container_kind(output)
 
 
 class NvidiaHeldPackages(FactBase[frozenset[str]]):

@@ -59,6 +59,8 @@ from roles.gpu_facts.verify import (
 )
 from roles.nvidia_driver.common import (
     Check,
+    container_kind,
+    gpu_steps_skipped,
     install_missing,
     install_pinned,
     verify,
@@ -139,17 +141,24 @@ def install_steps(plan: HostPlan) -> None:
     driver = target(plan)
     if driver is None:
         return
-    _refuse_unsigned_module_under_secure_boot()
-    release = read_fact(NvidiaKernelHeaders).release
+    own_kernel = container_kind() is None
     online = driver.source.kind is SourceKind.ONLINE
-    install_missing(
-        (*kernel_headers_packages(driver.distro, release), *(KEYRING_TOOLS if online else ())),
-        f"kernel headers for {release}",
-        driver.source,
-    )
+    headers: tuple[str, ...] = ()
+    purpose = "repository tools"
+    if own_kernel:
+        _refuse_unsigned_module_under_secure_boot()
+        release = read_fact(NvidiaKernelHeaders).release
+        headers = kernel_headers_packages(driver.distro, release)
+        purpose = f"kernel headers for {release}"
+    install_missing((*headers, *(KEYRING_TOOLS if online else ())), purpose, driver.source)
     if online:
         _nvidia_repository(driver)
-    if write_file(BLACKLIST_PATH, module_blacklist_conf(), "nouveau/nova blacklist"):
+    if (
+        write_file(
+            BLACKLIST_PATH, module_blacklist_conf(), "nouveau/nova blacklist", create_dir=True
+        )
+        and own_kernel
+    ):
         server.shell(
             name="Rebuild every initramfs with the blacklist",
             commands=["update-initramfs -u -k all"],
@@ -164,7 +173,7 @@ def install(plan: HostPlan) -> None:
 
 @deploy("NVIDIA driver: persistence daemon")
 def configure(plan: HostPlan) -> None:
-    if target(plan) is None:
+    if target(plan) is None or gpu_steps_skipped():
         return
     systemd.service(name=f"Enable {PERSISTENCED}", service=PERSISTENCED, running=None, enabled=True)
 
@@ -212,7 +221,7 @@ def driver_check(driver: DriverTarget) -> Check:
 @deploy("NVIDIA driver: load and verify")
 def activate(plan: HostPlan) -> None:
     driver = target(plan)
-    if driver is None:
+    if driver is None or gpu_steps_skipped():
         return
     drift = driver_drift(
         driver.pins.driver_version,
@@ -221,7 +230,7 @@ def activate(plan: HostPlan) -> None:
         read_fact(NvidiaLoadedDriver),
     )
     packages_change = bool(packages_off_pin(driver.pin, host.get_fact(DebPackages)))
-    if drift.needs_reload:
+    if drift.needs_reload and container_kind() is None:  # a container's check reports it instead
         reload_modules(read_fact(NvidiaKernelModules), drift.reason)
     systemd.service(name=f"Start {PERSISTENCED}", service=PERSISTENCED, running=True)
     verify(

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from io import StringIO
 from typing import Any
 
-from pyinfra import host
+from pyinfra import host, logger
 from pyinfra.api import deploy
 from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.files import Sha1File
@@ -22,7 +22,7 @@ from metalserve.catalog.nvidia_stack import AptPin, NvidiaStackPins, packages_of
 from metalserve.plan import HostPlan
 from metalserve.sources import AptSource, SourceKind
 from roles.base import RoleError
-from roles.gpu_facts.facts import NvidiaHeldPackages, read_fact
+from roles.gpu_facts.facts import ContainerKind, NvidiaGpus, NvidiaHeldPackages, read_fact
 from roles.gpu_facts.verify import VerificationError
 from roles.packages import ONLY_SITE_SOURCE, update_command
 
@@ -40,8 +40,12 @@ def file_matches(path: str, content: str) -> bool:
     return host.get_fact(Sha1File, path=path) == hashlib.sha1(content.encode()).hexdigest()
 
 
-def write_file(path: str, content: str, purpose: str, mode: str = "644") -> bool:
-    """Upload ``content`` to ``path`` unless it is already there; says whether it will change."""
+def write_file(
+    path: str, content: str, purpose: str, mode: str = "644", create_dir: bool = False
+) -> bool:
+    """Upload ``content`` to ``path`` unless it is already there; says whether it will change.
+    ``create_dir`` for a folder a minimal image may lack (``/etc/modprobe.d`` comes with kmod);
+    ``/etc/apt/*.d`` come with apt itself."""
     if file_matches(path, content):
         return False
     files.put(
@@ -49,7 +53,7 @@ def write_file(path: str, content: str, purpose: str, mode: str = "644") -> bool
         src=StringIO(content),
         dest=path,
         mode=mode,
-        create_remote_dir=False,  # /etc/apt/*.d, /etc/modprobe.d: part of every Debian base
+        create_remote_dir=create_dir,
     )
     return True
 
@@ -100,6 +104,41 @@ def install_pinned(pin: AptPin, label: str, source: AptSource) -> bool:
             commands=[f"apt-mark hold {' '.join(unheld)}"],
         )
     return bool(off_pin)
+
+
+_said: set[tuple[int, str]] = set()
+
+
+def container_kind() -> str | None:
+    """The container this host runs in, or ``None`` where the kernel is its own. In a container the
+    kernel — its headers, initramfs and modules — belongs to the hardware host."""
+    kind: str | None = read_fact(ContainerKind)
+    if kind is not None:
+        _say_once(
+            f"runs in a {kind} container: kernel headers, initramfs and module loading are the "
+            "hardware host's — skipped"
+        )
+    return kind
+
+
+def gpu_steps_skipped() -> bool:
+    """In a container that sees no NVIDIA GPU, the GPU daemons (persistenced, fabric manager) and
+    the ``nvidia-smi`` checks have nothing to act on: skipped, and said. On a host with its own
+    kernel nothing is skipped, so a GPU gone missing there fails verification."""
+    if container_kind() is None or read_fact(NvidiaGpus).gpus:
+        return False
+    _say_once(
+        "sees no NVIDIA GPU in its container: nvidia-persistenced, fabric manager and the "
+        "nvidia-smi checks skipped; repository, pins, holds and blacklist applied"
+    )
+    return True
+
+
+def _say_once(message: str) -> None:
+    key = (id(host.state), message)
+    if key not in _said:
+        _said.add(key)
+        host.log(message, log_func=logger.warning)
 
 
 Check = Callable[[Any], list[str]]
