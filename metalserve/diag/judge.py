@@ -56,10 +56,19 @@ class Topology(_Frozen):
     interconnect: str | None = Field(description="nvswitch | nvlink | pcie | unified")
     fabric: str | None = Field(default=None, description="infiniband | roce_v2 between nodes")
     p2p_available: bool = True
+    gpudirect_rdma: bool = Field(
+        default=True,
+        description="the GPU supports nvidia-peermem (catalogue GpuModel.nvidia_peermem)",
+    )
 
     @property
     def total_gpus(self) -> int:
         return self.gpus_per_node * self.nodes
+
+
+class GpuLike(Protocol):
+    @property
+    def nvidia_peermem(self) -> bool: ...
 
 
 class ProfileLike(Protocol):
@@ -75,6 +84,8 @@ class ProfileLike(Protocol):
     def fabric(self) -> object: ...
     @property
     def p2p_available(self) -> bool: ...
+    @property
+    def gpu(self) -> GpuLike | None: ...
 
 
 def topology_of(profile: ProfileLike) -> Topology:
@@ -85,6 +96,7 @@ def topology_of(profile: ProfileLike) -> Topology:
         interconnect=str(profile.interconnect) if profile.interconnect is not None else None,
         fabric=str(profile.fabric) if profile.fabric is not None else None,
         p2p_available=profile.p2p_available,
+        gpudirect_rdma=profile.gpu.nvidia_peermem if profile.gpu is not None else True,
     )
 
 
@@ -220,7 +232,9 @@ def _transports(transport: TransportSummary, topology: Topology) -> list[Reason]
                 message=f"fell back to NET/Socket — {cause}",
             )
         )
-    elif topology.nodes > 1 and transport.net_ib and not transport.gdrdma:
+    elif (
+        topology.nodes > 1 and transport.net_ib and not transport.gdrdma and topology.gpudirect_rdma
+    ):
         reasons.append(
             Reason(
                 verdict=Verdict.WARN,

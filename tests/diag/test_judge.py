@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from metalserve.catalog.busbw import EXPECTED_ALLREDUCE_BUSBW, THRESHOLDS, expectation_for
-from metalserve.diag.judge import Topology, Verdict, judge
+from metalserve.catalog.profiles import PROFILES
+from metalserve.diag.judge import Topology, Verdict, judge, topology_of
 from metalserve.diag.parse import parse_output
 from metalserve.errors import SpecError
 from tests.diag import synthetic
@@ -190,3 +191,13 @@ def test_unknown_profile_and_bad_override_are_operator_errors() -> None:
         expectation_for("h300-sxm-8")
     with pytest.raises(SpecError, match="expected a bandwidth in GB/s > 0"):
         expectation_for("h100-sxm-8", override_gbps=0)
+
+
+def test_no_peermem_advice_for_a_gpu_that_cannot_use_it() -> None:
+    """GB10 (DGX Spark) has no GPUDirect RDMA through nvidia-peermem: telling its operator to load
+    the module would send them after a fix that fails with EINVAL."""
+    spark = topology_of(PROFILES["dgx-spark-3"])
+    assert spark.gpudirect_rdma is False
+    j = judge(parse_output(synthetic.without_gdrdma()), spark, None)
+    assert "no-gdrdma" not in codes(j)
+    assert "no-gdrdma" in codes(judge(parse_output(synthetic.without_gdrdma()), H200_2x8_IB, None))
