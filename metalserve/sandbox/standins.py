@@ -57,6 +57,16 @@ class StandIn(BaseModel):
     links: dict[str, str] = {}
 
 
+def stack_pins(pins: NvidiaStackPins, distro: Distro = Distro.DEBIAN_12) -> tuple[AptPin, ...]:
+    """The pins the stand-ins serve: driver (open module), fabric manager, CUDA, NCCL."""
+    return (
+        driver_pin(pins, distro, KernelModuleFlavor.OPEN),
+        fabricmanager_pin(pins),
+        cuda_pin(pins),
+        nccl_pin(pins),
+    )
+
+
 def _concrete(pin: AptPin) -> str:
     """A Debian version a pin pattern accepts (``580.105.08-*`` → ``580.105.08-1``)."""
     return pin.version.replace("*", "1")

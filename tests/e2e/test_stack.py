@@ -18,36 +18,20 @@ from collections.abc import Iterator
 import pytest
 import testinfra
 
-from metalserve.catalog.nvidia_stack import (
-    Distro,
-    KernelModuleFlavor,
-    NvidiaStackPins,
-    cuda_pin,
-    driver_pin,
-    fabricmanager_pin,
-    nccl_pin,
-)
+from metalserve.catalog.nvidia_stack import NvidiaStackPins
 from metalserve.runner import DeployRun, run_pyinfra
 from metalserve.sandbox import fileserver
 from metalserve.sandbox.inventory import host_data
 from metalserve.sandbox.layout import default_layout
 from metalserve.sandbox.lifecycle import APT_SERVED_NAME
 from metalserve.sandbox.recipe import RootfsRecipe
-from metalserve.sandbox.standins import NEWER_DRIVER, standin_repo
+from metalserve.sandbox.standins import NEWER_DRIVER, stack_pins, standin_repo
 from metalserve.sandbox.state import SandboxState
 
 pytestmark = pytest.mark.e2e
 
 PINS = NvidiaStackPins()
-PINNED = {
-    pin.packages: pin.version
-    for pin in (
-        driver_pin(PINS, Distro.DEBIAN_12, KernelModuleFlavor.OPEN),
-        fabricmanager_pin(PINS),
-        cuda_pin(PINS),
-        nccl_pin(PINS),
-    )
-}
+PINNED = {pin.packages: pin.version for pin in stack_pins(PINS)}
 ALL_PACKAGES = [name for names in PINNED for name in names]
 SITE_ONLY = "-o Dir::Etc::sourcelist=sources.list.d/metalserve.list -o Dir::Etc::sourceparts=-"
 
