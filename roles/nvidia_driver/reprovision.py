@@ -3,10 +3,10 @@ the pinned stack in place (driver, fabric manager, CUDA, NCCL), load the driver 
 reboot), verify, rebuild what links the toolkit, pass the NCCL diagnostic, and only then start
 again.
 
-The order is the point: a failed verification stops pyinfra on this host before the engine starts,
-so a broken driver leaves the engine stopped with a one-line report, never serving errors. Every
-step reads facts first; a run on an in-sync host changes nothing, and an interrupted run is
-finished by running it again.
+The order is the point: a failed verification or a FAIL from the NCCL gate stops pyinfra on this
+host before the engine starts, so a broken driver or fabric leaves the engine stopped with a
+one-line report, never serving errors. Every step reads facts first; a run on an in-sync host
+changes nothing, and an interrupted run is finished by running it again.
 
 Example (deploy/reprovision.py)::
 
@@ -149,9 +149,8 @@ def run_steps(plan: HostPlan) -> None:
     with_fm = plan.profile.needs_fabric_manager
     if with_fm:
         off_pin += packages_off_pin(fabricmanager_pin(pins), installed)
-    toolkit_moves = bool(packages_off_pin(cuda_pin(pins), installed))
-    off_pin += packages_off_pin(cuda_pin(pins), installed)
-    off_pin += packages_off_pin(nccl_pin(pins), installed)
+    toolkit_off_pin = packages_off_pin(cuda_pin(pins), installed)
+    off_pin += toolkit_off_pin + packages_off_pin(nccl_pin(pins), installed)
     smi_error = read_fact(NvidiaGpus).error
     engine_running = _engine_running(plan)
     cycle = drift.needs_reload or bool(off_pin) or bool(smi_error)
@@ -192,7 +191,7 @@ def run_steps(plan: HostPlan) -> None:
         )
     cuda.activate(plan)
     nccl.activate(plan)
-    if toolkit_moves:
+    if toolkit_off_pin:
         _rebuild_dependents(plan)
     # Before the engine, not after: the engine holds ~90 % of each GPU's memory, so nccl-tests
     # beside it would fail to allocate or measure a shared fabric; and a FAIL must keep it stopped.
