@@ -51,7 +51,25 @@ def test_reprovision_cases_cover_detection_reboot_and_failed_verification() -> N
         "reprovision/loaded_driver_differs_from_installed",
         "reprovision/nouveau_holds_the_gpu_reboot",
         "reprovision/failed_verification_keeps_engine_stopped",
+        "reprovision/toolkit_moved_rebuilds_what_links_it",
+        "reprovision/gate_off_starts_after_verification",
     } <= NAMES
+
+
+def test_a_reprovisioned_engine_starts_only_after_the_nccl_gate() -> None:
+    gated = 0
+    for path in sorted((ROLES / "reprovision").glob("*.json")):
+        commands = json.loads(path.read_text()).get("commands", [])
+        starts = [i for i, c in enumerate(commands) if c.startswith("systemctl start metalserve-")]
+        if not starts:
+            continue
+        judged = [i for i, c in enumerate(commands) if c == "function judge_on_control_host"]
+        if "gate_off" in path.stem:
+            assert judged == [], path.name
+            continue
+        assert judged and max(judged) < min(starts), path.name
+        gated += 1
+    assert gated >= 4
 
 
 def test_every_gpu_profile_of_the_catalogue_has_a_whole_stack_case() -> None:
