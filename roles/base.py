@@ -16,7 +16,7 @@ import json
 from collections.abc import Iterable
 from types import ModuleType
 
-from pyinfra import host
+from pyinfra import host, logger
 from pyinfra.api.operation import OperationMeta
 
 from metalserve.errors import MetalserveError
@@ -53,6 +53,17 @@ def record_changes(topic: str, *ops: OperationMeta) -> None:
 
 def recorded_changes(topic: str) -> list[OperationMeta]:
     return list(_changes.get((id(host.state), host.name, topic), []))
+
+
+_said: set[tuple[int, str, str]] = set()
+
+
+def say_once(message: str) -> None:
+    """Log ``message`` for the current host once per run, however many phases or roles reach it."""
+    key = (id(host.state), host.name, message)
+    if key not in _said:
+        _said.add(key)
+        host.log(message, log_func=logger.warning)
 
 
 SERVICE_INPUTS = "service-inputs"

@@ -75,20 +75,17 @@ def _concrete(pin: AptPin) -> str:
 def standins(pins: NvidiaStackPins, distro: Distro = Distro.DEBIAN_12) -> tuple[StandIn, ...]:
     """The stand-ins for ``pins`` on ``distro``: each pinned package at its pin, and the driver,
     fabric manager and NCCL packages at a newer upstream version too."""
-    newer = pins.model_copy(update={"driver_version": NEWER_DRIVER})
+    driver, fabric, toolkit, nccl = stack_pins(pins, distro)
+    newer = stack_pins(pins.model_copy(update={"driver_version": NEWER_DRIVER}), distro)
     out: list[StandIn] = []
-    for pin_of in (
-        lambda p: driver_pin(p, distro, KernelModuleFlavor.OPEN),
-        fabricmanager_pin,
-    ):
-        for version in (_concrete(pin_of(pins)), _concrete(pin_of(newer))):
-            out += [StandIn(name=name, version=version) for name in pin_of(pins).packages]
-    (toolkit,) = cuda_pin(pins).packages
+    for pin, later in ((driver, newer[0]), (fabric, newer[1])):
+        for version in (_concrete(pin), _concrete(later)):
+            out += [StandIn(name=name, version=version) for name in pin.packages]
     toolkit_dir = f"/usr/local/cuda-{pins.cuda_version}"
     release = f"{pins.cuda_version}.2"
     out.append(
         StandIn(
-            name=toolkit,
+            name=toolkit.packages[0],
             version=f"{release}-1",
             files={
                 f"{toolkit_dir}/version.json": json.dumps(
@@ -99,7 +96,7 @@ def standins(pins: NvidiaStackPins, distro: Distro = Distro.DEBIAN_12) -> tuple[
             links={"/usr/local/cuda": toolkit_dir},
         )
     )
-    for version in (nccl_pin(pins).version, NEWER_NCCL.format(cuda=pins.cuda_version)):
+    for version in (nccl.version, NEWER_NCCL.format(cuda=pins.cuda_version)):
         library = version.split("-", 1)[0]
         out.append(
             StandIn(

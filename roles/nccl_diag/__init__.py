@@ -33,11 +33,10 @@ from metalserve.diag.plan import CollectiveRun, DiagPlan, diag_plan
 from metalserve.diag.report import build_report
 from metalserve.plan import HostPlan
 from metalserve.spec import DATA_KEY
-from roles.base import RoleError
+from roles.base import RoleError, say_once
 from roles.nccl_diag.facts import BuildStamp, NvidiaGpuCount
 
 NO_GPU = "no NVIDIA GPU found (nvidia-smi -L lists none): NCCL diagnostic skipped"
-_skip_noted: set[str] = set()
 
 MPI_PACKAGES = ["openmpi-bin", "libopenmpi-dev"]
 """Debian/Ubuntu Open MPI: mpirun and the headers nccl-tests' MPI=1 build needs."""
@@ -59,9 +58,7 @@ def _plan(plan: HostPlan) -> DiagPlan | None:
     """The diagnostic plan, or None (with a note in the output) when this host has no GPU."""
     gpus = host.get_fact(NvidiaGpuCount)
     if not gpus:
-        if host.name not in _skip_noted:  # say it once per host, not once per phase
-            host.log(NO_GPU, log_func=logger.warning)
-            _skip_noted.add(host.name)
+        say_once(NO_GPU)  # once per host, not once per phase
         return None
     return diag_plan(plan, _cluster_hosts(plan))
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from io import StringIO
 from typing import Any
 
-from pyinfra import host, logger
+from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.files import Sha1File
@@ -21,7 +21,7 @@ from pyinfra.operations import files, python, server
 from metalserve.catalog.nvidia_stack import AptPin, NvidiaStackPins, packages_off_pin
 from metalserve.plan import HostPlan
 from metalserve.sources import AptSource, SourceKind
-from roles.base import RoleError
+from roles.base import RoleError, say_once
 from roles.gpu_facts.facts import ContainerKind, NvidiaGpus, NvidiaHeldPackages, read_fact
 from roles.gpu_facts.verify import VerificationError
 from roles.packages import ONLY_SITE_SOURCE, update_command
@@ -106,15 +106,12 @@ def install_pinned(pin: AptPin, label: str, source: AptSource) -> bool:
     return bool(off_pin)
 
 
-_said: set[tuple[int, str]] = set()
-
-
 def container_kind() -> str | None:
     """The container this host runs in, or ``None`` where the kernel is its own. In a container the
     kernel — its headers, initramfs and modules — belongs to the hardware host."""
     kind: str | None = read_fact(ContainerKind)
     if kind is not None:
-        _say_once(
+        say_once(
             f"runs in a {kind} container: kernel headers, initramfs and module loading are the "
             "hardware host's — skipped"
         )
@@ -127,18 +124,11 @@ def gpu_steps_skipped() -> bool:
     kernel nothing is skipped, so a GPU gone missing there fails verification."""
     if container_kind() is None or read_fact(NvidiaGpus).gpus:
         return False
-    _say_once(
+    say_once(
         "sees no NVIDIA GPU in its container: nvidia-persistenced, fabric manager and the "
         "nvidia-smi checks skipped; repository, pins, holds and blacklist applied"
     )
     return True
-
-
-def _say_once(message: str) -> None:
-    key = (id(host.state), message)
-    if key not in _said:
-        _said.add(key)
-        host.log(message, log_func=logger.warning)
 
 
 Check = Callable[[Any], list[str]]
