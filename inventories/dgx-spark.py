@@ -28,7 +28,7 @@ hosts = [
                 "model": {"checkpoint": "zai-org/GLM-4.5-Air-FP8"},
                 "engine": _ENGINE,
                 "fabric": _FABRIC,
-                "cluster": {"node_rank": rank, "head_address": "192.0.2.11"},
+                "cluster": {"name": "spark", "node_rank": rank, "address": f"192.0.2.1{rank + 1}"},
             },
         },
     )

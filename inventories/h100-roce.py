@@ -29,7 +29,11 @@ hosts = [
                 "model": {"checkpoint": "zai-org/GLM-5.2-FP8"},
                 "engine": _ENGINE,
                 "fabric": _FABRIC,
-                "cluster": {"node_rank": rank, "head_address": "192.0.2.31"},
+                "cluster": {
+                    "name": "h100-roce",
+                    "node_rank": rank,
+                    "address": f"192.0.2.3{rank + 1}",
+                },
             },
         },
     )

@@ -26,7 +26,11 @@ hosts = [
                 "model": {"checkpoint": "zai-org/GLM-5.2"},
                 "engine": _ENGINE,
                 "fabric": _FABRIC,
-                "cluster": {"node_rank": rank, "head_address": "192.0.2.21"},
+                "cluster": {
+                    "name": "h200-ib",
+                    "node_rank": rank,
+                    "address": f"192.0.2.2{rank + 1}",
+                },
             },
         },
     )

@@ -36,13 +36,19 @@ def _plan_json(plan: HostPlan) -> dict:
     return {
         "host": plan.host,
         "profile": plan.profile.id,
-        "engine": plan.engine,
-        "engine_version": plan.spec.engine.version,
+        "hardware": plan.profile.description,
+        "cluster": plan.cluster.name,
+        "node_rank": plan.node.rank,
+        "address": plan.node.address,
+        "start_order": [list(stage) for stage in plan.cluster.start_order],
+        "engine": plan.engine.name,
+        "engine_version": plan.engine.version,
         "model": plan.service.served_model,
         "command": list(plan.command),
         "command_line": shlex.join(plan.command),
         "exec_start": list(plan.service.exec_argv),
         "nccl": [s.model_dump() for s in plan.nccl.settings],
+        "nccl_left_unset": [{"name": n, "reason": why} for n, why in plan.nccl.unset],
         "environment": dict(plan.environment),
         "sizing": plan.sizing.model_dump() if plan.sizing else None,
         "fits": plan.sizing.fits if plan.sizing else None,
@@ -52,10 +58,26 @@ def _plan_json(plan: HostPlan) -> dict:
     }
 
 
+def _print_cluster(plan: HostPlan) -> None:
+    cluster = plan.cluster
+    click.secho(f"== cluster {cluster.name}: {cluster.hardware.description}", bold=True)
+    for node in cluster.nodes:
+        role = "head" if node.rank == 0 else "worker"
+        click.echo(f"node     rank {node.rank} {node.host} ({node.address}) {role}")
+    stages = " → ".join(", ".join(stage) for stage in cluster.start_order)
+    click.echo(f"start    {stages} (rendezvous port {cluster.port}); stop: all together")
+
+
 def _print_plan(plan: HostPlan) -> None:
-    click.secho(f"== {plan.host} ({plan.profile.description})", bold=True)
-    click.echo(f"engine   {plan.engine} {plan.spec.engine.version}")
+    if plan.cluster.multi_node and plan.node.rank == 0:
+        _print_cluster(plan)
+    role = (
+        f", rank {plan.node.rank} of cluster {plan.cluster.name}" if plan.cluster.multi_node else ""
+    )
+    click.secho(f"== {plan.host} ({plan.profile.description}{role})", bold=True)
+    click.echo(f"engine   {plan.engine.name} {plan.engine.version}")
     click.echo(f"command  {shlex.join(plan.command)}")
+    click.echo(f"unit     {shlex.join(plan.service.exec_argv)}")
     if plan.sizing:
         click.echo(f"sizing   {plan.sizing.summary()}")
         for reason in plan.sizing.reasons:
@@ -64,6 +86,8 @@ def _print_plan(plan: HostPlan) -> None:
         click.echo(f"smallest {plan.smallest_setup}")
     for s in plan.nccl.settings:
         click.echo(f"nccl     {s.name}={s.value}  # {s.reason}")
+    for name, why in plan.nccl.unset:
+        click.echo(f"nccl     {name} left unset  # {why}")
     for warning in plan.warnings:
         click.secho(f"warning  {warning}", fg="yellow")
 
@@ -87,7 +111,10 @@ def check(inventories: tuple[str, ...]) -> None:
                 verdict = "ok, fits"
             else:
                 verdict = f"does NOT fit: {plan.sizing.reasons[0]}"
-            click.echo(f"{inventory}: {plan.host}: {verdict}")
+            where = f" (cluster {plan.cluster.name}, rank {plan.node.rank})"
+            click.echo(
+                f"{inventory}: {plan.host}{where if plan.cluster.multi_node else ''}: {verdict}"
+            )
     _exit_for(plans)
 
 

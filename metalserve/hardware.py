@@ -25,10 +25,15 @@ class Interconnect(StrEnum):
 
 
 class NetworkFabric(StrEnum):
-    """How the nodes of a multi-node profile talk to each other."""
+    """How the nodes of a multi-node setup talk to each other."""
 
     INFINIBAND = "infiniband"
     ROCE_V2 = "roce_v2"
+    ETHERNET = "ethernet"  # plain TCP sockets: no RDMA, NCCL's socket transport
+
+    @property
+    def rdma(self) -> bool:
+        return self is not NetworkFabric.ETHERNET
 
 
 class GpuModel(Frozen):
@@ -69,7 +74,9 @@ class GpuModel(Frozen):
 
 
 class HardwareProfile(Frozen):
-    """A machine setup users ask about: GPUs per node, nodes, interconnect, fabric, host RAM."""
+    """A machine setup: GPU model × GPUs per node × nodes × intra-node interconnect × inter-node
+    fabric (with its rate and NICs), plus host RAM. Named presets live in the catalogue; an
+    inventory may compose any other (``metalserve.hardware``)."""
 
     id: str
     description: str
@@ -82,6 +89,20 @@ class HardwareProfile(Frozen):
     nics_per_node: int = 0
     host_ram_gb: float = Field(gt=0)
     source: str
+
+    @property
+    def composition(self) -> tuple[object, ...]:
+        """What the setup is made of, without its name: two setups with the same composition are
+        the same hardware (a preset and an inventory's own composition of it)."""
+        return (
+            self.gpu.id if self.gpu else None,
+            self.gpus_per_node,
+            self.nodes,
+            self.interconnect,
+            self.fabric if self.nodes > 1 else None,
+            self.fabric_rate_gbps if self.nodes > 1 else None,
+            self.nics_per_node if self.nodes > 1 else None,
+        )
 
     @property
     def total_gpus(self) -> int:

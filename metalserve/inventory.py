@@ -7,8 +7,8 @@ from pathlib import Path
 
 from metalserve.errors import MetalserveError, SpecError
 from metalserve.modelfiles import checkpoint_for_spec
-from metalserve.plan import HostPlan, build_plan
-from metalserve.spec import DATA_KEY, host_spec
+from metalserve.plan import HostPlan, plan_hosts
+from metalserve.spec import DATA_KEY, HostSpec, host_spec
 
 
 def _is_host(item: object) -> bool:
@@ -62,15 +62,21 @@ def load_hosts(path: str | Path) -> dict[str, object]:
     return {name: d.get(DATA_KEY) for name, d in data.items()}
 
 
-def plan_host(name: str, data: object) -> HostPlan:
-    spec = host_spec(name, data)
-    return build_plan(spec, checkpoint_for_spec(spec))
+def plan_host_data(data: dict[str, object]) -> list[HostPlan]:
+    """Plans from pyinfra host data (``{host: its metalserve data}``), as a deploy reads it."""
+    return plan_specs([host_spec(name, d) for name, d in data.items()])
+
+
+def plan_specs(specs: list[HostSpec]) -> list[HostPlan]:
+    """Plans for these hosts, each cluster validated as a whole; models in local folders read."""
+    return plan_hosts(specs, {spec.host: checkpoint_for_spec(spec) for spec in specs})
 
 
 def plan_inventory(path: str | Path, only: str | None = None) -> list[HostPlan]:
+    """Every host of the inventory planned together (a cluster needs all its nodes); ``only``
+    keeps one host's plan."""
     hosts = load_hosts(path)
-    if only is not None:
-        if only not in hosts:
-            raise SpecError(f"{path}: no host {only!r} (hosts: {', '.join(hosts)})")
-        hosts = {only: hosts[only]}
-    return [plan_host(name, data) for name, data in hosts.items()]
+    if only is not None and only not in hosts:
+        raise SpecError(f"{path}: no host {only!r} (hosts: {', '.join(hosts)})")
+    plans = plan_specs([host_spec(name, data) for name, data in hosts.items()])
+    return [p for p in plans if only is None or p.host == only]

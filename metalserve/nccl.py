@@ -15,6 +15,7 @@ from pydantic import Field
 from metalserve.catalog.nccl_vars import KNOWN_NCCL_VARIABLES
 from metalserve.errors import SpecError
 from metalserve.hardware import Frozen, HardwareProfile, Interconnect, NetworkFabric
+from metalserve.ncclsyntax import HcaField, HcaSelection, IfnameField, NcclSyntaxError
 
 SEED_000 = "seed 000 'NCCL Tuning for Multi-GPU'"
 NCCL_ENV_DOC = "NCCL env.rst (docs.nvidia.com/deeplearning/nccl/user-guide/docs/env.html)"
@@ -26,16 +27,52 @@ Verify with the diagnostic's alltoall run."""
 
 
 class FabricSpec(Frozen):
-    """The node's network names, from the inventory (they differ per site)."""
+    """The node's network names, from the inventory (they differ per site), in NCCL's own syntax
+    or as lists of names (matched exactly)."""
 
-    socket_ifname: str | None = Field(
+    socket_ifname: IfnameField | None = Field(
         default=None, description="bootstrap/OOB interface, e.g. ib0, bond0, enp1s0f0"
     )
-    ib_hca: tuple[str, ...] = Field(default=(), description="data HCAs, e.g. mlx5_0 … mlx5_7")
-    gid_index: int | None = Field(default=None, ge=0, description="RoCE v2 IPv4 GID (show_gids)")
+    ib_hca: HcaField | None = Field(
+        default=None, description="data HCAs: [mlx5_0, …] or NCCL syntax (^mlx5_2, =mlx5_0:1)"
+    )
+    gid_index: int | None = Field(
+        default=None, ge=0, le=255, description="RoCE v2 IPv4 GID (show_gids)"
+    )
     traffic_class: int | None = Field(
         default=None, ge=0, le=255, description="NCCL_IB_TC: switch lossless class, DSCP<<2"
     )
+
+    @property
+    def ib_hca_devices(self) -> tuple[str, ...]:
+        """The HCAs to find on the host: those an inclusive selection names (none for ``^``)."""
+        if self.ib_hca is None or self.ib_hca.exclude:
+            return ()
+        return self.ib_hca.named_devices()
+
+    @property
+    def socket_ifname_plain(self) -> str | None:
+        """The one bootstrap interface by name (for mpirun's TCP transport), if the selection
+        names exactly one to use."""
+        ifname = self.socket_ifname
+        if ifname is None or ifname.exclude or len(ifname.names) != 1:
+            return None
+        return ifname.names[0]
+
+
+LEFT_UNSET: dict[str, str] = {
+    "NCCL_NET_GDR_LEVEL": (
+        "NCCL decides GPUDirect RDMA per GPU/NIC pair from the PCI topology; forcing a level "
+        "(e.g. 5 = SYS) makes GPU and NIC across CPU sockets use RDMA too, which is slower there — "
+        "set it in metalserve.nccl only after measuring"
+    ),
+    "NCCL_ALGO": "NCCL picks the algorithm per size and topology; forcing one is a debug aid",
+    "NCCL_PROTO": "NCCL's docs: changing it may cause performance loss or data corruption",
+}
+"""Variables the NCCL docs (env.html) advise leaving to NCCL: unset unless the site sets them."""
+
+RDMA_ONLY = ("NCCL_IB_GID_INDEX", "NCCL_IB_TC", "NCCL_IB_HCA", "NCCL_NET_GDR_LEVEL")
+ROCE_ONLY = ("NCCL_IB_GID_INDEX", "NCCL_IB_TC")
 
 
 class NcclSetting(Frozen):
@@ -48,6 +85,9 @@ class NcclSetting(Frozen):
 class NcclEnvironment(Frozen):
     settings: tuple[NcclSetting, ...]
     warnings: tuple[str, ...] = ()
+    unset: tuple[tuple[str, str], ...] = Field(
+        default=(), description="(variable, why metalserve leaves it to NCCL)"
+    )
 
     def as_dict(self) -> dict[str, str]:
         return {s.name: s.value for s in self.settings}
@@ -114,41 +154,55 @@ def _single_node(profile: HardwareProfile) -> list[NcclSetting]:
     return settings
 
 
-def _multi_node(
-    profile: HardwareProfile, fabric: FabricSpec, expert_parallel: bool
-) -> list[NcclSetting]:
-    settings = [
+def _socket_ifname(fabric: FabricSpec) -> NcclSetting:
+    assert fabric.socket_ifname is not None
+    return NcclSetting(
+        name="NCCL_SOCKET_IFNAME",
+        value=fabric.socket_ifname.as_exact().nccl_value(),
+        reason=(
+            "bootstrap interface, matched exactly ('=') so NCCL never picks docker0, lo or a "
+            "VLAN sub-interface sharing the prefix"
+        ),
+        source=f"{NCCL_ENV_DOC} (NCCL_SOCKET_IFNAME)",
+    )
+
+
+def _between_nodes(profile: HardwareProfile, fabric: FabricSpec) -> list[NcclSetting]:
+    if profile.fabric is NetworkFabric.ETHERNET:
+        return [
+            NcclSetting(
+                name="NCCL_IB_DISABLE",
+                value="1",
+                reason="plain Ethernet between nodes: NCCL's socket transport, no RDMA probing",
+                source=f"{NCCL_ENV_DOC} (NCCL_IB_DISABLE)",
+            ),
+            _socket_ifname(fabric),
+        ]
+    assert fabric.ib_hca is not None
+    return [
         NcclSetting(
             name="NCCL_IB_DISABLE",
             value="0",
             reason="several nodes: use the RDMA fabric, not TCP sockets",
             source=SEED_000,
         ),
-        NcclSetting(
-            name="NCCL_SOCKET_IFNAME",
-            value=f"={fabric.socket_ifname}",
-            reason=(
-                "bootstrap interface, matched exactly ('=') so NCCL never picks docker0, lo or a "
-                "VLAN sub-interface sharing the prefix"
-            ),
-            source=f"{NCCL_ENV_DOC}; operator-painpoints #12",
-        ),
+        _socket_ifname(fabric),
         NcclSetting(
             name="NCCL_IB_HCA",
-            value="=" + ",".join(fabric.ib_hca),
-            reason="only the data HCAs, exact names ('=': mlx5_1 would also match mlx5_10-19)",
-            source=NCCL_ENV_DOC,
-        ),
-        NcclSetting(
-            name="NCCL_NET_GDR_LEVEL",
-            value="5",
+            value=fabric.ib_hca.nccl_value(),
             reason=(
-                "GPUDirect RDMA allowed up to SYS (5) so NIC↔GPU traffic skips host memory; needs "
-                "nvidia-peermem or DMA-BUF — the diagnostic checks NET/IB/GDRDMA in NCCL's log"
+                "the data HCAs as the inventory selects them; a list is matched exactly ('=': "
+                "mlx5_1 alone would also match mlx5_10-19)"
             ),
-            source=SEED_000,
+            source=f"{NCCL_ENV_DOC} (NCCL_IB_HCA)",
         ),
     ]
+
+
+def _multi_node(
+    profile: HardwareProfile, fabric: FabricSpec, expert_parallel: bool
+) -> list[NcclSetting]:
+    settings = _between_nodes(profile, fabric)
     if profile.interconnect in (Interconnect.NVSWITCH, Interconnect.NVLINK):
         settings.append(
             NcclSetting(
@@ -192,13 +246,15 @@ def _multi_node(
 
 
 def _require_fabric(profile: HardwareProfile, fabric: FabricSpec | None) -> FabricSpec:
+    """The fabric values this setup needs, and none it would silently drop."""
     fabric = fabric or FabricSpec()
+    kind = profile.fabric
     missing = []
     if not fabric.socket_ifname:
         missing.append(("socket_ifname", "the bootstrap interface, e.g. ib0 or bond0"))
-    if not fabric.ib_hca:
+    if kind is not None and kind.rdma and not fabric.ib_hca:
         missing.append(("ib_hca", "the data HCAs, e.g. [mlx5_0, mlx5_3]"))
-    if profile.fabric is NetworkFabric.ROCE_V2:
+    if kind is NetworkFabric.ROCE_V2:
         if fabric.gid_index is None:
             missing.append(("gid_index", "the RoCE v2 IPv4 GID index from show_gids, usually 3"))
         if fabric.traffic_class is None:
@@ -206,9 +262,61 @@ def _require_fabric(profile: HardwareProfile, fabric: FabricSpec | None) -> Fabr
     if missing:
         field, fix = missing[0]
         raise SpecError(
-            f"fabric.{field}: required for multi-node profile {profile.id} — fix: set it to {fix}"
+            f"fabric.{field}: required for multi-node hardware {profile.id} — fix: set it to {fix}"
         )
+    _refuse_inapplicable(profile, fabric)
     return fabric
+
+
+def _refuse_inapplicable(profile: HardwareProfile, fabric: FabricSpec) -> None:
+    """A value the fabric would never use is refused, so no site setting disappears silently."""
+    kind = profile.fabric
+    for field in ("gid_index", "traffic_class"):
+        if getattr(fabric, field) is not None and kind is not NetworkFabric.ROCE_V2:
+            raise SpecError(
+                f"fabric.{field}: applies to RoCE v2 only, and {profile.id}'s fabric is {kind} — "
+                "fix: remove it, or compose the hardware with fabric roce_v2"
+            )
+    if fabric.ib_hca is not None and (kind is None or not kind.rdma):
+        raise SpecError(
+            f"fabric.ib_hca: applies to an RDMA fabric, and {profile.id}'s fabric is {kind} — "
+            "fix: remove it, or compose the hardware with infiniband or roce_v2"
+        )
+
+
+def _override_warnings(profile: HardwareProfile, name: str, value: str) -> list[str]:
+    """One line per inventory override that does not apply to this hardware or is known to hurt."""
+    warnings = []
+    if name not in KNOWN_NCCL_VARIABLES:
+        warnings.append(f"unknown NCCL variable {name} (not in NCCL's documented list) — typo?")
+    rdma = profile.multi_node and profile.fabric is not None and profile.fabric.rdma
+    if name in RDMA_ONLY and not rdma:
+        warnings.append(
+            f"nccl.{name} has no effect on {profile.id} (no RDMA fabric between nodes) — remove it"
+        )
+    elif name in ROCE_ONLY and profile.fabric is not NetworkFabric.ROCE_V2:
+        warnings.append(
+            f"nccl.{name} applies to RoCE v2 and {profile.id}'s fabric is {profile.fabric} — "
+            "remove it"
+        )
+    if name == "NCCL_P2P_DISABLE" and value == "1" and profile.p2p_available:
+        warnings.append(
+            "NCCL_P2P_DISABLE=1 on GPUs that support P2P costs 40-60 % of bus bandwidth; "
+            "fix ACS/IOMMU instead (operator-painpoints #14)"
+        )
+    return warnings
+
+
+def _override_value(name: str, value: str) -> str:
+    """Values that select devices are checked against NCCL's syntax (one line on error)."""
+    if name == "NCCL_IB_HCA":
+        try:
+            return HcaSelection.parse(value).nccl_value()
+        except NcclSyntaxError as exc:
+            raise SpecError(f"nccl.{name}: {exc}") from None
+    if "\n" in value or "\r" in value or "\0" in value:
+        raise SpecError(f"nccl.{name}: a value is one line — fix: remove the line break")
+    return value
 
 
 def nccl_environment(
@@ -227,26 +335,22 @@ def nccl_environment(
         base = _single_node(profile)
     by_name = {s.name: s for s in base}
     warnings = []
-    for name, value in (overrides or {}).items():
+    for name, raw in (overrides or {}).items():
         if not name.startswith("NCCL_"):
             raise SpecError(
                 f"nccl.{name}: only NCCL_* variables belong here — fix: rename or move it"
             )
-        if name not in KNOWN_NCCL_VARIABLES:
-            warnings.append(f"unknown NCCL variable {name} (not in NCCL's documented list) — typo?")
-        if name == "NCCL_P2P_DISABLE" and str(value) == "1" and profile.p2p_available:
-            warnings.append(
-                "NCCL_P2P_DISABLE=1 on GPUs that support P2P costs 40-60 % of bus bandwidth; "
-                "fix ACS/IOMMU instead (operator-painpoints #14)"
-            )
+        value = _override_value(name, str(raw))
+        warnings += _override_warnings(profile, name, value)
         by_name[name] = NcclSetting(
-            name=name, value=str(value), reason="inventory override", source="inventory"
+            name=name, value=value, reason="inventory override", source="inventory"
         )
-    return NcclEnvironment(settings=tuple(by_name.values()), warnings=tuple(warnings))
+    unset = tuple((n, why) for n, why in LEFT_UNSET.items() if base and n not in by_name)
+    return NcclEnvironment(settings=tuple(by_name.values()), warnings=tuple(warnings), unset=unset)
 
 
 def distributed_environment(fabric: FabricSpec | None, multi_node: bool) -> dict[str, str]:
     """torch/Gloo needs the same interface as NCCL across nodes (operator-painpoints #18)."""
-    if not multi_node or fabric is None or not fabric.socket_ifname:
+    if not multi_node or fabric is None or fabric.socket_ifname_plain is None:
         return {}
-    return {"GLOO_SOCKET_IFNAME": fabric.socket_ifname}
+    return {"GLOO_SOCKET_IFNAME": fabric.socket_ifname_plain}

@@ -1,38 +1,76 @@
-"""One typed plan per host: everything the roles carry out, computed without touching the host.
+"""One typed plan per node, decided with its whole cluster, computed without touching any host.
+
+The inventory's hosts are validated together (``metalserve.cluster``); each node's plan is then made
+of decided sections — the NVIDIA stack, the fabric, the engine, credentials, weights, the llama.cpp
+build, the GGUF conversion, the service and the diagnostic — and a role receives only its section.
+Nothing in a plan is the raw inventory.
 
 Example::
 
-    plan = build_plan(host_spec("gpu01", host.data["metalserve"]))
-    plan.service.exec_argv, plan.nccl.as_dict(), plan.sizing.summary()
+    plans = plan_hosts([host_spec("gpu01", data)])
+    plans[0].service.exec_argv, plans[0].nccl.as_dict(), plans[0].sizing.summary()
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping, Sequence
 
 from pydantic import Field
 
 from metalserve.catalog import pins
 from metalserve.catalog.checkpoints import CHECKPOINTS
 from metalserve.catalog.packages import packages_for
-from metalserve.catalog.profiles import profile as get_profile
 from metalserve.checkpoint import Checkpoint, WeightFormat
+from metalserve.cluster import Cluster, ClusterNode, clusters_of
+from metalserve.diag.plan import DiagNode, DiagPlan, diag_plan
 from metalserve.engines import LlamaCppSettings, SglangSettings, VllmSettings
+from metalserve.engines.base import NodeRole
 from metalserve.engines.flagsets import check_argv, deprecation_notes, flagset
+from metalserve.engines.llamacpp import rpc_server_argv
 from metalserve.errors import PlanError
-from metalserve.hardware import Frozen, HardwareProfile
+from metalserve.hardware import Frozen, HardwareProfile, NetworkFabric
 from metalserve.layout import Layout
 from metalserve.nccl import NcclEnvironment, distributed_environment, nccl_environment
 from metalserve.sizing import SizingReport, audit_claims, request_for, size, smallest_setup
-from metalserve.sources import LlamaCppSource, SourceKind, WeightsSource
+from metalserve.sources import AptSource, LlamaCppSource, PythonSource, SourceKind, WeightsSource
 from metalserve.spec import HostSpec
+from metalserve.stack import FabricPlan, NvidiaPlan, nvidia_plan
 
 CUDA_HOME = "/usr/local/cuda"
 """Where NVIDIA's cuda-toolkit packages put the active toolkit (a symlink to cuda-<version>)."""
 
 API_KEY_CREDENTIAL = "api_key"
 HF_TOKEN_CREDENTIAL = "hf_token"
+
+Engine = VllmSettings | SglangSettings | LlamaCppSettings
+
+
+class Credential(Frozen):
+    """A secret copied 0600 from the control host and loaded by the unit as a systemd credential."""
+
+    name: str
+    local_path: str = Field(description="the file on the control host")
+    host_path: str = Field(description="the root-only copy on the node")
+
+
+class PackagesPlan(Frozen):
+    names: tuple[str, ...]
+    apt: AptSource
+
+
+class EnginePlan(Frozen):
+    """The engine as this node runs it."""
+
+    name: str
+    version: str
+    venv: str | None = Field(description="its own venv; None for llama.cpp, built from source")
+    requirements: tuple[str, ...]
+    python: PythonSource
+    served_name: str = Field(description="the one model name clients, health and smoke ask for")
+    running_requests_metric: str
+    head: bool = Field(description="serves the API (rank 0); a worker only joins the head")
 
 
 class WeightsPlan(Frozen):
@@ -44,6 +82,7 @@ class WeightsPlan(Frozen):
     expected_bytes: int | None
     hub_venv: str
     hub_requirements: tuple[str, ...]
+    python: PythonSource
 
 
 class LlamaCppBuildPlan(Frozen):
@@ -69,6 +108,7 @@ class GgufPlan(Frozen):
     out_path: str
     converter_venv: str
     converter_requirements: tuple[str, ...]
+    python: PythonSource
 
 
 class ServicePlan(Frozen):
@@ -87,12 +127,16 @@ class ServicePlan(Frozen):
     secret_env: tuple[tuple[str, str], ...] = Field(
         default=(), description="(VARIABLE, credential name): exported from the credential at start"
     )
+    workers: tuple[str, ...] = Field(
+        default=(), description="head of a cluster: worker host:port the health check reaches"
+    )
 
 
 class HostPlan(Frozen):
     host: str
-    spec: HostSpec
-    profile: HardwareProfile
+    profile: HardwareProfile = Field(description="the hardware, preset or composed")
+    cluster: Cluster
+    node: ClusterNode
     checkpoint: Checkpoint | None
     sizing: SizingReport | None
     smallest_setup: str | None
@@ -100,25 +144,25 @@ class HostPlan(Frozen):
     environment: tuple[tuple[str, str], ...] = Field(description="the unit's EnvironmentFile")
     nccl: NcclEnvironment
     layout: Layout
-    python_requirements: tuple[str, ...]
-    apt_packages: tuple[str, ...]
+    packages: PackagesPlan
+    engine: EnginePlan
+    nvidia: NvidiaPlan | None
+    fabric: FabricPlan | None
+    credentials: tuple[Credential, ...]
     weights: WeightsPlan | None
     llamacpp: LlamaCppBuildPlan | None
     gguf: GgufPlan | None
     service: ServicePlan
+    diag: DiagPlan
     warnings: tuple[str, ...] = ()
-
-    @property
-    def engine(self) -> str:
-        return self.spec.engine.name
 
     def environment_dict(self) -> dict[str, str]:
         return dict(self.environment)
 
 
-def _cmake_flags(profile: HardwareProfile) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def _cmake_flags(profile: HardwareProfile, rpc: bool) -> tuple[tuple[str, ...], tuple[str, ...]]:
     # Static binaries can be moved into the versioned prefix; GGML_NATIVE=OFF keeps them portable
-    # across the hosts of a site (still AVX2); the web UI would be fetched online (sandbox-facts §2).
+    # across the hosts of a site (still AVX2); the web UI would be fetched online.
     flags = [
         "-DCMAKE_BUILD_TYPE=Release",
         "-DBUILD_SHARED_LIBS=OFF",
@@ -133,6 +177,8 @@ def _cmake_flags(profile: HardwareProfile) -> tuple[tuple[str, ...], tuple[str, 
             f"-DCMAKE_CUDA_ARCHITECTURES={';'.join(archs)}",
             f"-DCMAKE_CUDA_COMPILER={CUDA_HOME}/bin/nvcc",
         ]
+    if rpc:
+        flags.append("-DGGML_RPC=ON")  # ggml/CMakeLists.txt option; builds tools/rpc (rpc-server)
     return tuple(flags), archs
 
 
@@ -140,35 +186,19 @@ def _digest(*parts: object) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def _multi_node_engine(spec: HostSpec, profile: HardwareProfile) -> VllmSettings | SglangSettings:
-    engine = spec.engine
-    assert not isinstance(engine, LlamaCppSettings)
-    if spec.cluster is None:
-        raise PlanError(
-            f"host {spec.host}: metalserve.cluster: required for multi-node profile {profile.id} — "
-            "fix: set node_rank and head_address"
-        )
-    c = spec.cluster
-    if isinstance(engine, VllmSettings):
-        return engine.model_copy(
-            update={
-                "nnodes": profile.nodes,
-                "node_rank": c.node_rank,
-                "master_addr": c.head_address,
-                "master_port": c.port,
-                "headless": True if c.node_rank > 0 else None,
-            }
-        )
-    return engine.model_copy(
-        update={
-            "nnodes": profile.nodes,
-            "node_rank": c.node_rank,
-            "dist_init_addr": f"{c.head_address}:{c.port}",
-        }
+def _node_role(cluster: Cluster, node: ClusterNode) -> NodeRole:
+    return NodeRole(
+        nnodes=len(cluster.nodes),
+        rank=node.rank,
+        head_address=cluster.head.address,
+        port=cluster.port,
+        workers=tuple(n.address for n in cluster.workers),
+        gpus_per_node=cluster.hardware.gpus_per_node,
     )
 
 
-def _check_parallelism(spec: HostSpec, profile: HardwareProfile) -> None:
+def _parallelism_warnings(spec: HostSpec, profile: HardwareProfile) -> list[str]:
+    """Refuse what cannot run; warn about what runs slowly (tensor parallelism across nodes)."""
     engine = spec.engine
     if isinstance(engine, LlamaCppSettings):
         if engine.tensor_split and len(engine.tensor_split) != profile.gpus_per_node:
@@ -176,7 +206,7 @@ def _check_parallelism(spec: HostSpec, profile: HardwareProfile) -> None:
                 f"host {spec.host}: metalserve.engine.tensor_split: {len(engine.tensor_split)} "
                 f"entries but {profile.id} has {profile.gpus_per_node} GPUs — fix: one per GPU"
             )
-        return
+        return []
     if profile.gpu is None:
         raise PlanError(
             f"host {spec.host}: metalserve.engine.name: {engine.name} needs a GPU and {profile.id} "
@@ -189,10 +219,20 @@ def _check_parallelism(spec: HostSpec, profile: HardwareProfile) -> None:
             f"{profile.id} has {profile.total_gpus} — fix: lower tensor/pipeline parallel size"
         )
     if tp > profile.gpus_per_node:
-        raise PlanError(
-            f"host {spec.host}: metalserve.engine: TP {tp} spans nodes ({profile.gpus_per_node} "
-            "GPUs per node) — fix: TP within a node, PP across nodes"
-        )
+        return [
+            f"TP {tp} spans nodes ({profile.gpus_per_node} GPUs per node): every layer's "
+            f"all-reduce crosses the {profile.fabric} fabric, an order of magnitude slower than "
+            "NVLink — TP within a node and PP or DP across nodes is usually faster"
+        ]
+    return []
+
+
+def _served_name(spec: HostSpec, repo_id: str | None) -> str:
+    """One name for the model: the engine's own setting, else model.served_name, else the repo."""
+    engine = spec.engine
+    if not isinstance(engine, LlamaCppSettings) and engine.served_model_name:
+        return engine.served_model_name
+    return spec.model.served_name or repo_id or spec.model.name
 
 
 def _weights(spec: HostSpec, layout: Layout, ckpt: Checkpoint | None) -> WeightsPlan | None:
@@ -214,72 +254,20 @@ def _weights(spec: HostSpec, layout: Layout, ckpt: Checkpoint | None) -> Weights
             f"{layout.credentials}/{HF_TOKEN_CREDENTIAL}" if spec.secrets.hf_token_file else None
         ),
         expected_bytes=ckpt.weight_bytes if ckpt else None,
+        python=spec.sources.python,
     )
 
 
-def _service(
-    spec: HostSpec, layout: Layout, exec_argv: list[str], port: int, head: bool
-) -> ServicePlan:
-    credentials: list[tuple[str, str]] = []
-    secret_env: list[tuple[str, str]] = []
-    if spec.secrets.api_key_file:
-        credentials.append((API_KEY_CREDENTIAL, f"{layout.credentials}/{API_KEY_CREDENTIAL}"))
-        if spec.engine.name == "vllm":
-            secret_env.append(("VLLM_API_KEY", API_KEY_CREDENTIAL))
-    base = f"http://127.0.0.1:{port}"
-    return ServicePlan(
-        name=layout.service,
-        unit_path=layout.unit_file,
-        env_file=layout.env_file,
-        user=spec.service.user,
-        port=port,
-        health_url=f"{base}/health" if head else None,
-        completion_url=f"{base}/v1/completions" if head else None,
-        served_model=_served_name(spec),
-        health_timeout_s=spec.service.health_timeout_s,
-        keep_warm_minutes=spec.service.keep_warm_minutes,
-        credentials=tuple(credentials),
-        exec_argv=tuple(exec_argv),
-        secret_env=tuple(secret_env),
+def _credentials(spec: HostSpec, layout: Layout) -> tuple[Credential, ...]:
+    pairs = [
+        (HF_TOKEN_CREDENTIAL, spec.secrets.hf_token_file),
+        (API_KEY_CREDENTIAL, spec.secrets.api_key_file),
+    ]
+    return tuple(
+        Credential(name=name, local_path=local, host_path=f"{layout.credentials}/{name}")
+        for name, local in pairs
+        if local
     )
-
-
-def _weights_required(weights: WeightsPlan | None) -> WeightsPlan:
-    if weights is None:
-        raise PlanError("no model weights to serve — set metalserve.model")
-    return weights
-
-
-def _local_weights(
-    engine: VllmSettings | SglangSettings, weights: WeightsPlan | None
-) -> VllmSettings | SglangSettings:
-    """The unit serves the verified local copy; clients keep asking for the repo id."""
-    if engine.served_model_name or weights is None:
-        return engine
-    return engine.model_copy(update={"served_model_name": weights.repo_id})
-
-
-_FIRST_ENGINE_WORD: dict[str, int | str] = {"vllm": 2, "sglang": "--model-path", "llamacpp": "-m"}
-"""Where the engine's own arguments start: after ``vllm serve``, at ``--model-path``, at ``-m``."""
-
-
-def _check_flags(
-    engine: VllmSettings | SglangSettings | LlamaCppSettings, command: list[str]
-) -> list[str]:
-    """The command against the flag set derived from that engine release's own source: an unknown
-    flag or value is an error (one line), a deprecated one a warning."""
-    first = _FIRST_ENGINE_WORD[engine.name]
-    args = command[first:] if isinstance(first, int) else command[command.index(first) :]
-    fs = flagset(engine.name, engine.version)
-    check_argv(fs, args)
-    return deprecation_notes(fs, args)
-
-
-def _served_name(spec: HostSpec) -> str:
-    engine = spec.engine
-    if not isinstance(engine, LlamaCppSettings) and engine.served_model_name:
-        return engine.served_model_name
-    return spec.model.name
 
 
 def _llamacpp_source(source: LlamaCppSource) -> LlamaCppSource:
@@ -290,23 +278,188 @@ def _llamacpp_source(source: LlamaCppSource) -> LlamaCppSource:
     return source.model_copy(update={"url": url})
 
 
-def build_plan(spec: HostSpec, checkpoint: Checkpoint | None = None) -> HostPlan:
-    """The plan for one host. ``checkpoint`` is given by the edge for models outside the catalogue
-    (read from their config.json and index); catalogue checkpoints are found by id."""
-    profile = get_profile(spec.profile)
-    _check_parallelism(spec, profile)
-    ckpt = checkpoint or CHECKPOINTS.get(spec.model.checkpoint or "")
-    engine = spec.engine
+def _llamacpp_build(
+    spec: HostSpec, profile: HardwareProfile, layout: Layout, rpc: bool
+) -> LlamaCppBuildPlan:
     if spec.sources.llamacpp.kind == "local" and not spec.sources.llamacpp.path:
         raise PlanError(
             f"host {spec.host}: metalserve.sources.llamacpp.path: required for kind local"
         )
-    if profile.multi_node and not isinstance(engine, LlamaCppSettings):
-        engine = _multi_node_engine(spec, profile)
-    head = spec.cluster is None or spec.cluster.node_rank == 0
-    service_name = spec.service.name or f"metalserve-{engine.name}"
-    layout = Layout.for_service(service_name)
-    warnings: list[str] = []
+    flags, archs = _cmake_flags(profile, rpc)
+    # a CUDA build links the toolkit: a new toolkit pin is a new build
+    toolkit = spec.nvidia.pins.cuda_version if archs else None
+    key = _digest(pins.LLAMA_CPP.version, flags, toolkit)
+    targets = LlamaCppBuildPlan.model_fields["targets"].default
+    return LlamaCppBuildPlan(
+        version=pins.LLAMA_CPP.version,
+        source=_llamacpp_source(spec.sources.llamacpp),
+        source_tarball=f"{layout.sources}/llama.cpp-{pins.LLAMA_CPP.version}.tar.gz",
+        cmake_flags=flags,
+        targets=(*targets, "rpc-server") if rpc else targets,
+        cuda_archs=archs,
+        build_key=key,
+        prefix=f"{layout.llamacpp_root}/{pins.LLAMA_CPP.version}-{key}",
+        current=f"{layout.llamacpp_root}/current",
+    )
+
+
+def _gguf(
+    spec: HostSpec,
+    engine: LlamaCppSettings,
+    layout: Layout,
+    ckpt: Checkpoint | None,
+    weights: WeightsPlan | None,
+) -> tuple[str, GgufPlan | None]:
+    """Where llama-server's model lies, and the conversion that makes it (none for a GGUF)."""
+    if ckpt is not None and ckpt.format is WeightFormat.GGUF:
+        return f"{layout.gguf}/{ckpt.id}", None
+    if weights is None:
+        raise PlanError(
+            f"host {spec.host}: metalserve.model: llama.cpp needs a GGUF or an HF repo to "
+            "convert — fix: give model.repo_id"
+        )
+    stem = weights.repo_id.replace("/", "--")
+    out = f"{layout.gguf}/{stem}-{engine.quant}.gguf"
+    return out, GgufPlan(
+        model_dir=weights.local_dir,
+        quant=engine.quant,
+        f16_path=f"{layout.gguf}/{stem}-F16.gguf",
+        out_path=out,
+        converter_venv=layout.venv(f"convert-{pins.LLAMA_CPP.version}"),
+        converter_requirements=pins.converter_requirements(),
+        python=spec.sources.python,
+    )
+
+
+def _check_flags(engine: Engine, command: list[str]) -> list[str]:
+    """The command against the flag set derived from that engine release's own source: an unknown
+    flag or value is an error (one line), a deprecated one a warning."""
+    args = engine.engine_args(command)
+    fs = flagset(engine.name, engine.version)
+    check_argv(fs, args)
+    return deprecation_notes(fs, args)
+
+
+class _Launch(Frozen):
+    command: tuple[str, ...]
+    exec_argv: tuple[str, ...]
+    venv: str | None
+    secret_env: tuple[tuple[str, str], ...] = ()
+
+
+def _launch(
+    spec: HostSpec,
+    engine: Engine,
+    role: NodeRole,
+    layout: Layout,
+    served: str,
+    weights: WeightsPlan | None,
+    model_path: str | None,
+    build: LlamaCppBuildPlan | None,
+    address: str,
+) -> _Launch:
+    """The command a person would type, and the unit's exact argv on this node."""
+    typed_ref = spec.model.checkpoint or spec.model.repo_id or spec.model.name
+    if isinstance(engine, LlamaCppSettings):
+        assert build is not None and model_path is not None
+        key_file = f"%d/{API_KEY_CREDENTIAL}" if spec.secrets.api_key_file else None
+        if not role.head:
+            worker = rpc_server_argv(build.bin, role, address)
+            return _Launch(command=tuple(worker), exec_argv=tuple(worker), venv=None)
+        return _Launch(
+            command=tuple(engine.argv(model_path, api_key_file=key_file)),
+            exec_argv=tuple(engine.argv(model_path, (f"{build.bin}/llama-server",), key_file)),
+            venv=None,
+        )
+    if weights is None:
+        raise PlanError(
+            f"host {spec.host}: metalserve.model: no model weights to serve — fix: "
+            "set model.checkpoint or model.repo_id"
+        )
+    venv = layout.venv(f"{engine.name}-{engine.version}")
+    if isinstance(engine, VllmSettings):
+        exe: tuple[str, ...] = (f"{venv}/bin/vllm",)
+        secret_env = (("VLLM_API_KEY", API_KEY_CREDENTIAL),) if spec.secrets.api_key_file else ()
+    else:
+        exe = engine.executable(venv)
+        secret_env = ()
+        if spec.secrets.api_key_file:
+            raise PlanError(
+                f"host {spec.host}: metalserve.secrets.api_key_file: SGLang {engine.version} takes "
+                "the key only as --api-key, visible in ps — fix: use vLLM or llama.cpp, or put an "
+                "authenticating proxy in front"
+            )
+    return _Launch(
+        command=tuple(engine.argv(typed_ref)),
+        exec_argv=tuple(engine.serving(served).argv(weights.local_dir, exe)),
+        venv=venv,
+        secret_env=secret_env,
+    )
+
+
+def _service(
+    spec: HostSpec,
+    layout: Layout,
+    launch: _Launch,
+    port: int,
+    role: NodeRole,
+    served: str,
+    credentials: tuple[Credential, ...],
+) -> ServicePlan:
+    base = f"http://127.0.0.1:{port}"
+    llamacpp_workers = (
+        tuple(f"{w}:{role.port}" for w in role.workers)
+        if spec.engine.name == "llamacpp" and role.head
+        else ()
+    )
+    return ServicePlan(
+        name=layout.service,
+        unit_path=layout.unit_file,
+        env_file=layout.env_file,
+        user=spec.service.user,
+        port=port if role.head or spec.engine.name != "llamacpp" else role.port,
+        health_url=f"{base}/health" if role.head else None,
+        completion_url=f"{base}/v1/completions" if role.head else None,
+        served_model=served,
+        health_timeout_s=spec.service.health_timeout_s,
+        keep_warm_minutes=spec.service.keep_warm_minutes,
+        credentials=tuple((c.name, c.host_path) for c in credentials),
+        exec_argv=launch.exec_argv,
+        secret_env=launch.secret_env,
+        workers=llamacpp_workers,
+    )
+
+
+def _fabric_plan(
+    spec: HostSpec, profile: HardwareProfile, nccl: NcclEnvironment
+) -> FabricPlan | None:
+    """What the fabric role verifies: exactly the HCAs and GID index NCCL will be given."""
+    if profile.gpu is None or not profile.multi_node or profile.fabric is None:
+        return None
+    if not profile.fabric.rdma:
+        return None
+    fabric = spec.fabric
+    gid = nccl.get("NCCL_IB_GID_INDEX") if profile.fabric is NetworkFabric.ROCE_V2 else None
+    return FabricPlan(
+        kind=profile.fabric,
+        rate_gbps=float(profile.fabric_rate_gbps or 0),
+        devices=fabric.ib_hca_devices if fabric else (),
+        gid_index=int(gid) if gid is not None and gid.isdigit() else None,
+        peermem=profile.gpu.nvidia_peermem,
+        apt=spec.sources.apt,
+    )
+
+
+def build_plan(spec: HostSpec, cluster: Cluster, checkpoint: Checkpoint | None = None) -> HostPlan:
+    """The plan for one node of ``cluster``. ``checkpoint`` is given by the edge for models outside
+    the catalogue (read from their config.json and index); catalogue checkpoints are found by id."""
+    profile = cluster.hardware
+    node = cluster.node(spec.host)
+    role = _node_role(cluster, node)
+    warnings = _parallelism_warnings(spec, profile)
+    ckpt = checkpoint or CHECKPOINTS.get(spec.model.checkpoint or "")
+    engine: Engine = spec.engine
+    layout = Layout.for_service(spec.service.name or f"metalserve-{engine.name}")
 
     sizing = smallest = None
     if ckpt is not None:
@@ -319,71 +472,24 @@ def build_plan(spec: HostSpec, checkpoint: Checkpoint | None = None) -> HostPlan
         warnings.append("model outside the catalogue and not read: sizing skipped")
 
     weights = _weights(spec, layout, ckpt)
-    model_name = spec.model.name
+    served = _served_name(spec, weights.repo_id if weights else None)
+    if cluster.multi_node:
+        engine = engine.on_node(role)
     llamacpp = gguf = None
-    requirements: tuple[str, ...] = ()
+    model_path = None
     if isinstance(engine, LlamaCppSettings):
-        flags, archs = _cmake_flags(profile)
-        # a CUDA build links the toolkit: a new toolkit pin is a new build
-        toolkit = spec.nvidia.pins.cuda_version if archs else None
-        key = _digest(pins.LLAMA_CPP.version, flags, toolkit)
-        llamacpp = LlamaCppBuildPlan(
-            version=pins.LLAMA_CPP.version,
-            source=_llamacpp_source(spec.sources.llamacpp),
-            source_tarball=f"{layout.sources}/llama.cpp-{pins.LLAMA_CPP.version}.tar.gz",
-            cmake_flags=flags,
-            cuda_archs=archs,
-            build_key=key,
-            prefix=f"{layout.llamacpp_root}/{pins.LLAMA_CPP.version}-{key}",
-            current=f"{layout.llamacpp_root}/current",
-        )
-        if ckpt is not None and ckpt.format is WeightFormat.GGUF:
-            model_path = f"{layout.gguf}/{ckpt.id}"
-        else:
-            if weights is None:
-                raise PlanError(
-                    f"host {spec.host}: metalserve.model: llama.cpp needs a GGUF or an HF repo to "
-                    "convert — fix: give model.repo_id"
-                )
-            stem = weights.repo_id.replace("/", "--")
-            model_path = f"{layout.gguf}/{stem}-{engine.quant}.gguf"
-            gguf = GgufPlan(
-                model_dir=weights.local_dir,
-                quant=engine.quant,
-                f16_path=f"{layout.gguf}/{stem}-F16.gguf",
-                out_path=model_path,
-                converter_venv=layout.venv(f"convert-{pins.LLAMA_CPP.version}"),
-                converter_requirements=pins.converter_requirements(),
-            )
-        key_file = f"%d/{API_KEY_CREDENTIAL}" if spec.secrets.api_key_file else None
-        command = engine.argv(model_path, api_key_file=key_file)
-        exec_argv = engine.argv(model_path, (f"{llamacpp.bin}/llama-server",), key_file)
-    elif isinstance(engine, VllmSettings):
-        venv = layout.venv(f"vllm-{engine.version}")
-        requirements = (pins.VLLM.requirement,)
-        command = engine.argv(spec.model.checkpoint or spec.model.repo_id or model_name)
-        exec_argv = _local_weights(engine, weights).argv(
-            _weights_required(weights).local_dir, (f"{venv}/bin/vllm",)
-        )
-    else:
-        venv = layout.venv(f"sglang-{engine.version}")
-        requirements = (pins.SGLANG.requirement,)
-        command = engine.argv(spec.model.checkpoint or spec.model.repo_id or model_name)
-        exe: tuple[str, ...] = (f"{venv}/bin/python", "-m", "sglang.launch_server")
-        if engine.entrypoint == "serve":
-            exe = (f"{venv}/bin/sglang", "serve")
-        exec_argv = _local_weights(engine, weights).argv(_weights_required(weights).local_dir, exe)
-        if spec.secrets.api_key_file:
-            raise PlanError(
-                f"host {spec.host}: metalserve.secrets.api_key_file: SGLang {engine.version} takes "
-                "the key only as --api-key, visible in ps — fix: use vLLM or llama.cpp, or put an "
-                "authenticating proxy in front"
-            )
-
-    try:
-        warnings += _check_flags(engine, list(command))
-    except PlanError as exc:
-        raise PlanError(f"host {spec.host}: metalserve.engine: {exc}") from None
+        llamacpp = _llamacpp_build(spec, profile, layout, rpc=cluster.multi_node)
+        model_path, gguf = _gguf(spec, engine, layout, ckpt, weights)
+        if not role.head:
+            gguf = None  # a worker holds tensors the head sends it; it reads no model file
+    launch = _launch(
+        spec, engine, role, layout, served, weights, model_path, llamacpp, node.address
+    )
+    if role.head or not isinstance(engine, LlamaCppSettings):
+        try:
+            warnings += _check_flags(engine, list(launch.command))
+        except PlanError as exc:
+            raise PlanError(f"host {spec.host}: metalserve.engine: {exc}") from None
 
     nccl = nccl_environment(
         profile,
@@ -402,23 +508,67 @@ def build_plan(spec: HostSpec, checkpoint: Checkpoint | None = None) -> HostPlan
         env["HF_HOME"] = layout.hf_home
         env["HF_HUB_OFFLINE"] = "1"  # weights are fetched by the deploy; the engine never downloads
     env.update(spec.env)
+    credentials = _credentials(spec, layout)
+    nvidia = nvidia_plan(profile, spec.nvidia, spec.sources.apt)
 
     return HostPlan(
         host=spec.host,
-        spec=spec,
         profile=profile,
+        cluster=cluster,
+        node=node,
         checkpoint=ckpt,
         sizing=sizing,
         smallest_setup=smallest,
-        command=tuple(command),
+        command=launch.command,
         environment=tuple(env.items()),
         nccl=nccl,
         layout=layout,
-        python_requirements=requirements,
-        apt_packages=packages_for(engine.name),
-        weights=weights,
+        packages=PackagesPlan(names=packages_for(engine.name), apt=spec.sources.apt),
+        engine=EnginePlan(
+            name=engine.name,
+            version=engine.version,
+            venv=launch.venv,
+            requirements=engine.requirements(),
+            python=spec.sources.python,
+            served_name=served,
+            running_requests_metric=engine.RUNNING_REQUESTS_METRIC,
+            head=role.head,
+        ),
+        nvidia=nvidia,
+        fabric=_fabric_plan(spec, profile, nccl),
+        credentials=credentials,
+        weights=weights if role.head or not isinstance(engine, LlamaCppSettings) else None,
         llamacpp=llamacpp,
         gguf=gguf,
-        service=_service(spec, layout, exec_argv, engine.listen_port, head),
+        service=_service(spec, layout, launch, engine.listen_port, role, served, credentials),
+        diag=diag_plan(
+            spec.diag,
+            DiagNode(
+                host=spec.host,
+                rank=node.rank,
+                cluster_addresses=tuple(n.address for n in cluster.nodes),
+                oob_interface=spec.fabric.socket_ifname_plain if spec.fabric else None,
+            ),
+            profile,
+            layout,
+            spec.nvidia.pins,
+            nccl.as_dict(),
+        ),
         warnings=tuple(warnings),
     )
+
+
+def plan_hosts(
+    specs: Sequence[HostSpec], checkpoints: Mapping[str, Checkpoint | None] | None = None
+) -> list[HostPlan]:
+    """Every host's plan, its cluster validated as a whole first; in the order given."""
+    clusters = {node.host: c for c in clusters_of(specs) for node in c.nodes}
+    return [
+        build_plan(spec, clusters[spec.host], (checkpoints or {}).get(spec.host)) for spec in specs
+    ]
+
+
+def plan_alone(spec: HostSpec, checkpoint: Checkpoint | None = None) -> HostPlan:
+    """The plan of a host that forms a cluster of its own (every single-node setup)."""
+    (plan,) = plan_hosts([spec], {spec.host: checkpoint})
+    return plan

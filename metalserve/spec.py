@@ -14,10 +14,11 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from metalserve.catalog.nvidia_stack import NvidiaStack
 from metalserve.catalog.profiles import PROFILES
+from metalserve.composition import HardwareSpec, compose
 from metalserve.diag.spec import DiagSpec
 from metalserve.engines import EngineSettings
 from metalserve.errors import MetalserveError, SpecError
-from metalserve.hardware import Frozen
+from metalserve.hardware import Frozen, HardwareProfile
 from metalserve.nccl import FabricSpec
 from metalserve.sources import Sources
 
@@ -52,11 +53,28 @@ class ModelRef(Frozen):
         return ref.rstrip("/")
 
 
-class ClusterSpec(Frozen):
-    """Multi-node: this host's place in the cluster."""
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
+ADDRESS_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9.:-]{0,252}$"
+"""A host name, IPv4 or IPv6 address: nothing a shell, a unit or a URL would read as syntax."""
 
-    node_rank: int = Field(ge=0)
-    head_address: str = Field(description="address of node 0 reachable from every node")
+
+class ClusterSpec(Frozen):
+    """Multi-node: which cluster this host belongs to and its place in it. Every host sharing
+    ``name`` is planned together with it (hosts of one multi-node setup without a name form one
+    cluster per hardware)."""
+
+    name: str | None = Field(default=None, pattern=NAME_PATTERN)
+    node_rank: int = Field(ge=0, le=1023)
+    address: str | None = Field(
+        default=None,
+        pattern=ADDRESS_PATTERN,
+        description="this node's address on the cluster network; default: the inventory name",
+    )
+    head_address: str | None = Field(
+        default=None,
+        pattern=ADDRESS_PATTERN,
+        description="rank 0's address, if given it must be rank 0's own address",
+    )
     port: int = Field(default=29500, ge=1, le=65535)
 
 
@@ -79,7 +97,8 @@ class ServiceSpec(Frozen):
 
 class HostSpec(Frozen):
     host: str
-    profile: str
+    profile: str | None = Field(default=None, description="a catalogue preset, e.g. h200-sxm-8")
+    hardware: HardwareSpec | None = Field(default=None, description="or a composition of parts")
     model: ModelRef
     engine: EngineSettings
     fabric: FabricSpec | None = None
@@ -108,10 +127,29 @@ class HostSpec(Frozen):
 
     @field_validator("profile")
     @classmethod
-    def _profile_known(cls, profile: str) -> str:
-        if profile not in PROFILES:
-            raise ValueError(f"unknown hardware profile (known: {', '.join(PROFILES)})")
+    def _profile_known(cls, profile: str | None) -> str | None:
+        if profile is not None and profile not in PROFILES:
+            raise ValueError(
+                f"unknown hardware profile (known: {', '.join(PROFILES)}) — fix: name one, or "
+                "compose the setup under metalserve.hardware"
+            )
         return profile
+
+    @model_validator(mode="after")
+    def _one_hardware(self) -> HostSpec:
+        if (self.profile is None) == (self.hardware is None):
+            raise ValueError(
+                "give exactly one of profile (a preset) or hardware (a composition) — fix: keep "
+                "one of them"
+            )
+        return self
+
+    @property
+    def setup(self) -> HardwareProfile:
+        """The hardware this host is part of: the preset, or the inventory's composition."""
+        if self.hardware is not None:
+            return compose(self.hardware)
+        return PROFILES[str(self.profile)]
 
 
 _FIXES = {

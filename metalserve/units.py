@@ -54,9 +54,9 @@ def exec_start(plan: HostPlan) -> str:
 
 def _after(plan: HostPlan) -> tuple[list[str], list[str]]:
     after, requires = [], []
-    if plan.profile.gpu is not None:
+    if plan.nvidia is not None:
         after.append("nvidia-persistenced.service")
-    if plan.profile.needs_fabric_manager:
+    if plan.nvidia is not None and plan.nvidia.fabric_manager:
         after.append("nvidia-fabricmanager.service")
         requires.append("nvidia-fabricmanager.service")
     return after, requires
@@ -86,7 +86,7 @@ def unit_files(plan: HostPlan) -> list[UnitFile]:
             path=service.unit_path,
             template="engine.service.j2",
             context={
-                "engine": plan.engine,
+                "engine": plan.engine.name,
                 "served_model": service.served_model,
                 "user": service.user,
                 "env_file": service.env_file,

@@ -20,27 +20,33 @@ from pyinfra import host, logger
 from pyinfra.api.operation import OperationMeta
 
 from metalserve.errors import MetalserveError
-from metalserve.modelfiles import checkpoint_for_spec
-from metalserve.plan import HostPlan, build_plan
-from metalserve.spec import DATA_KEY, host_spec
+from metalserve.inventory import DATA_KEY, plan_host_data
+from metalserve.plan import HostPlan
 
 PHASES = ("install", "configure", "activate")
 
-_plans: dict[str, HostPlan] = {}
+_plans: dict[tuple[str, str], HostPlan] = {}
 
 
 class RoleError(MetalserveError):
     """A host that failed a role's check: one line, expected vs found."""
 
 
+def _inventory_data() -> dict[str, object]:
+    """Every inventory host's metalserve data: a node is planned with its whole cluster."""
+    data = {h.name: h.data.get(DATA_KEY) for h in host.inventory}
+    return {name: d for name, d in data.items() if d is not None or name == host.name}
+
+
 def current_plan() -> HostPlan:
-    """The plan of the host pyinfra is working on, validated once per host data."""
-    data = host.data.get(DATA_KEY)
-    key = f"{host.name}:{json.dumps(data, sort_keys=True, default=str)}"
-    if key not in _plans:
-        spec = host_spec(host.name, data)
-        _plans[key] = build_plan(spec, checkpoint_for_spec(spec))
-    return _plans[key]
+    """The plan of the host pyinfra is working on, its cluster planned with it, once per
+    inventory data."""
+    data = _inventory_data()
+    key = json.dumps(data, sort_keys=True, default=str)
+    if (key, host.name) not in _plans:
+        plans = plan_host_data(data)
+        _plans.update({(key, p.host): p for p in plans})
+    return _plans[(key, host.name)]
 
 
 _changes: dict[tuple[int, str, str], list[OperationMeta]] = {}
@@ -70,14 +76,18 @@ SERVICE_INPUTS = "service-inputs"
 """Files the engine service reads at start: a change means a restart."""
 
 
-def run_phases(roles: Iterable[ModuleType], plan: HostPlan | None = None) -> None:
+def run_phases(
+    roles: Iterable[ModuleType],
+    plan: HostPlan | None = None,
+    phases: Iterable[str] = PHASES,
+) -> None:
     """Run each phase across all ``roles`` in order; a role may leave a phase out."""
     plan = plan or current_plan()
     roles = list(roles)
     # pyinfra orders operations by the line numbers of their call stack, not by file: every role
     # is called from the same line below, so without host.loop two roles' operations at equal
     # line numbers would count as one, and hosts with different work would order them in a cycle.
-    for phase in host.loop(PHASES):
+    for phase in host.loop(tuple(phases)):
         for role in host.loop(roles):
             step = getattr(role, phase, None)
             if step is not None:

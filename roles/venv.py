@@ -6,7 +6,7 @@ scratch, so an interrupted install is never taken as complete.
 
 Example::
 
-    ensure_venv("/opt/metalserve/venvs/hub", ("huggingface_hub==2.4.0",), plan.spec.sources.python)
+    ensure_venv("/opt/metalserve/venvs/hub", ("huggingface_hub==2.4.0",), plan.engine.python)
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ A case file::
       "roles": ["roles.layout", "..."],    # or several, run phase by phase across them
       "phases": ["install", "configure"],  # default: all three, in order
       "host_data": {"metalserve": {...}},  # validated by the core into a HostPlan
+      "peers": {"node1": {"metalserve": {...}}},  # optional: the other nodes of its cluster
       "facts": {"files.File": {"path=/etc/x": null}, "server.Os": "Linux"},
       "commands": ["mkdir -p /opt/x", ...],
       "second_run_facts": {...},           # optional: with these, the phases yield no command
@@ -107,8 +108,15 @@ def render_command(command: Any, env: dict[str, str] | None = None) -> str:
     return str(command)
 
 
-def make_state(host_data: dict[str, Any], host_name: str = "testhost") -> tuple[State, Any]:
-    inventory = Inventory(([(host_name, dict(host_data))], {}))
+def make_state(
+    host_data: dict[str, Any],
+    host_name: str = "testhost",
+    peers: dict[str, dict[str, Any]] | None = None,
+) -> tuple[State, Any]:
+    """A pyinfra state whose inventory is the host under test and its cluster's other nodes (the
+    core plans a node with its whole cluster); operations are collected for the host only."""
+    entries = [(host_name, dict(host_data)), *((n, dict(d)) for n, d in (peers or {}).items())]
+    inventory = Inventory((entries, {}))
     state = State(inventory, Config())
     return state, inventory.get_host(host_name)
 
@@ -117,9 +125,10 @@ def run_phases(
     deploy_calls: Iterable[Callable[[], Any]],
     host_data: dict[str, Any],
     facts: dict[str, Any],
+    peers: dict[str, dict[str, Any]] | None = None,
 ) -> list[str]:
     """Run ``deploy_calls`` (closures calling @deploy functions) on a fake host; return the commands."""
-    state, host = make_state(host_data)
+    state, host = make_state(host_data, peers=peers)
     with (
         mock.patch.object(pyinfra_host, "get_fact", _fact_getter(facts)),
         ctx_state.use(state),
@@ -174,7 +183,9 @@ def case_files(role_dir: Path) -> list[Path]:
 def run_case(case: dict[str, Any], facts_key: str = "facts") -> list[str]:
     phases = case.get("phases", list(PHASES))
     roles = case["roles"] if "roles" in case else [case["role"]]
-    return run_phases(role_calls(roles, phases), case.get("host_data", {}), case[facts_key])
+    return run_phases(
+        role_calls(roles, phases), case.get("host_data", {}), case[facts_key], case.get("peers")
+    )
 
 
 def check_case(path: Path) -> None:

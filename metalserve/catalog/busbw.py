@@ -7,9 +7,9 @@ a maintainer's statement, summarised in ``shared/notes/nccl-facts.md``.
 
 Example::
 
-    >>> expectation_for("h100-sxm-8").busbw_gbps
+    >>> expectation_for(PROFILES["h100-sxm-8"]).busbw_gbps
     473.6
-    >>> expectation_for("h100-sxm-8", override_gbps=460.0).source
+    >>> expectation_for(PROFILES["h100-sxm-8"], override_gbps=460.0).source
     'inventory override (metalserve.diag.expected_busbw)'
 """
 
@@ -17,7 +17,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from metalserve.catalog.profiles import PROFILES
 from metalserve.errors import SpecError
+from metalserve.hardware import HardwareProfile
 
 
 class _Frozen(BaseModel):
@@ -145,14 +147,34 @@ EXPECTED_ALLREDUCE_BUSBW: dict[str, BusBwExpectation] = {
 }
 
 
-def expectation_for(profile_id: str, override_gbps: float | None = None) -> BusBwExpectation:
-    """The expected figure for a profile; an inventory value replaces the catalogue's figure."""
-    known = EXPECTED_ALLREDUCE_BUSBW.get(profile_id)
-    if known is None:
-        raise SpecError(
-            f"metalserve.profile: expected one of {', '.join(sorted(EXPECTED_ALLREDUCE_BUSBW))}, "
-            f"found {profile_id!r} — fix: name a known hardware profile"
-        )
+def _sourced_figure(hardware: HardwareProfile) -> BusBwExpectation:
+    """The catalogue figure measured on this very composition (a preset's, whatever the setup is
+    called in the inventory); "unknown" where none was measured, never another setup's figure."""
+    for preset_id, expectation in EXPECTED_ALLREDUCE_BUSBW.items():
+        preset = PROFILES.get(preset_id)
+        if preset is not None and preset.composition == hardware.composition:
+            return expectation
+    return BusBwExpectation(
+        profile_id=hardware.id,
+        busbw_gbps=None,
+        basis=f"{hardware.description}: no public all_reduce figure for this composition",
+        source="none found; set metalserve.diag.expected_busbw from a healthy run",
+    )
+
+
+def expectation_for(
+    hardware: HardwareProfile | str, override_gbps: float | None = None
+) -> BusBwExpectation:
+    """The expected figure for the hardware (or a preset's id); an inventory value replaces the
+    catalogue's figure."""
+    if isinstance(hardware, str):
+        if hardware not in PROFILES:
+            raise SpecError(
+                f"metalserve.profile: expected one of {', '.join(sorted(PROFILES))}, found "
+                f"{hardware!r} — fix: name a known hardware profile"
+            )
+        hardware = PROFILES[hardware]
+    known = _sourced_figure(hardware)
     if override_gbps is None:
         return known
     if override_gbps <= 0:

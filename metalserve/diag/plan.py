@@ -1,12 +1,12 @@
-"""What the ``nccl_diag`` role does on one host, computed from its ``HostPlan`` (pure).
+"""What the ``nccl_diag`` role does on one node, decided with the rest of the node's plan (pure).
 
-Single node: every host builds nccl-tests and runs each collective over all its GPUs. Several nodes
-(``profile.nodes > 1``): every host builds with MPI, and node 0 launches ``mpirun`` over the
-inventory's hosts in node-rank order, one rank per GPU, with the plan's NCCL matrix exported.
+Single node: every host builds nccl-tests and runs each collective over all its GPUs. Several nodes:
+every node builds with MPI, and rank 0 launches ``mpirun`` over the cluster's node addresses in rank
+order, one rank per GPU, with the cluster's NCCL matrix exported.
 
 Example::
 
-    >>> dp = diag_plan(plan, cluster_hosts=("gpu01", "gpu02"))
+    >>> dp = plan.diag
     >>> dp.launcher, dp.runs[0].log
     (True, '/var/lib/metalserve/diag/all_reduce.log')
 """
@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import hashlib
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from metalserve.catalog.busbw import BusBwExpectation, expectation_for
+from metalserve.catalog.nvidia_stack import NvidiaStackPins
 from metalserve.diag.commands import (
     BuildSpec,
     Collective,
@@ -29,9 +30,10 @@ from metalserve.diag.commands import (
     shell_line,
 )
 from metalserve.diag.judge import Topology, topology_of
-from metalserve.diag.spec import NcclTestsSource
+from metalserve.diag.spec import DiagSpec, NcclTestsSource
 from metalserve.errors import PlanError
-from metalserve.plan import HostPlan
+from metalserve.hardware import HardwareProfile
+from metalserve.layout import Layout
 
 
 class _Frozen(BaseModel):
@@ -65,7 +67,9 @@ class DiagPlan(_Frozen):
     topology: Topology
     expectation: BusBwExpectation
     fail_host: bool
+    reprovision_gate: bool
     reports_dir: str
+    peers: tuple[str, ...] = Field(description="the cluster's node addresses, rank order")
 
     @property
     def build_dir(self) -> str:
@@ -76,18 +80,33 @@ def _digest(*parts: object) -> str:
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
 
 
-def diag_plan(plan: HostPlan, cluster_hosts: tuple[str, ...] = ()) -> DiagPlan:
-    """The diagnostic for ``plan.host``; ``cluster_hosts`` are all nodes' addresses, rank order."""
-    spec, profile, layout = plan.spec.diag, plan.profile, plan.layout
+class DiagNode(_Frozen):
+    """Where the node stands: its name, rank, the cluster's addresses and bootstrap interface."""
+
+    host: str
+    rank: int
+    cluster_addresses: tuple[str, ...] = Field(description="rank order")
+    oob_interface: str | None
+
+
+def diag_plan(
+    spec: DiagSpec,
+    node: DiagNode,
+    profile: HardwareProfile,
+    layout: Layout,
+    pins: NvidiaStackPins,
+    nccl_env: dict[str, str],
+) -> DiagPlan:
+    """The diagnostic for ``node``: ``spec.hosts`` (where given) replaces the cluster's addresses
+    as the hosts mpirun starts ranks on."""
     multi_node = profile.nodes > 1
+    cluster_hosts = spec.hosts or (node.cluster_addresses if multi_node else ())
     if multi_node and len(cluster_hosts) != profile.nodes:
         raise PlanError(
-            f"host {plan.host}: nccl diagnostic: expected {profile.nodes} hosts of profile "
-            f"{profile.id} in the inventory, found {len(cluster_hosts)} — fix: list every node "
-            "with its metalserve.cluster.node_rank"
+            f"host {node.host}: metalserve.diag.hosts: expected {profile.nodes} hosts, found "
+            f"{len(cluster_hosts)} — fix: one per node in rank order, or leave it unset"
         )
     source = spec.source
-    pins = plan.spec.nvidia.pins
     src_dir = f"{layout.sources}/nccl-tests-{source.ref}"
     gpu = profile.gpu
     build = build_argv(
@@ -103,8 +122,7 @@ def diag_plan(plan: HostPlan, cluster_hosts: tuple[str, ...] = ()) -> DiagPlan:
     )
     out_dir = f"{layout.data}/diag"
     hostfile_path = f"{out_dir}/hostfile" if multi_node else None
-    fabric = plan.spec.fabric
-    oob = fabric.socket_ifname.lstrip("=") if fabric and fabric.socket_ifname else None
+    oob = node.oob_interface
     runs = []
     for collective in spec.collectives:
         log = f"{out_dir}/{collective.value}.log"
@@ -115,7 +133,7 @@ def diag_plan(plan: HostPlan, cluster_hosts: tuple[str, ...] = ()) -> DiagPlan:
             mode=spec.mode,
             hosts=cluster_hosts if multi_node else (),
             hostfile=hostfile_path,
-            nccl_env=plan.nccl.as_dict(),
+            nccl_env=nccl_env,
             oob_interface=oob,
             tests_version=parse_version(source.ref),
             json_path=f"{out_dir}/{collective.value}.json",
@@ -129,13 +147,12 @@ def diag_plan(plan: HostPlan, cluster_hosts: tuple[str, ...] = ()) -> DiagPlan:
                 json_report=run.json_path if run.writes_json else None,
             )
         )
-    node_rank = plan.spec.cluster.node_rank if plan.spec.cluster else 0
     return DiagPlan(
-        host=plan.host,
+        host=node.host,
         profile_id=profile.id,
         has_gpus=gpu is not None and profile.gpus_per_node > 0,
         multi_node=multi_node,
-        launcher=not multi_node or node_rank == 0,
+        launcher=not multi_node or node.rank == 0,
         source=source,
         src_dir=src_dir,
         tarball=f"{layout.sources}/nccl-tests-{source.ref}.tar.gz"
@@ -150,7 +167,9 @@ def diag_plan(plan: HostPlan, cluster_hosts: tuple[str, ...] = ()) -> DiagPlan:
         hostfile=hostfile_text(cluster_hosts, profile.gpus_per_node) if multi_node else None,
         runs=tuple(runs),
         topology=topology_of(profile),
-        expectation=expectation_for(profile.id, spec.expected_busbw),
+        expectation=expectation_for(profile, spec.expected_busbw),
         fail_host=spec.fail_host,
+        reprovision_gate=spec.reprovision_gate,
         reports_dir=spec.reports_dir,
+        peers=cluster_hosts,
     )

@@ -11,7 +11,7 @@ Example::
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -43,8 +43,47 @@ def _render_value(value: Any, join: str | None) -> list[str]:
     return [str(value)]
 
 
-class EngineBase(BaseModel):
+class NodeRole(BaseModel):
+    """This node's place in a multi-node engine, as the cluster plan decided it."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    nnodes: int
+    rank: int
+    head_address: str
+    port: int = Field(description="the cluster's rendezvous port")
+    workers: tuple[str, ...] = Field(description="the other nodes' addresses, rank order")
+    gpus_per_node: int
+
+    @property
+    def head(self) -> bool:
+        return self.rank == 0
+
+
+class EngineBase(BaseModel):
+    """What every engine module gives the plan: its flags (fields declared with :func:`flag`), its
+    install, how it joins a cluster, and where its own arguments start in a command line."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    RUNNING_REQUESTS_METRIC: ClassVar[str] = ""
+    """Prometheus gauge of requests in flight (what a drain waits on)."""
+
+    def requirements(self) -> tuple[str, ...]:
+        """pip requirements of the engine's own venv; none for an engine built from source."""
+        return ()
+
+    def engine_args(self, command: list[str]) -> list[str]:
+        """The part of ``command`` the engine's own argument parser reads."""
+        raise NotImplementedError
+
+    def on_node(self, node: NodeRole) -> Self:
+        """These settings with the flags that place this node in its cluster."""
+        return self
+
+    def serving(self, served_name: str) -> Self:
+        """These settings answering to ``served_name`` (the name clients and the smoke test use)."""
+        return self
 
     def options_argv(self) -> list[str]:
         """Every set field as flags, in field order; unset (None) fields keep the engine default."""

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal, Self
 
 from pydantic import field_validator
 
 from metalserve.catalog.pins import LLAMA_CPP
-from metalserve.engines.base import EngineBase, flag
+from metalserve.engines.base import EngineBase, NodeRole, flag
 
 QUANT_BITS_PER_WEIGHT: dict[str, float] = {
     "Q4_K_S": 4.58, "Q4_K_M": 4.85, "Q5_K_M": 5.69, "Q6_K": 6.56, "Q8_0": 8.5, "F16": 16.0,
@@ -44,6 +44,10 @@ class LlamaCppSettings(EngineBase):
         "--load-mode"
     )
     metrics: bool | None = flag("--metrics")
+    alias: str | None = flag("--alias")
+    rpc: list[str] | None = flag(
+        "--rpc", join=",", description="set by the cluster plan: the workers' rpc-server addresses"
+    )
     host: str | None = flag("--host")
     port: int | None = flag("--port", ge=1, le=65535)
 
@@ -72,3 +76,25 @@ class LlamaCppSettings(EngineBase):
     ) -> list[str]:
         key = ["--api-key-file", api_key_file] if api_key_file else []
         return [*executable, "-m", model, *self.options_argv(), *key]
+
+    RUNNING_REQUESTS_METRIC: ClassVar[str] = "llamacpp:requests_processing"
+    """llama-server README, ``--metrics``."""
+
+    def engine_args(self, command: list[str]) -> list[str]:
+        return command[command.index("-m") :]
+
+    def serving(self, served_name: str) -> Self:
+        return self.model_copy(update={"alias": served_name})
+
+    def on_node(self, node: NodeRole) -> Self:
+        """The head's llama-server offloads to every worker's ``rpc-server`` (llama.cpp
+        tools/rpc/README.md); a worker runs no llama-server (see :func:`rpc_server_argv`)."""
+        if not node.head:
+            return self
+        return self.model_copy(update={"rpc": [f"{w}:{node.port}" for w in node.workers]})
+
+
+def rpc_server_argv(bin_dir: str, node: NodeRole, address: str) -> list[str]:
+    """A worker's ``rpc-server``, bound to its cluster address only (it has no authentication:
+    llama.cpp tools/rpc/README.md warns never to expose it to an untrusted network)."""
+    return [f"{bin_dir}/rpc-server", "--host", address, "--port", str(node.port)]

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal, Self
 
 from metalserve.catalog.pins import SGLANG
-from metalserve.engines.base import EngineBase, flag
+from metalserve.engines.base import EngineBase, NodeRole, flag
 
 ASSUMED_MEM_FRACTION_STATIC = 0.88
 """SGLang picks --mem-fraction-static from the GPU's memory at start; sizing assumes this when unset."""
@@ -71,3 +71,31 @@ class SglangSettings(EngineBase):
     def argv(self, model: str, executable: tuple[str, ...] | None = None) -> list[str]:
         exe = executable or ENTRYPOINTS[self.entrypoint]
         return [*exe, "--model-path", model, *self.options_argv()]
+
+    RUNNING_REQUESTS_METRIC: ClassVar[str] = "sglang:num_running_reqs"
+    """SGLang docs, 'Production Metrics'."""
+
+    def requirements(self) -> tuple[str, ...]:
+        return (f"sglang=={self.version}",)
+
+    def executable(self, venv: str) -> tuple[str, ...]:
+        if self.entrypoint == "serve":
+            return (f"{venv}/bin/sglang", "serve")
+        return (f"{venv}/bin/python", "-m", "sglang.launch_server")
+
+    def engine_args(self, command: list[str]) -> list[str]:
+        return command[command.index("--model-path") :]
+
+    def serving(self, served_name: str) -> Self:
+        return self.model_copy(update={"served_model_name": served_name})
+
+    def on_node(self, node: NodeRole) -> Self:
+        """SGLang's multi-node form (docs: 'Multi-Node Deployment'): every node gets the node count,
+        its rank and the head's rendezvous address."""
+        return self.model_copy(
+            update={
+                "nnodes": node.nnodes,
+                "node_rank": node.rank,
+                "dist_init_addr": f"{node.head_address}:{node.port}",
+            }
+        )

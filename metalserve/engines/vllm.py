@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, Self
 
 from pydantic import model_validator
 
 from metalserve.catalog.pins import VLLM
-from metalserve.engines.base import EngineBase, flag
+from metalserve.engines.base import EngineBase, NodeRole, flag
 
 DEFAULT_GPU_MEMORY_UTILIZATION = 0.92
 """vLLM 0.33 default for --gpu-memory-utilization (vllm/config/cache.py)."""
@@ -30,6 +30,10 @@ class VllmSettings(EngineBase):
     tensor_parallel_size: int | None = flag("--tensor-parallel-size", ge=1)
     pipeline_parallel_size: int | None = flag("--pipeline-parallel-size", ge=1)
     data_parallel_size: int | None = flag("--data-parallel-size", ge=1)
+    data_parallel_size_local: int | None = flag("--data-parallel-size-local", ge=1)
+    data_parallel_start_rank: int | None = flag("--data-parallel-start-rank", ge=0)
+    data_parallel_address: str | None = flag("--data-parallel-address")
+    data_parallel_rpc_port: int | None = flag("--data-parallel-rpc-port", ge=1, le=65535)
     enable_expert_parallel: bool | None = flag("--enable-expert-parallel")
     gpu_memory_utilization: float | None = flag("--gpu-memory-utilization", gt=0, le=1)
     max_model_len: int | None = flag("--max-model-len", ge=1)
@@ -77,3 +81,47 @@ class VllmSettings(EngineBase):
 
     def argv(self, model: str, executable: tuple[str, ...] = ("vllm",)) -> list[str]:
         return [*executable, "serve", model, *self.options_argv()]
+
+    RUNNING_REQUESTS_METRIC: ClassVar[str] = "vllm:num_requests_running"
+    """vLLM docs, 'Production Metrics'."""
+
+    def requirements(self) -> tuple[str, ...]:
+        return (f"vllm=={self.version}",)
+
+    def engine_args(self, command: list[str]) -> list[str]:
+        return command[command.index("serve") + 2 :]
+
+    def serving(self, served_name: str) -> Self:
+        return self.model_copy(update={"served_model_name": served_name})
+
+    @property
+    def data_parallel_across_nodes(self) -> bool:
+        return (self.data_parallel_size or 1) > 1
+
+    def on_node(self, node: NodeRole) -> Self:
+        """vLLM 0.33's two multi-node forms (docs: 'Parallelism and Scaling', 'Data Parallel
+        Deployment'): data parallelism across nodes — each node runs its share of the DP ranks,
+        the head serves the API, the others are ``--headless`` with their start rank — or one
+        model sharded across nodes with ``--nnodes/--node-rank/--master-addr/--master-port``."""
+        headless = None if node.head else True
+        if self.data_parallel_across_nodes:
+            dp = self.data_parallel_size or 1
+            local = max(dp // node.nnodes, 1)
+            return self.model_copy(
+                update={
+                    "data_parallel_size_local": local,
+                    "data_parallel_start_rank": None if node.head else node.rank * local,
+                    "data_parallel_address": node.head_address,
+                    "data_parallel_rpc_port": node.port,
+                    "headless": headless,
+                }
+            )
+        return self.model_copy(
+            update={
+                "nnodes": node.nnodes,
+                "node_rank": node.rank,
+                "master_addr": node.head_address,
+                "master_port": node.port,
+                "headless": headless,
+            }
+        )

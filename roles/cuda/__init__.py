@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from metalserve.catalog.nvidia_stack import NvidiaStackPins, cuda_pin
+from metalserve.stack import NvidiaPlan
 from roles.gpu_facts.facts import NvidiaCudaToolkits, read_fact
 from roles.nvidia_driver.common import pinned_role
 
 
-def toolkit_problems(pins: NvidiaStackPins, on: Any) -> list[str]:
+def toolkit_problems(nvidia: NvidiaPlan, on: Any) -> list[str]:
     """The default toolkit is the pinned one."""
+    pins = nvidia.pins
     toolkits = read_fact(NvidiaCudaToolkits, on=on)
     found = toolkits.default_version
     if found is not None and (found + ".").startswith(pins.cuda_version + "."):
@@ -27,5 +28,8 @@ def toolkit_problems(pins: NvidiaStackPins, on: Any) -> list[str]:
 
 
 install, activate = pinned_role(
-    cuda_pin, "cuda-toolkit", lambda pins: f"CUDA toolkit {pins.cuda_version}", toolkit_problems
+    lambda nvidia: nvidia.cuda_pin,
+    "cuda-toolkit",
+    lambda nvidia: f"CUDA toolkit {nvidia.pins.cuda_version}",
+    toolkit_problems,
 )

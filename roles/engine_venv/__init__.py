@@ -9,11 +9,8 @@ from metalserve.plan import HostPlan
 from roles.venv import ensure_venv
 
 
-def venv_path(plan: HostPlan) -> str:
-    return plan.layout.venv(f"{plan.engine}-{plan.spec.engine.version}")
-
-
 @deploy("Engine venv: install")
 def install(plan: HostPlan) -> None:
-    if plan.python_requirements:
-        ensure_venv(venv_path(plan), plan.python_requirements, plan.spec.sources.python)
+    engine = plan.engine
+    if engine.venv is not None and engine.requirements:
+        ensure_venv(engine.venv, engine.requirements, engine.python)

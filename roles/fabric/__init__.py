@@ -14,9 +14,8 @@ from pyinfra.api import deploy
 from pyinfra.facts.deb import DebPackages
 from pyinfra.operations import server
 
-from metalserve.catalog.nvidia_stack import FABRIC_PACKAGES
-from metalserve.hardware import NetworkFabric
 from metalserve.plan import HostPlan
+from metalserve.stack import FabricPlan
 from roles.fabric.facts import RdmaPorts
 from roles.gpu_facts.facts import NvidiaKernelModules, read_fact
 from roles.gpu_facts.verify import check_rdma_ports
@@ -26,59 +25,41 @@ PEERMEM = "nvidia_peermem"
 PEERMEM_LOAD_PATH = "/etc/modules-load.d/metalserve-nvidia-peermem.conf"
 
 
-def _fabric(plan: HostPlan) -> NetworkFabric | None:
-    return plan.profile.fabric if plan.profile.gpu is not None else None
-
-
-def _peermem(plan: HostPlan) -> bool:
-    return (
-        _fabric(plan) is not None
-        and plan.profile.gpu is not None
-        and plan.profile.gpu.nvidia_peermem
-    )
-
-
-def ports_check(plan: HostPlan) -> Any:
-    """Every data HCA port ACTIVE at the profile's rate; on RoCE, the inventory's GID index is the
-    port's RoCE v2 IPv4 entry."""
-    fabric = plan.spec.fabric
-    devices = fabric.ib_hca if fabric else ()
-    rate = float(plan.profile.fabric_rate_gbps or 0)
-    gid_index = (
-        fabric.gid_index if fabric and plan.profile.fabric is NetworkFabric.ROCE_V2 else None
-    )
+def ports_check(fabric: FabricPlan) -> Any:
+    """Every data HCA port the plan selected ACTIVE at the plan's rate; on RoCE, the GID index NCCL
+    will be given is the port's RoCE v2 IPv4 entry."""
 
     def check(on: Any) -> list[str]:
-        if not devices:
-            return [
-                "RDMA: expected the data HCAs named in the inventory, found none — fix: set "
-                "metalserve.fabric.ib_hca (e.g. mlx5_0 … mlx5_7)"
-            ]
-        return check_rdma_ports(read_fact(RdmaPorts, on=on), devices, rate, gid_index)
+        if not fabric.devices:
+            return []  # an exclude-only selection names no device to look for
+        return check_rdma_ports(
+            read_fact(RdmaPorts, on=on), fabric.devices, fabric.rate_gbps, fabric.gid_index
+        )
 
     return check
 
 
 @deploy("Fabric: RDMA packages")
 def install(plan: HostPlan) -> None:
-    if _fabric(plan) is not None:
-        install_missing(FABRIC_PACKAGES, "RDMA userspace and diagnostics", plan.spec.sources.apt)
+    if plan.fabric is not None:
+        install_missing(plan.fabric.packages, "RDMA userspace and diagnostics", plan.fabric.apt)
 
 
 @deploy("Fabric: GPUDirect RDMA at boot")
 def configure(plan: HostPlan) -> None:
-    if _peermem(plan):
+    if plan.fabric is not None and plan.fabric.peermem:
         write_file(PEERMEM_LOAD_PATH, "nvidia-peermem\n", "nvidia-peermem at boot")
 
 
 @deploy("Fabric: GPUDirect RDMA and ports")
 def activate(plan: HostPlan) -> None:
-    if _fabric(plan) is None:
+    fabric = plan.fabric
+    if fabric is None:
         return
-    changes = any(name not in read_fact(DebPackages) for name in FABRIC_PACKAGES)
-    if _peermem(plan) and PEERMEM not in read_fact(NvidiaKernelModules).loaded:
+    changes = any(name not in read_fact(DebPackages) for name in fabric.packages)
+    if fabric.peermem and PEERMEM not in read_fact(NvidiaKernelModules).loaded:
         server.shell(
             name="Load nvidia-peermem (GPUDirect RDMA)", commands=["modprobe nvidia-peermem"]
         )
         changes = True
-    verify("fabric", f"{plan.profile.fabric} ports", ports_check(plan), after_changes=changes)
+    verify("fabric", f"{fabric.kind} ports", ports_check(fabric), after_changes=changes)

@@ -15,8 +15,8 @@ from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.systemd import SystemdStatus
 from pyinfra.operations import systemd
 
-from metalserve.catalog.nvidia_stack import fabricmanager_pin, packages_off_pin
 from metalserve.plan import HostPlan
+from metalserve.stack import packages_off_pin
 from roles.gpu_facts.facts import NvidiaFabricStates, read_fact
 from roles.gpu_facts.verify import check_fabric
 from roles.nvidia_driver.common import gpu_steps_skipped, install_pinned, verify
@@ -29,13 +29,13 @@ FABRIC_POLL_S = 10
 
 
 def _needed(plan: HostPlan) -> bool:
-    return plan.profile.needs_fabric_manager
+    return plan.nvidia is not None and plan.nvidia.fabric_manager
 
 
 def install_steps(plan: HostPlan) -> None:
     """The install phase's operations, for composing into other flows (re-provisioning)."""
-    if _needed(plan):
-        install_pinned(fabricmanager_pin(plan.spec.nvidia.pins), SERVICE, plan.spec.sources.apt)
+    if plan.nvidia is not None and plan.nvidia.fabric_manager:
+        install_pinned(plan.nvidia.fabricmanager_pin, SERVICE, plan.nvidia.apt)
 
 
 @deploy("Fabric manager: packages")
@@ -75,9 +75,9 @@ def fabric_check(wait_s: int) -> Any:
 
 @deploy("Fabric manager: start and verify")
 def activate(plan: HostPlan) -> None:
-    if not _needed(plan) or gpu_steps_skipped():
+    if plan.nvidia is None or not plan.nvidia.fabric_manager or gpu_steps_skipped():
         return
-    pin = fabricmanager_pin(plan.spec.nvidia.pins)
+    pin = plan.nvidia.fabricmanager_pin
     changes = bool(packages_off_pin(pin, read_fact(DebPackages)))
     running = service_running(None)
     systemd.service(name=f"Start {SERVICE}", service=SERVICE, running=True)

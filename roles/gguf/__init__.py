@@ -62,7 +62,7 @@ def install(plan: HostPlan) -> None:
     gguf, build = plan.gguf, plan.llamacpp
     if gguf is None or build is None or is_current(plan, gguf, build):
         return
-    ensure_venv(gguf.converter_venv, gguf.converter_requirements, plan.spec.sources.python)
+    ensure_venv(gguf.converter_venv, gguf.converter_requirements, gguf.python)
     script = f"{plan.layout.bin}/convert_quantize.py"
     files.put(name="GGUF converter", src=str(SCRIPT), dest=script, mode="755")
     server.shell(

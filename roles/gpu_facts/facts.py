@@ -22,8 +22,8 @@ from typing import Any, get_args, get_origin
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from pyinfra.api import FactBase
 
-from metalserve.catalog.nvidia_stack import BLACKLISTED_MODULES, NVIDIA_MODULES, KernelModuleFlavor
 from metalserve.errors import ParseError
+from metalserve.stack import BLACKLISTED_MODULES, NVIDIA_MODULES, KernelModuleFlavor
 
 
 class _Frozen(BaseModel):

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict
 
-from metalserve.catalog.nvidia_stack import KernelModuleFlavor
 from metalserve.errors import MetalserveError
+from metalserve.stack import KernelModuleFlavor
 from roles.gpu_facts.facts import (
     FabricState,
     GpuKernelModules,

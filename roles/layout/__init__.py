@@ -17,20 +17,11 @@ from pyinfra.api import deploy
 from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import files, server
 
-from metalserve.plan import API_KEY_CREDENTIAL, HF_TOKEN_CREDENTIAL, HostPlan
+from metalserve.plan import API_KEY_CREDENTIAL, HostPlan
 from roles.base import SERVICE_INPUTS, record_changes
 
 API_KEY_HEADER = "api_key_header"
 """A credential holding 'Authorization: Bearer …', so curl reads the key from a file (-H @file)."""
-
-
-def _credential_sources(plan: HostPlan) -> list[tuple[str, Path]]:
-    secrets = plan.spec.secrets
-    pairs = [
-        (HF_TOKEN_CREDENTIAL, secrets.hf_token_file),
-        (API_KEY_CREDENTIAL, secrets.api_key_file),
-    ]
-    return [(name, Path(local).expanduser()) for name, local in pairs if local]
 
 
 @deploy("Layout: install")
@@ -54,12 +45,13 @@ def install(plan: HostPlan) -> None:
 
 def _credentials(plan: HostPlan) -> list[OperationMeta]:
     ops = []
-    for name, local in _credential_sources(plan):
+    for credential in plan.credentials:
+        name, local = credential.name, Path(credential.local_path).expanduser()
         ops.append(
             files.put(
                 name=f"Credential {name}",
                 src=str(local),
-                dest=f"{plan.layout.credentials}/{name}",
+                dest=credential.host_path,
                 mode="600",
                 user="root",
                 group="root",

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from metalserve.catalog.nvidia_stack import NvidiaStackPins, nccl_pin
+from metalserve.stack import NvidiaPlan
 from roles.gpu_facts.facts import NvidiaNcclLibraries, read_fact
 from roles.nvidia_driver.common import pinned_role
 
 
-def library_problems(pins: NvidiaStackPins, on: Any) -> list[str]:
+def library_problems(nvidia: NvidiaPlan, on: Any) -> list[str]:
     """Exactly the pinned NCCL library is installed (a second copy is how nodes drift apart)."""
-    wanted = pins.nccl_version.split("-", 1)[0]
+    wanted = nvidia.pins.nccl_version.split("-", 1)[0]
     found = read_fact(NvidiaNcclLibraries, on=on)
     if set(found.values()) == {wanted}:
         return []
@@ -26,5 +26,8 @@ def library_problems(pins: NvidiaStackPins, on: Any) -> list[str]:
 
 
 install, activate = pinned_role(
-    nccl_pin, "nccl", lambda pins: f"NCCL {pins.nccl_version}", library_problems
+    lambda nvidia: nvidia.nccl_pin,
+    "nccl",
+    lambda nvidia: f"NCCL {nvidia.pins.nccl_version}",
+    library_problems,
 )

@@ -29,10 +29,9 @@ from pyinfra.operations import apt, files, python, server
 from metalserve.diag.files import read_text, write_report
 from metalserve.diag.judge import Verdict, judge
 from metalserve.diag.parse import merge_outputs
-from metalserve.diag.plan import CollectiveRun, DiagPlan, diag_plan
+from metalserve.diag.plan import CollectiveRun, DiagPlan
 from metalserve.diag.report import build_report
 from metalserve.plan import HostPlan
-from metalserve.spec import DATA_KEY
 from roles.base import RoleError, say_once
 from roles.nccl_diag.facts import BuildStamp, NvidiaGpuCount
 
@@ -42,25 +41,14 @@ MPI_PACKAGES = ["openmpi-bin", "libopenmpi-dev"]
 """Debian/Ubuntu Open MPI: mpirun and the headers nccl-tests' MPI=1 build needs."""
 
 
-def _cluster_hosts(plan: HostPlan) -> tuple[str, ...]:
-    """Node addresses in node-rank order: from metalserve.diag.hosts, else from the inventory."""
-    if plan.spec.diag.hosts or plan.profile.nodes == 1:
-        return plan.spec.diag.hosts
-    ranked = []
-    for other in host.inventory:
-        data = other.data.get(DATA_KEY) or {}
-        if data.get("profile") == plan.profile.id:
-            ranked.append(((data.get("cluster") or {}).get("node_rank", 0), other.name))
-    return tuple(name for _, name in sorted(ranked))
-
-
 def _plan(plan: HostPlan) -> DiagPlan | None:
-    """The diagnostic plan, or None (with a note in the output) when this host has no GPU."""
+    """The diagnostic the plan decided, or None (with a note in the output) when this host shows
+    no GPU."""
     gpus = host.get_fact(NvidiaGpuCount)
     if not gpus:
         say_once(NO_GPU)  # once per host, not once per phase
         return None
-    return diag_plan(plan, _cluster_hosts(plan))
+    return plan.diag
 
 
 def _replace_dir(tmp: str, final: str) -> str:
@@ -249,9 +237,9 @@ def gate_steps(plan: HostPlan) -> None:
     before the run (maybe none, from a broken driver) does not decide; a FAIL fails the host
     before the caller's next step (starting the engine). Off with ``diag.reprovision_gate``.
     """
-    if plan.profile.gpu is None or not plan.spec.diag.reprovision_gate:
+    if plan.profile.gpu is None or not plan.diag.reprovision_gate:
         return
-    dp = diag_plan(plan, _cluster_hosts(plan))
+    dp = plan.diag
     build_steps(dp)
     prepare_steps(dp)
     run_steps(dp)

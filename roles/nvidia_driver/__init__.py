@@ -22,24 +22,22 @@ from pyinfra.facts.deb import DebArch, DebPackages
 from pyinfra.facts.server import LinuxDistribution
 from pyinfra.operations import python, server, systemd
 
-from metalserve.catalog.nvidia_stack import (
+from metalserve.plan import HostPlan
+from metalserve.sources import SourceKind
+from metalserve.stack import (
     KEYRING_DEB,
     AptPin,
     Distro,
     KernelModuleFlavor,
+    NvidiaPlan,
     distro_of,
-    driver_pin,
     kernel_headers_packages,
     keyring_deb_url,
     module_blacklist_conf,
-    module_flavor,
     packages_off_pin,
     repository_line,
     repository_list_path,
 )
-from metalserve.hardware import GpuModel
-from metalserve.plan import HostPlan
-from metalserve.sources import SourceKind
 from roles.base import RoleError
 from roles.gpu_facts.facts import (
     GpuKernelModules,
@@ -78,29 +76,30 @@ REBOOT_TIMEOUT_S = 1200
 class DriverTarget:
     """What this host's driver must be, worked out once from the plan and the host's OS facts."""
 
-    def __init__(self, plan: HostPlan, gpu: GpuModel) -> None:
+    def __init__(self, nvidia: NvidiaPlan) -> None:
         distribution = host.get_fact(LinuxDistribution)
         self.distro: Distro = distro_of(
             distribution["name"] or "unknown", distribution["major"], distribution["minor"]
         )
         self.arch: str = host.get_fact(DebArch)
-        self.pins = plan.spec.nvidia.pins
-        self.gpu_name = gpu.name
-        self.gpu_count = plan.profile.gpus_per_node
-        self.source = plan.spec.sources.apt
-        self.flavor: KernelModuleFlavor = module_flavor(gpu, plan.spec.nvidia.module_flavor)
+        self.nvidia = nvidia
+        self.pins = nvidia.pins
+        self.gpu_name = nvidia.gpu.name
+        self.gpu_count = nvidia.gpu_count
+        self.source = nvidia.apt
+        self.flavor: KernelModuleFlavor = nvidia.flavor
 
     @property
     def pin(self) -> AptPin:
-        return driver_pin(self.pins, self.distro, self.flavor)
+        return self.nvidia.driver_pin(self.distro)
 
 
 def target(plan: HostPlan) -> DriverTarget | None:
     """The driver target, or ``None`` (and a note in the log) for a profile without a GPU."""
-    if plan.profile.gpu is None:
+    if plan.nvidia is None:
         logger.info(f"{host.name}: profile {plan.profile.id} has no GPU; NVIDIA roles skipped")
         return None
-    return DriverTarget(plan, plan.profile.gpu)
+    return DriverTarget(plan.nvidia)
 
 
 def _refuse_unsigned_module_under_secure_boot() -> None:

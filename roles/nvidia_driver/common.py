@@ -18,9 +18,9 @@ from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.files import Sha1File
 from pyinfra.operations import files, python, server
 
-from metalserve.catalog.nvidia_stack import AptPin, NvidiaStackPins, packages_off_pin
 from metalserve.plan import HostPlan
 from metalserve.sources import AptSource, SourceKind
+from metalserve.stack import AptPin, NvidiaPlan, packages_off_pin
 from roles.base import RoleError, say_once
 from roles.gpu_facts.facts import ContainerKind, NvidiaGpus, NvidiaHeldPackages, read_fact
 from roles.gpu_facts.verify import VerificationError
@@ -160,26 +160,26 @@ def verify_pinned(pin: AptPin, slug: str, what: str, check: Check) -> None:
 
 
 def pinned_role(
-    pin_of: Callable[[NvidiaStackPins], AptPin],
+    pin_of: Callable[[NvidiaPlan], AptPin],
     label: str,
-    what: Callable[[NvidiaStackPins], str],
-    problems: Callable[[NvidiaStackPins, Any], list[str]],
+    what: Callable[[NvidiaPlan], str],
+    problems: Callable[[NvidiaPlan, Any], list[str]],
 ) -> tuple[Any, Any]:
     """``install`` and ``activate`` of a role that is one pinned package set plus a check (the CUDA
     toolkit, NCCL): install pins, installs and holds it; activate verifies it. GPU hosts only."""
 
     @deploy(f"{label}: packages")
     def install(plan: HostPlan) -> None:
-        if plan.profile.gpu is not None:
-            install_pinned(pin_of(plan.spec.nvidia.pins), label, plan.spec.sources.apt)
+        if plan.nvidia is not None:
+            install_pinned(pin_of(plan.nvidia), label, plan.nvidia.apt)
 
     @deploy(f"{label}: verify")
     def activate(plan: HostPlan) -> None:
-        if plan.profile.gpu is None:
+        nvidia = plan.nvidia
+        if nvidia is None:
             return
-        pins = plan.spec.nvidia.pins
         verify_pinned(
-            pin_of(pins), label.replace("-", "_"), what(pins), lambda on: problems(pins, on)
+            pin_of(nvidia), label.replace("-", "_"), what(nvidia), lambda on: problems(nvidia, on)
         )
 
     return install, activate

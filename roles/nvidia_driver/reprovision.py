@@ -30,13 +30,8 @@ import roles.fabricmanager as fabricmanager
 import roles.nccl as nccl
 import roles.nccl_diag as nccl_diag
 import roles.nvidia_driver as nvidia_driver
-from metalserve.catalog.nvidia_stack import (
-    cuda_pin,
-    fabricmanager_pin,
-    nccl_pin,
-    packages_off_pin,
-)
 from metalserve.plan import HostPlan
+from metalserve.stack import packages_off_pin
 from roles.fabricmanager import FABRIC_WAIT_S
 from roles.gpu_facts.facts import (
     NvidiaGpus,
@@ -52,14 +47,6 @@ DRAIN_TIMEOUT_S = 300
 """The longest an engine may take to finish in-flight requests before it is stopped anyway."""
 
 DRAIN_POLL_S = 2
-
-RUNNING_REQUESTS_METRIC = {
-    "vllm": "vllm:num_requests_running",
-    "sglang": "sglang:num_running_reqs",
-    "llamacpp": "llamacpp:requests_processing",
-}
-"""Prometheus gauge of requests in flight per engine (vLLM 'Production Metrics' docs; SGLang
-'Production Metrics' docs; llama-server README, ``--metrics``)."""
 
 
 def drain_command(metrics_url: str, metric: str, timeout_s: int) -> str:
@@ -107,7 +94,7 @@ def _rebuild_dependents(plan: HostPlan) -> None:
 
 def _drain_and_stop(plan: HostPlan) -> None:
     service = plan.service
-    metric = RUNNING_REQUESTS_METRIC.get(plan.spec.engine.name)
+    metric = plan.engine.running_requests_metric
     if service.health_url and metric:
         server.shell(
             name=f"Drain {service.name} (at most {DRAIN_TIMEOUT_S} s)",
@@ -137,20 +124,20 @@ def run_steps(plan: HostPlan) -> None:
     driver = nvidia_driver.target(plan)
     if driver is None:
         return
-    pins = plan.spec.nvidia.pins
+    nvidia = driver.nvidia
     installed = read_fact(DebPackages)
     drift = driver_drift(
-        pins.driver_version,
+        nvidia.pins.driver_version,
         driver.flavor,
         read_fact(NvidiaInstalledModule),
         read_fact(NvidiaLoadedDriver),
     )
     off_pin = packages_off_pin(driver.pin, installed)
-    with_fm = plan.profile.needs_fabric_manager
+    with_fm = nvidia.fabric_manager
     if with_fm:
-        off_pin += packages_off_pin(fabricmanager_pin(pins), installed)
-    toolkit_off_pin = packages_off_pin(cuda_pin(pins), installed)
-    off_pin += toolkit_off_pin + packages_off_pin(nccl_pin(pins), installed)
+        off_pin += packages_off_pin(nvidia.fabricmanager_pin, installed)
+    toolkit_off_pin = packages_off_pin(nvidia.cuda_pin, installed)
+    off_pin += toolkit_off_pin + packages_off_pin(nvidia.nccl_pin, installed)
     smi_error = read_fact(NvidiaGpus).error
     engine_running = _engine_running(plan)
     cycle = drift.needs_reload or bool(off_pin) or bool(smi_error)

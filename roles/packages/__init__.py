@@ -44,12 +44,12 @@ def update_command() -> str:
 
 def missing_packages(plan: HostPlan) -> list[str]:
     installed = host.get_fact(DebPackages) or {}
-    return [name for name in plan.apt_packages if name not in installed]
+    return [name for name in plan.packages.names if name not in installed]
 
 
 @deploy("Packages: install")
 def install(plan: HostPlan) -> None:
-    source = plan.spec.sources.apt
+    source = plan.packages.apt
     if source.kind is SourceKind.BUNDLE:
         files.sync(
             name="Push the offline package bundle",

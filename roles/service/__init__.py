@@ -21,7 +21,7 @@ from metalserve.plan import API_KEY_CREDENTIAL, HostPlan
 from metalserve.templating import render
 from roles.base import SERVICE_INPUTS, record_changes, recorded_changes
 from roles.layout import API_KEY_HEADER
-from roles.service.facts import HttpStatus
+from roles.service.facts import HttpStatus, UnreachableEndpoints, reach_command
 
 
 @deploy("Service: configure")
@@ -73,12 +73,27 @@ def smoke_completion_command(plan: HostPlan) -> str:
     )
 
 
-@deploy("Service: activate")
-def activate(plan: HostPlan) -> None:
-    service = plan.service
-    unit = f"{service.name}.service"
-    changed = recorded_changes(SERVICE_INPUTS)
-    reload = systemd.daemon_reload(name="Reload systemd units", _if=any_changed(*changed))
+def wait_for_workers_command(endpoints: tuple[str, ...], timeout_s: int) -> str:
+    """On the head: every worker's port accepts a connection within ``timeout_s``; otherwise one
+    line naming the workers that do not."""
+    loop = " && ".join(reach_command(e) for e in endpoints)
+    names = ", ".join(endpoints)
+    return (
+        f"deadline=$(( $(date +%s) + {timeout_s} )); "
+        f"until {loop} 2>/dev/null; do "
+        f'[ $(date +%s) -ge $deadline ] && {{ echo "cluster health: expected every worker '
+        f"({names}) to accept connections from the head within {timeout_s}s; not all do — fix: "
+        f'systemctl status on each worker, then run the deploy again" >&2; exit 1; }}; '
+        "sleep 1; done"
+    )
+
+
+WORKER_WAIT_S = 120
+"""How long the head waits for its workers' ports before it starts (the workers started first)."""
+
+
+def _start(unit: str, changed: list) -> None:
+    """Start and enable ``unit``; restart it when its files changed and it was already running."""
     start = systemd.service(
         name=f"Start and enable {unit}", service=unit, running=True, enabled=True
     )
@@ -89,6 +104,27 @@ def activate(plan: HostPlan) -> None:
         restarted=True,
         _if=[any_changed(*changed), start.did_not_change],
     )
+
+
+@deploy("Service: activate")
+def activate(plan: HostPlan) -> None:
+    service = plan.service
+    unit = f"{service.name}.service"
+    changed = recorded_changes(SERVICE_INPUTS)
+    reload = systemd.daemon_reload(name="Reload systemd units", _if=any_changed(*changed))
+    # pyinfra runs each operation on every host before the next one: the workers' start below
+    # comes before the head's wait and start, so a cluster starts workers first, then its head.
+    if not plan.engine.head:
+        _start(unit, changed)
+    if plan.engine.head and service.workers:
+        down = host.get_fact(UnreachableEndpoints, endpoints=service.workers)
+        if down:
+            server.shell(
+                name=f"Wait for the workers ({', '.join(down)})",
+                commands=[wait_for_workers_command(tuple(down), WORKER_WAIT_S)],
+            )
+    if plan.engine.head:
+        _start(unit, changed)
     if service.keep_warm_minutes and service.health_url:
         systemd.service(
             name="Keep-warm timer",
@@ -97,7 +133,7 @@ def activate(plan: HostPlan) -> None:
             enabled=True,
         )
     if service.health_url is None:
-        return  # a headless worker: the head node serves and is checked
+        return  # a worker: the head serves and is checked
     # Healthy before this run: check again only if this run changed something. Otherwise always.
     healthy = host.get_fact(HttpStatus, url=service.health_url) == 200
     when = [any_changed(reload, *changed)] if healthy else []
@@ -107,3 +143,22 @@ def activate(plan: HostPlan) -> None:
         _if=when,
     )
     server.shell(name="Smoke completion", commands=[smoke_completion_command(plan)], _if=when)
+
+
+@deploy("Service: cluster health")
+def check_health(plan: HostPlan) -> None:
+    """Read-only: on the head, every worker reachable, /health 200 and one completion; a failure
+    is one line naming what is down."""
+    service = plan.service
+    if service.health_url is None:
+        return
+    if service.workers:
+        server.shell(
+            name="Workers reachable from the head",
+            commands=[wait_for_workers_command(service.workers, 5)],
+        )
+    server.shell(
+        name=f"Health {service.health_url}",
+        commands=[wait_for_health_command(service.health_url, 10)],
+    )
+    server.shell(name="Smoke completion", commands=[smoke_completion_command(plan)])

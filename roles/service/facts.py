@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+
 from pyinfra.api import FactBase
 
 
@@ -22,3 +24,25 @@ class HttpStatus(FactBase[int]):
     def process(self, output: list[str]) -> int:
         text = "".join(output).strip()
         return int(text) if text.isdigit() else 0
+
+
+def reach_command(endpoint: str, timeout_s: int = 2) -> str:
+    """A TCP connect to ``host:port`` from this host (bash's /dev/tcp: no extra tool needed)."""
+    address, _, port = endpoint.rpartition(":")
+    return f"timeout {timeout_s} bash -c {shlex.quote(f'exec 3<>/dev/tcp/{address}/{port}')}"
+
+
+class UnreachableEndpoints(FactBase[list[str]]):
+    """Which ``host:port`` endpoints refuse a TCP connection from the host (none: all answer).
+
+    Example::
+
+        host.get_fact(UnreachableEndpoints, endpoints=("10.0.0.3:29500",))  # ["10.0.0.3:29500"]
+    """
+
+    def command(self, endpoints: tuple[str, ...]) -> str:
+        checks = [f"{reach_command(e)} 2>/dev/null || echo {shlex.quote(e)}" for e in endpoints]
+        return "; ".join(checks) + "; true"
+
+    def process(self, output: list[str]) -> list[str]:
+        return [line.strip() for line in output if line.strip()]

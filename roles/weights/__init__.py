@@ -75,7 +75,7 @@ def install(plan: HostPlan) -> None:
             dest=f"{weights.local_dir}/{STAMP}",
         )
         return
-    ensure_venv(weights.hub_venv, weights.hub_requirements, plan.spec.sources.python)
+    ensure_venv(weights.hub_venv, weights.hub_requirements, weights.python)
     script = f"{plan.layout.bin}/fetch_weights.py"
     files.put(name="Weights fetcher", src=str(SCRIPT), dest=script, mode="755")
     server.shell(

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from metalserve.errors import PlanError
-from metalserve.plan import build_plan
+from metalserve.errors import MetalserveError, PlanError
+from metalserve.plan import plan_alone, plan_hosts
 from metalserve.spec import host_spec
 
 
 def plan(**data: object):  # noqa: ANN201
-    return build_plan(host_spec("h1", data))
+    return plan_alone(host_spec("h1", data))
 
 
 def test_vllm_unit_serves_the_verified_local_copy_under_the_repo_id() -> None:
@@ -29,7 +29,7 @@ def test_vllm_unit_serves_the_verified_local_copy_under_the_repo_id() -> None:
     assert argv[argv.index("--served-model-name") + 1] == "zai-org/GLM-5.2-FP8"
     assert p.service.served_model == "zai-org/GLM-5.2-FP8"
     assert p.environment_dict()["HF_HUB_OFFLINE"] == "1"
-    assert p.python_requirements == ("vllm==0.33.0",)
+    assert p.engine.requirements == ("vllm==0.33.0",)
 
 
 def test_multi_node_workers_are_headless_and_only_the_head_is_health_checked() -> None:
@@ -39,8 +39,12 @@ def test_multi_node_workers_are_headless_and_only_the_head_is_health_checked() -
         "engine": {"name": "vllm", "tensor_parallel_size": 8, "pipeline_parallel_size": 2},
         "fabric": {"socket_ifname": "ib0", "ib_hca": ["mlx5_0"]},
     }
-    head = plan(**common, cluster={"node_rank": 0, "head_address": "10.1.0.1"})
-    worker = plan(**common, cluster={"node_rank": 1, "head_address": "10.1.0.1"})
+    head, worker = plan_hosts(
+        [
+            host_spec("h1", {**common, "cluster": {"node_rank": 0, "address": "10.1.0.1"}}),
+            host_spec("h2", {**common, "cluster": {"node_rank": 1, "head_address": "10.1.0.1"}}),
+        ]
+    )
     assert "--headless" not in head.command and "--headless" in worker.command
     assert worker.command[worker.command.index("--node-rank") + 1] == "1"
     assert head.service.health_url and worker.service.health_url is None
@@ -48,7 +52,7 @@ def test_multi_node_workers_are_headless_and_only_the_head_is_health_checked() -
 
 
 def test_multi_node_without_cluster_data_is_refused() -> None:
-    with pytest.raises(PlanError, match="metalserve.cluster: required"):
+    with pytest.raises(MetalserveError, match="metalserve.cluster: required"):
         plan(
             profile="h200-sxm-8x2-ib",
             model={"checkpoint": "zai-org/GLM-5.2"},

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from metalserve.inventory import plan_inventory
-from metalserve.plan import build_plan
+from metalserve.plan import plan_alone
 from metalserve.spec import host_spec
 from metalserve.templating import render
 from metalserve.units import systemd_quote
@@ -22,7 +22,7 @@ def _plans():  # noqa: ANN202
     for inventory in sorted((REPO / "inventories").glob("*.py")):
         if inventory.name != "sandbox.py":
             yield from plan_inventory(inventory)
-    yield build_plan(
+    yield plan_alone(
         host_spec(
             "keyed",
             {

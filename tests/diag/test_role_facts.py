@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from metalserve.diag.plan import diag_plan
 from metalserve.modelfiles import checkpoint_for_spec
-from metalserve.plan import build_plan
+from metalserve.plan import plan_alone
 from metalserve.spec import host_spec
 from roles.base import RoleError
 from roles.nccl_diag import judge_and_file, judge_on_control_host
@@ -49,7 +48,7 @@ def _plan(tmp_path: Path, fail_host: bool = True):  # type: ignore[no-untyped-de
     data = dict(data["metalserve"])
     data["diag"] = {"reports_dir": str(tmp_path), "fail_host": fail_host}
     spec = host_spec(name, data)
-    return diag_plan(build_plan(spec, checkpoint_for_spec(spec)))
+    return plan_alone(spec, checkpoint_for_spec(spec)).diag
 
 
 def _stage(tmp_path: Path, dp, log: str, report: str | None) -> None:  # type: ignore[no-untyped-def]

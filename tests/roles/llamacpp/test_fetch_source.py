@@ -11,7 +11,7 @@ import tarfile
 from pathlib import Path
 
 from metalserve.modelfiles import checkpoint_for_spec
-from metalserve.plan import LlamaCppBuildPlan, build_plan
+from metalserve.plan import LlamaCppBuildPlan, plan_alone
 from metalserve.sources import LlamaCppSource
 from metalserve.spec import host_spec
 from roles.llamacpp import fetch_command
@@ -48,7 +48,7 @@ def _build(tmp_path: Path, source: LlamaCppSource, version: str) -> LlamaCppBuil
             "engine": {"name": "llamacpp"},
         },
     )
-    plan = build_plan(spec, checkpoint_for_spec(spec))
+    plan = plan_alone(spec, checkpoint_for_spec(spec))
     assert plan.llamacpp is not None
     return plan.llamacpp.model_copy(
         update={
@@ -80,7 +80,7 @@ def test_a_source_without_url_fetches_upstream_at_the_pin() -> None:
             "engine": {"name": "llamacpp", "quant": "Q4_K_M"},
         },
     )
-    build = build_plan(spec, checkpoint_for_spec(spec)).llamacpp
+    build = plan_alone(spec, checkpoint_for_spec(spec)).llamacpp
     assert build is not None
     assert (
         build.source.url == f"https://github.com/ggml-org/llama.cpp/archive/{build.version}.tar.gz"

@@ -10,11 +10,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from roles.nvidia_driver.reprovision import (
-    RUNNING_REQUESTS_METRIC,
-    drain_command,
-    health_wait_command,
-)
+from metalserve.engines import VllmSettings
+from roles.nvidia_driver.reprovision import drain_command, health_wait_command
 
 
 class FakeEngine:
@@ -65,7 +62,7 @@ def _timed(command: str) -> tuple[int, float]:
     return done.returncode, time.monotonic() - start
 
 
-METRIC = RUNNING_REQUESTS_METRIC["vllm"]
+METRIC = VllmSettings.RUNNING_REQUESTS_METRIC
 
 
 def test_an_idle_engine_is_drained_at_once(engine: FakeEngine) -> None:
