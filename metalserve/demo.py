@@ -37,7 +37,15 @@ DEMO_REPO = "metalserve/tiny-moe"
 HUB_MIRROR_PORT = 8390
 INPUTS_FILE = "inputs.json"
 INVENTORY = "inventories/sandbox.py"
+CLUSTER_INVENTORY = "inventories/sandbox-cluster.py"
 SERVE = "deploy/serve.py"
+HEALTH = "deploy/health.py"
+
+CLUSTER_NAME = "sandbox-rpc"
+CLUSTER_SERVICE = "metalserve-rpc"
+CLUSTER_HTTP_PORT = 8090
+CLUSTER_RPC_PORT = 50052
+"""The two-host cluster serves beside the single-host units (8080): its own unit name and ports."""
 
 
 class SandboxInputs(BaseModel):
@@ -148,6 +156,33 @@ def sandbox_metalserve_data(apt_url: str, inputs: SandboxInputs) -> dict[str, An
         },
         "secrets": {"api_key_file": str(inputs.api_key_file)},
         "service": {"keep_warm_minutes": 14, "health_timeout_s": 600},
+    }
+
+
+def sandbox_cluster_data(
+    apt_url: str, inputs: SandboxInputs, nodes: int, rank: int, address: str
+) -> dict[str, Any]:
+    """The ``metalserve`` host data of one node of the sandbox's llama.cpp RPC cluster: the head
+    serves the tiny MoE and offloads to the workers' ``rpc-server`` over the sandbox network."""
+    data = sandbox_metalserve_data(apt_url, inputs)
+    del data["profile"]
+    return {
+        **data,
+        "hardware": {
+            "gpu": None,
+            "gpus_per_node": 0,
+            "nodes": nodes,
+            "fabric": "ethernet",
+            "host_ram_gb": 4,
+        },
+        "engine": {**data["engine"], "port": CLUSTER_HTTP_PORT},
+        "service": {**data["service"], "name": CLUSTER_SERVICE},
+        "cluster": {
+            "name": CLUSTER_NAME,
+            "node_rank": rank,
+            "address": address,
+            "port": CLUSTER_RPC_PORT,
+        },
     }
 
 

@@ -43,6 +43,11 @@ def load_hosts(path: str | Path) -> dict[str, object]:
         raise MetalserveError(f"{path}: no such inventory file")
     try:
         namespace = runpy.run_path(str(path))
+    except SystemExit as exc:  # sys.exit() in an inventory must not end `check` with its code
+        raise MetalserveError(
+            f"{path}: the inventory exited (sys.exit({exc.code!r})) while loading — fix: define "
+            "hosts without exiting"
+        ) from None
     except Exception as exc:  # noqa: BLE001 - an inventory is user code; report it in one line
         raise MetalserveError(
             f"{path}: cannot load inventory: {type(exc).__name__}: {exc}"

@@ -15,7 +15,13 @@ from pydantic import Field
 from metalserve.catalog.nccl_vars import KNOWN_NCCL_VARIABLES
 from metalserve.errors import SpecError
 from metalserve.hardware import Frozen, HardwareProfile, Interconnect, NetworkFabric
-from metalserve.ncclsyntax import HcaField, HcaSelection, IfnameField, NcclSyntaxError
+from metalserve.ncclsyntax import (
+    HcaField,
+    HcaSelection,
+    IfnameField,
+    IfnameSelection,
+    NcclSyntaxError,
+)
 
 SEED_000 = "seed 000 'NCCL Tuning for Multi-GPU'"
 NCCL_ENV_DOC = "NCCL env.rst (docs.nvidia.com/deeplearning/nccl/user-guide/docs/env.html)"
@@ -42,22 +48,6 @@ class FabricSpec(Frozen):
     traffic_class: int | None = Field(
         default=None, ge=0, le=255, description="NCCL_IB_TC: switch lossless class, DSCP<<2"
     )
-
-    @property
-    def ib_hca_devices(self) -> tuple[str, ...]:
-        """The HCAs to find on the host: those an inclusive selection names (none for ``^``)."""
-        if self.ib_hca is None or self.ib_hca.exclude:
-            return ()
-        return self.ib_hca.named_devices()
-
-    @property
-    def socket_ifname_plain(self) -> str | None:
-        """The one bootstrap interface by name (for mpirun's TCP transport), if the selection
-        names exactly one to use."""
-        ifname = self.socket_ifname
-        if ifname is None or ifname.exclude or len(ifname.names) != 1:
-            return None
-        return ifname.names[0]
 
 
 LEFT_UNSET: dict[str, str] = {
@@ -94,6 +84,26 @@ class NcclEnvironment(Frozen):
 
     def get(self, name: str) -> str | None:
         return self.as_dict().get(name)
+
+    def socket_interface(self) -> str | None:
+        """The one interface NCCL_SOCKET_IFNAME selects by name, as NCCL will be given it (an
+        inventory override included); None for an exclusion or several names."""
+        value = self.get("NCCL_SOCKET_IFNAME")
+        if value is None:
+            return None
+        selection = IfnameSelection.parse(value)
+        if selection.exclude or len(selection.names) != 1:
+            return None
+        return selection.names[0]
+
+    def hca_devices(self) -> tuple[str, ...]:
+        """The HCAs NCCL_IB_HCA names for use, as NCCL will be given it (an override included);
+        none for an exclusion, which need not name a device that exists."""
+        value = self.get("NCCL_IB_HCA")
+        if value is None:
+            return ()
+        selection = HcaSelection.parse(value)
+        return () if selection.exclude else selection.named_devices()
 
 
 def _single_node(profile: HardwareProfile) -> list[NcclSetting]:
@@ -309,11 +319,13 @@ def _override_warnings(profile: HardwareProfile, name: str, value: str) -> list[
 
 def _override_value(name: str, value: str) -> str:
     """Values that select devices are checked against NCCL's syntax (one line on error)."""
-    if name == "NCCL_IB_HCA":
-        try:
+    try:
+        if name == "NCCL_IB_HCA":
             return HcaSelection.parse(value).nccl_value()
-        except NcclSyntaxError as exc:
-            raise SpecError(f"nccl.{name}: {exc}") from None
+        if name == "NCCL_SOCKET_IFNAME":
+            return IfnameSelection.parse(value).nccl_value()
+    except NcclSyntaxError as exc:
+        raise SpecError(f"nccl.{name}: {exc}") from None
     if "\n" in value or "\r" in value or "\0" in value:
         raise SpecError(f"nccl.{name}: a value is one line — fix: remove the line break")
     return value
@@ -349,8 +361,11 @@ def nccl_environment(
     return NcclEnvironment(settings=tuple(by_name.values()), warnings=tuple(warnings), unset=unset)
 
 
-def distributed_environment(fabric: FabricSpec | None, multi_node: bool) -> dict[str, str]:
-    """torch/Gloo needs the same interface as NCCL across nodes (operator-painpoints #18)."""
-    if not multi_node or fabric is None or fabric.socket_ifname_plain is None:
+def distributed_environment(nccl: NcclEnvironment, multi_node: bool) -> dict[str, str]:
+    """torch/Gloo needs the same interface as NCCL across nodes: the one NCCL is given, an
+    inventory override included (PyTorch docs, 'Distributed communication package': Choosing the
+    network interface to use)."""
+    interface = nccl.socket_interface()
+    if not multi_node or interface is None:
         return {}
-    return {"GLOO_SOCKET_IFNAME": fabric.socket_ifname_plain}
+    return {"GLOO_SOCKET_IFNAME": interface}

@@ -28,8 +28,8 @@ from metalserve.diag.plan import DiagNode, DiagPlan, diag_plan
 from metalserve.engines import LlamaCppSettings, SglangSettings, VllmSettings
 from metalserve.engines.base import NodeRole
 from metalserve.engines.flagsets import check_argv, deprecation_notes, flagset
-from metalserve.engines.llamacpp import rpc_server_argv
-from metalserve.errors import PlanError
+from metalserve.engines.llamacpp import RPC_SERVER, rpc_server_argv
+from metalserve.errors import PlanError, SpecError
 from metalserve.hardware import Frozen, HardwareProfile, NetworkFabric
 from metalserve.layout import Layout
 from metalserve.nccl import NcclEnvironment, distributed_environment, nccl_environment
@@ -130,6 +130,11 @@ class ServicePlan(Frozen):
     workers: tuple[str, ...] = Field(
         default=(), description="head of a cluster: worker host:port the health check reaches"
     )
+    restart: str = Field(default="on-failure", description="the unit's Restart= policy")
+    worker_hosts: tuple[str, ...] = Field(
+        default=(),
+        description="head of a llama.cpp RPC cluster: the worker hosts whose restart restarts it",
+    )
 
 
 class HostPlan(Frozen):
@@ -153,7 +158,7 @@ class HostPlan(Frozen):
     llamacpp: LlamaCppBuildPlan | None
     gguf: GgufPlan | None
     service: ServicePlan
-    diag: DiagPlan
+    diag: DiagPlan | None = Field(description="nccl-tests on this node; none without a GPU")
     warnings: tuple[str, ...] = ()
 
     def environment_dict(self) -> dict[str, str]:
@@ -178,7 +183,10 @@ def _cmake_flags(profile: HardwareProfile, rpc: bool) -> tuple[tuple[str, ...], 
             f"-DCMAKE_CUDA_COMPILER={CUDA_HOME}/bin/nvcc",
         ]
     if rpc:
-        flags.append("-DGGML_RPC=ON")  # ggml/CMakeLists.txt option; builds tools/rpc (rpc-server)
+        # ggml/CMakeLists.txt GGML_RPC builds tools/rpc (target ggml-rpc-server). Its RDMA transport
+        # is switched on whenever libibverbs happens to be found (ggml/src/ggml-rpc/CMakeLists.txt),
+        # which would change the binary without changing the build key: TCP, said explicitly.
+        flags += ["-DGGML_RPC=ON", "-DGGML_RPC_RDMA=OFF"]
     return tuple(flags), archs
 
 
@@ -193,6 +201,7 @@ def _node_role(cluster: Cluster, node: ClusterNode) -> NodeRole:
         head_address=cluster.head.address,
         port=cluster.port,
         workers=tuple(n.address for n in cluster.workers),
+        worker_hosts=tuple(n.host for n in cluster.workers),
         gpus_per_node=cluster.hardware.gpus_per_node,
     )
 
@@ -213,10 +222,17 @@ def _parallelism_warnings(spec: HostSpec, profile: HardwareProfile) -> list[str]
             "has none — fix: use llamacpp"
         )
     tp, pp = engine.parallel
-    if tp * pp > profile.total_gpus:
+    dp = (engine.data_parallel_size or 1) if isinstance(engine, VllmSettings) else 1
+    if tp * pp * dp > profile.total_gpus:
+        sizes = f"TP {tp} × PP {pp}" + (f" × DP {dp}" if dp > 1 else "")
         raise PlanError(
-            f"host {spec.host}: metalserve.engine: TP {tp} × PP {pp} = {tp * pp} GPUs but "
-            f"{profile.id} has {profile.total_gpus} — fix: lower tensor/pipeline parallel size"
+            f"host {spec.host}: metalserve.engine: {sizes} = {tp * pp * dp} GPUs but "
+            f"{profile.id} has {profile.total_gpus} — fix: lower the parallel sizes"
+        )
+    if dp > 1 and profile.multi_node and dp % profile.nodes:
+        raise PlanError(
+            f"host {spec.host}: metalserve.engine.data_parallel_size: {dp} ranks do not split "
+            f"evenly over {profile.nodes} nodes — fix: a multiple of {profile.nodes}"
         )
     if tp > profile.gpus_per_node:
         return [
@@ -295,7 +311,7 @@ def _llamacpp_build(
         source=_llamacpp_source(spec.sources.llamacpp),
         source_tarball=f"{layout.sources}/llama.cpp-{pins.LLAMA_CPP.version}.tar.gz",
         cmake_flags=flags,
-        targets=(*targets, "rpc-server") if rpc else targets,
+        targets=(*targets, RPC_SERVER) if rpc else targets,
         cuda_archs=archs,
         build_key=key,
         prefix=f"{layout.llamacpp_root}/{pins.LLAMA_CPP.version}-{key}",
@@ -412,6 +428,7 @@ def _service(
         if spec.engine.name == "llamacpp" and role.head
         else ()
     )
+    rpc_worker = spec.engine.name == "llamacpp" and not role.head
     return ServicePlan(
         name=layout.service,
         unit_path=layout.unit_file,
@@ -427,6 +444,28 @@ def _service(
         exec_argv=launch.exec_argv,
         secret_env=launch.secret_env,
         workers=llamacpp_workers,
+        # rpc-server exits 0 when it cannot bind or reads a bad flag (tools/rpc/rpc-server.cpp):
+        # on-failure would leave it down
+        restart="always" if rpc_worker else "on-failure",
+        worker_hosts=tuple(n for n in role.worker_hosts) if llamacpp_workers else (),
+    )
+
+
+def _check_rpc_addresses(cluster: Cluster) -> None:
+    """rpc-server binds a numeric IPv4 address only; a name would make it exit at start."""
+    for node in cluster.workers:
+        if not ipv4(node.address):
+            raise PlanError(
+                f"cluster {cluster.name}: host {node.host}: metalserve.cluster.address: "
+                f"llama.cpp's rpc-server binds a numeric IPv4 address, found {node.address!r} — "
+                "fix: give the worker's IPv4 address on the cluster network"
+            )
+
+
+def ipv4(address: str) -> bool:
+    parts = address.split(".")
+    return len(parts) == 4 and all(
+        p.isdigit() and int(p) <= 255 and str(int(p)) == p for p in parts
     )
 
 
@@ -438,12 +477,11 @@ def _fabric_plan(
         return None
     if not profile.fabric.rdma:
         return None
-    fabric = spec.fabric
     gid = nccl.get("NCCL_IB_GID_INDEX") if profile.fabric is NetworkFabric.ROCE_V2 else None
     return FabricPlan(
         kind=profile.fabric,
         rate_gbps=float(profile.fabric_rate_gbps or 0),
-        devices=fabric.ib_hca_devices if fabric else (),
+        devices=nccl.hca_devices(),
         gid_index=int(gid) if gid is not None and gid.isdigit() else None,
         peermem=profile.gpu.nvidia_peermem,
         apt=spec.sources.apt,
@@ -456,6 +494,11 @@ def build_plan(spec: HostSpec, cluster: Cluster, checkpoint: Checkpoint | None =
     profile = cluster.hardware
     node = cluster.node(spec.host)
     role = _node_role(cluster, node)
+    if cluster.multi_node and cluster.port == spec.engine.listen_port:
+        raise PlanError(
+            f"host {spec.host}: metalserve.cluster.port: {cluster.port} is also the engine's API "
+            "port; the head would bind it twice — fix: another cluster.port (default 29500)"
+        )
     warnings = _parallelism_warnings(spec, profile)
     ckpt = checkpoint or CHECKPOINTS.get(spec.model.checkpoint or "")
     engine: Engine = spec.engine
@@ -477,6 +520,8 @@ def build_plan(spec: HostSpec, cluster: Cluster, checkpoint: Checkpoint | None =
         engine = engine.on_node(role)
     llamacpp = gguf = None
     model_path = None
+    if isinstance(engine, LlamaCppSettings) and cluster.multi_node:
+        _check_rpc_addresses(cluster)
     if isinstance(engine, LlamaCppSettings):
         llamacpp = _llamacpp_build(spec, profile, layout, rpc=cluster.multi_node)
         model_path, gguf = _gguf(spec, engine, layout, ckpt, weights)
@@ -491,18 +536,21 @@ def build_plan(spec: HostSpec, cluster: Cluster, checkpoint: Checkpoint | None =
         except PlanError as exc:
             raise PlanError(f"host {spec.host}: metalserve.engine: {exc}") from None
 
-    nccl = nccl_environment(
-        profile,
-        spec.fabric,
-        expert_parallel=bool(
-            getattr(engine, "enable_expert_parallel", None) or getattr(engine, "ep_size", None)
-        ),
-        overrides=spec.nccl,
-    )
+    try:
+        nccl = nccl_environment(
+            profile,
+            spec.fabric,
+            expert_parallel=bool(
+                getattr(engine, "enable_expert_parallel", None) or getattr(engine, "ep_size", None)
+            ),
+            overrides=spec.nccl,
+        )
+    except SpecError as exc:
+        raise SpecError(f"host {spec.host}: metalserve.{exc}") from None
     warnings += nccl.warnings
     env: dict[str, str] = {
         **nccl.as_dict(),
-        **distributed_environment(spec.fabric, profile.multi_node),
+        **distributed_environment(nccl, profile.multi_node),
     }
     if weights is not None and not isinstance(engine, LlamaCppSettings):
         env["HF_HOME"] = layout.hf_home
@@ -541,13 +589,15 @@ def build_plan(spec: HostSpec, cluster: Cluster, checkpoint: Checkpoint | None =
         llamacpp=llamacpp,
         gguf=gguf,
         service=_service(spec, layout, launch, engine.listen_port, role, served, credentials),
-        diag=diag_plan(
+        diag=None
+        if nvidia is None
+        else diag_plan(
             spec.diag,
             DiagNode(
                 host=spec.host,
                 rank=node.rank,
                 cluster_addresses=tuple(n.address for n in cluster.nodes),
-                oob_interface=spec.fabric.socket_ifname_plain if spec.fabric else None,
+                oob_interface=nccl.socket_interface(),
             ),
             profile,
             layout,

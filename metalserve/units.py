@@ -95,6 +95,7 @@ def unit_files(plan: HostPlan) -> list[UnitFile]:
                 "after": after,
                 "requires": requires,
                 "drain_seconds": DRAIN_SECONDS,
+                "restart": service.restart,
                 "writable": writable,
             },
         ),

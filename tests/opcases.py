@@ -12,6 +12,7 @@ A case file::
       "phases": ["install", "configure"],  # default: all three, in order
       "host_data": {"metalserve": {...}},  # validated by the core into a HostPlan
       "peers": {"node1": {"metalserve": {...}}},  # optional: the other nodes of its cluster
+      "peer_facts": {"node1": {"deb.DebPackages": {...}}},  # optional: a peer's facts that differ
       "facts": {"files.File": {"path=/etc/x": null}, "server.Os": "Linux"},
       "commands": ["mkdir -p /opt/x", ...],
       "second_run_facts": {...},           # optional: with these, the phases yield no command
@@ -63,22 +64,31 @@ def _args_key(args: tuple, kwargs: dict) -> str:
     return ",".join(parts)
 
 
-def _fact_getter(facts: dict[str, Any]) -> Callable[..., Any]:
+def _fact_getter(
+    facts: dict[str, Any], peer_facts: dict[str, dict[str, Any]] | None = None
+) -> Callable[..., Any]:
     def get_fact(state, host, cls, args=None, kwargs=None, **_ignored):  # noqa: ANN001
         key = fact_key(cls)
+        facts_here = (peer_facts or {}).get(host.name, facts)
+        if facts_here is not facts:
+            value = facts_here.get(key, facts.get(key))  # a peer's own facts, else the host's
+            return _by_arguments(key, value, args, kwargs)
         if key not in facts:
             raise MissingFact(f"case has no fact {key!r}")
-        value = facts[key]
-        arg_key = _args_key(tuple(args or ()), dict(kwargs or {}))
-        if not arg_key:
-            return value
-        if isinstance(value, dict) and arg_key in value:
-            return value[arg_key]
-        if isinstance(value, dict) and "*" in value:
-            return value["*"]
-        raise MissingFact(f"case has no fact {key!r} for {arg_key!r}")
+        return _by_arguments(key, facts[key], args, kwargs)
 
     return get_fact
+
+
+def _by_arguments(key: str, value: Any, args: Any, kwargs: Any) -> Any:
+    arg_key = _args_key(tuple(args or ()), dict(kwargs or {}))
+    if not arg_key:
+        return value
+    if isinstance(value, dict) and arg_key in value:
+        return value[arg_key]
+    if isinstance(value, dict) and "*" in value:
+        return value["*"]
+    raise MissingFact(f"case has no fact {key!r} for {arg_key!r}")
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -126,11 +136,13 @@ def run_phases(
     host_data: dict[str, Any],
     facts: dict[str, Any],
     peers: dict[str, dict[str, Any]] | None = None,
+    peer_facts: dict[str, dict[str, Any]] | None = None,
 ) -> list[str]:
-    """Run ``deploy_calls`` (closures calling @deploy functions) on a fake host; return the commands."""
+    """Run ``deploy_calls`` (closures calling @deploy functions) on a fake host; return the commands.
+    ``peer_facts``: facts the cluster's other nodes report, where they differ from the host's."""
     state, host = make_state(host_data, peers=peers)
     with (
-        mock.patch.object(pyinfra_host, "get_fact", _fact_getter(facts)),
+        mock.patch.object(pyinfra_host, "get_fact", _fact_getter(facts, peer_facts)),
         ctx_state.use(state),
         ctx_host.use(host),
     ):
@@ -183,8 +195,13 @@ def case_files(role_dir: Path) -> list[Path]:
 def run_case(case: dict[str, Any], facts_key: str = "facts") -> list[str]:
     phases = case.get("phases", list(PHASES))
     roles = case["roles"] if "roles" in case else [case["role"]]
+    peer_key = "second_run_peer_facts" if facts_key == "second_run_facts" else "peer_facts"
     return run_phases(
-        role_calls(roles, phases), case.get("host_data", {}), case[facts_key], case.get("peers")
+        role_calls(roles, phases),
+        case.get("host_data", {}),
+        case[facts_key],
+        case.get("peers"),
+        case.get(peer_key),
     )
 
 

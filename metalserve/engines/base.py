@@ -53,6 +53,7 @@ class NodeRole(BaseModel):
     head_address: str
     port: int = Field(description="the cluster's rendezvous port")
     workers: tuple[str, ...] = Field(description="the other nodes' addresses, rank order")
+    worker_hosts: tuple[str, ...] = Field(default=(), description="their inventory names")
     gpus_per_node: int
 
     @property

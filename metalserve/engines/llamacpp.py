@@ -94,7 +94,12 @@ class LlamaCppSettings(EngineBase):
         return self.model_copy(update={"rpc": [f"{w}:{node.port}" for w in node.workers]})
 
 
+RPC_SERVER = "ggml-rpc-server"
+"""The RPC worker's CMake target and binary at the pinned release (tools/rpc/CMakeLists.txt)."""
+
+
 def rpc_server_argv(bin_dir: str, node: NodeRole, address: str) -> list[str]:
-    """A worker's ``rpc-server``, bound to its cluster address only (it has no authentication:
-    llama.cpp tools/rpc/README.md warns never to expose it to an untrusted network)."""
-    return [f"{bin_dir}/rpc-server", "--host", address, "--port", str(node.port)]
+    """A worker's ``ggml-rpc-server``, bound to its cluster address only: it has no authentication
+    (llama.cpp tools/rpc/README.md: never run it on an open network), and ``--host`` takes a
+    numeric IPv4 address (tools/rpc/rpc-server.cpp, inet_addr)."""
+    return [f"{bin_dir}/{RPC_SERVER}", "--host", address, "--port", str(node.port)]

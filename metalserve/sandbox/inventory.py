@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from metalserve.demo import SandboxInputs, sandbox_metalserve_data
+from metalserve.demo import SandboxInputs, sandbox_cluster_data, sandbox_metalserve_data
 from metalserve.sandbox.state import SandboxHostState, SandboxState
 
 
@@ -43,3 +43,18 @@ def inventory_hosts(
 ) -> list[tuple[str, dict[str, Any]]]:
     """pyinfra inventory entries, one `(name, data)` per sandbox host."""
     return [(h.name, host_data(state, h, inputs)) for h in state.hosts]
+
+
+def cluster_inventory_hosts(
+    state: SandboxState, inputs: SandboxInputs | None
+) -> list[tuple[str, dict[str, Any]]]:
+    """The sandbox hosts as one llama.cpp RPC cluster: the first is the head (rank 0)."""
+    entries = []
+    for rank, h in enumerate(state.hosts):
+        data = host_data(state, h)
+        if inputs is not None:
+            data["metalserve"] = sandbox_cluster_data(
+                state.apt_url, inputs, len(state.hosts), rank, h.ip
+            )
+        entries.append((h.name, data))
+    return entries

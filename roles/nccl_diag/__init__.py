@@ -45,7 +45,7 @@ def _plan(plan: HostPlan) -> DiagPlan | None:
     """The diagnostic the plan decided, or None (with a note in the output) when this host shows
     no GPU."""
     gpus = host.get_fact(NvidiaGpuCount)
-    if not gpus:
+    if not gpus or plan.diag is None:
         say_once(NO_GPU)  # once per host, not once per phase
         return None
     return plan.diag
@@ -237,9 +237,9 @@ def gate_steps(plan: HostPlan) -> None:
     before the run (maybe none, from a broken driver) does not decide; a FAIL fails the host
     before the caller's next step (starting the engine). Off with ``diag.reprovision_gate``.
     """
-    if plan.profile.gpu is None or not plan.diag.reprovision_gate:
-        return
     dp = plan.diag
+    if dp is None or not dp.reprovision_gate:
+        return
     build_steps(dp)
     prepare_steps(dp)
     run_steps(dp)

@@ -76,12 +76,13 @@ REBOOT_TIMEOUT_S = 1200
 class DriverTarget:
     """What this host's driver must be, worked out once from the plan and the host's OS facts."""
 
-    def __init__(self, nvidia: NvidiaPlan) -> None:
-        distribution = host.get_fact(LinuxDistribution)
+    def __init__(self, nvidia: NvidiaPlan, on: Any = None) -> None:
+        source = host if on is None else on
+        distribution = source.get_fact(LinuxDistribution)
         self.distro: Distro = distro_of(
             distribution["name"] or "unknown", distribution["major"], distribution["minor"]
         )
-        self.arch: str = host.get_fact(DebArch)
+        self.arch: str = source.get_fact(DebArch)
         self.nvidia = nvidia
         self.pins = nvidia.pins
         self.gpu_name = nvidia.gpu.name

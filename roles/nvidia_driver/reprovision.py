@@ -17,6 +17,7 @@ Example (deploy/reprovision.py)::
 from __future__ import annotations
 
 import shlex
+from typing import Any
 from urllib.parse import urlsplit
 
 from pyinfra import host, logger
@@ -104,13 +105,55 @@ def _drain_and_stop(plan: HostPlan) -> None:
 
 
 def _start_engine(plan: HostPlan) -> None:
+    """Start the engine, a cluster's workers before its head: pyinfra runs each operation on every
+    host before the next, so the workers' start (the first line) precedes the head's."""
     service = plan.service
-    server.shell(name=f"Start {service.name}", commands=[f"systemctl start {service.name}.service"])
+    start = f"systemctl start {service.name}.service"
+    if not plan.engine.head:
+        server.shell(name=f"Start {service.name} (worker)", commands=[start])
+    if plan.engine.head:
+        server.shell(name=f"Start {service.name}", commands=[start])
     if service.health_url:
         server.shell(
             name=f"Wait for {service.health_url} (at most {service.health_timeout_s} s)",
             commands=[health_wait_command(service.health_url, service.health_timeout_s)],
         )
+
+
+class Drift:
+    """Why a node's NVIDIA stack must be cycled (``why`` empty: it is in sync), from its facts."""
+
+    def __init__(self, driver: nvidia_driver.DriverTarget, on: Any = None) -> None:
+        nvidia = driver.nvidia
+        installed = read_fact(DebPackages, on=on)
+        self.driver = driver_drift(
+            nvidia.pins.driver_version,
+            driver.flavor,
+            read_fact(NvidiaInstalledModule, on=on),
+            read_fact(NvidiaLoadedDriver, on=on),
+        )
+        off_pin = packages_off_pin(driver.pin, installed)
+        if nvidia.fabric_manager:
+            off_pin += packages_off_pin(nvidia.fabricmanager_pin, installed)
+        self.toolkit_off_pin = packages_off_pin(nvidia.cuda_pin, installed)
+        off_pin += self.toolkit_off_pin + packages_off_pin(nvidia.nccl_pin, installed)
+        smi_error = read_fact(NvidiaGpus, on=on).error
+        self.why = (
+            self.driver.reason
+            if self.driver.needs_reload
+            else smi_error or (f"{', '.join(off_pin)} off the pin" if off_pin else "")
+        )
+
+
+def _peer_drift(plan: HostPlan, driver: nvidia_driver.DriverTarget) -> str:
+    """The first other node of the cluster that must cycle, and why; empty when all are in sync.
+    A cluster's engine spans every node, so one node's cycle stops the engine everywhere."""
+    for peer in plan.cluster.peers_of(plan.host):
+        on = host.inventory.get_host(peer.host)
+        why = Drift(nvidia_driver.DriverTarget(driver.nvidia, on), on).why
+        if why:
+            return f"{peer.host}: {why}"
+    return ""
 
 
 @deploy("Re-provision the NVIDIA stack")
@@ -119,40 +162,38 @@ def run(plan: HostPlan) -> None:
 
 
 def run_steps(plan: HostPlan) -> None:
-    """Detect drift; if any, cycle the host: drain → stop → install → load → verify → rebuild →
-    NCCL gate → start."""
+    """Detect drift on this node and its cluster's others; if any, stop the cluster's engine,
+    cycle the nodes that drifted (drain → stop → install → load → verify → rebuild), pass the NCCL
+    gate across all nodes, then start workers and head."""
     driver = nvidia_driver.target(plan)
     if driver is None:
         return
-    nvidia = driver.nvidia
-    installed = read_fact(DebPackages)
-    drift = driver_drift(
-        nvidia.pins.driver_version,
-        driver.flavor,
-        read_fact(NvidiaInstalledModule),
-        read_fact(NvidiaLoadedDriver),
-    )
-    off_pin = packages_off_pin(driver.pin, installed)
-    with_fm = nvidia.fabric_manager
-    if with_fm:
-        off_pin += packages_off_pin(nvidia.fabricmanager_pin, installed)
-    toolkit_off_pin = packages_off_pin(nvidia.cuda_pin, installed)
-    off_pin += toolkit_off_pin + packages_off_pin(nvidia.nccl_pin, installed)
-    smi_error = read_fact(NvidiaGpus).error
+    drift = Drift(driver)
+    peer_why = _peer_drift(plan, driver) if plan.cluster.multi_node else ""
     engine_running = _engine_running(plan)
-    cycle = drift.needs_reload or bool(off_pin) or bool(smi_error)
 
-    if not cycle:
+    if not drift.why and not peer_why:
         if not engine_running:  # an earlier run stopped it and was cut short, or a gate failed
             verify("nvidia_driver", "the driver", nvidia_driver.driver_check(driver), False)
             nccl_diag.gate_steps(plan)
             _start_engine(plan)
         return
 
-    why = drift.reason if drift.needs_reload else smi_error or f"{', '.join(off_pin)} off the pin"
-    logger.info(f"{host.name}: re-provisioning: {why}")
+    logger.info(f"{host.name}: re-provisioning: {drift.why or 'cluster node ' + peer_why}")
     if engine_running:
         _drain_and_stop(plan)
+    if drift.why:
+        _cycle(plan, driver, drift)
+    # Before the engine, not after: the engine holds ~90 % of each GPU's memory, so nccl-tests
+    # beside it would fail to allocate or measure a shared fabric; and a FAIL must keep it stopped.
+    # Every node runs it: each rebuilds nccl-tests where its CUDA/NCCL moved (the build stamp).
+    nccl_diag.gate_steps(plan)
+    _start_engine(plan)
+
+
+def _cycle(plan: HostPlan, driver: nvidia_driver.DriverTarget, drift: Drift) -> None:
+    """Put the pinned stack in place and verify it; the engine is already stopped."""
+    with_fm = driver.nvidia.fabric_manager
     if with_fm:
         systemd.service(
             name=f"Stop {fabricmanager.SERVICE}", service=fabricmanager.SERVICE, running=False
@@ -164,8 +205,8 @@ def run_steps(plan: HostPlan) -> None:
     fabricmanager.install_steps(plan)
     cuda.install(plan)
     nccl.install(plan)
-    if drift.needs_reload:
-        nvidia_driver.reload_modules(read_fact(NvidiaKernelModules), why)
+    if drift.driver.needs_reload:
+        nvidia_driver.reload_modules(read_fact(NvidiaKernelModules), drift.why)
     restart = [nvidia_driver.PERSISTENCED, *([fabricmanager.SERVICE] if with_fm else [])]
     server.shell(
         name="Start the GPU services again",
@@ -178,9 +219,5 @@ def run_steps(plan: HostPlan) -> None:
         )
     cuda.activate(plan)
     nccl.activate(plan)
-    if toolkit_off_pin:
+    if drift.toolkit_off_pin:
         _rebuild_dependents(plan)
-    # Before the engine, not after: the engine holds ~90 % of each GPU's memory, so nccl-tests
-    # beside it would fail to allocate or measure a shared fabric; and a FAIL must keep it stopped.
-    nccl_diag.gate_steps(plan)
-    _start_engine(plan)

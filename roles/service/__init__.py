@@ -21,7 +21,12 @@ from metalserve.plan import API_KEY_CREDENTIAL, HostPlan
 from metalserve.templating import render
 from roles.base import SERVICE_INPUTS, record_changes, recorded_changes
 from roles.layout import API_KEY_HEADER
-from roles.service.facts import HttpStatus, UnreachableEndpoints, reach_command
+from roles.service.facts import (
+    HttpStatus,
+    UnitActiveSince,
+    UnreachableEndpoints,
+    reach_command,
+)
 
 
 @deploy("Service: configure")
@@ -106,6 +111,23 @@ def _start(unit: str, changed: list) -> None:
     )
 
 
+def _a_worker_restarts(plan: HostPlan, unit: str) -> bool:
+    """Whether a running head must restart after the workers: a worker that is down now is
+    started by this run, and one that became active after the head left the head holding a dead
+    connection (llama-server aborts on its next request: ggml-rpc.cpp 'Remote RPC server
+    crashed')."""
+    if not plan.service.worker_hosts:
+        return False
+    head_since = host.get_fact(UnitActiveSince, unit=unit)
+    if not head_since:
+        return False
+    for name in plan.service.worker_hosts:
+        worker_since = host.inventory.get_host(name).get_fact(UnitActiveSince, unit=unit)
+        if not worker_since or worker_since > head_since:
+            return True
+    return False
+
+
 @deploy("Service: activate")
 def activate(plan: HostPlan) -> None:
     service = plan.service
@@ -125,6 +147,16 @@ def activate(plan: HostPlan) -> None:
             )
     if plan.engine.head:
         _start(unit, changed)
+    if plan.engine.head and _a_worker_restarts(plan, unit):
+        changed.append(
+            systemd.service(
+                name=f"Restart {unit}: a worker (re)started, and llama.cpp's RPC client does not "
+                "reconnect",
+                service=unit,
+                running=True,
+                restarted=True,
+            )
+        )
     if service.keep_warm_minutes and service.health_url:
         systemd.service(
             name="Keep-warm timer",

@@ -46,3 +46,25 @@ class UnreachableEndpoints(FactBase[list[str]]):
 
     def process(self, output: list[str]) -> list[str]:
         return [line.strip() for line in output if line.strip()]
+
+
+class UnitActiveSince(FactBase[int]):
+    """When ``unit`` last became active, in seconds since the epoch; 0 when it is not active.
+    Wall-clock seconds, so two nodes' units compare (their clocks are kept in sync).
+
+    Example::
+
+        host.get_fact(UnitActiveSince, unit="metalserve-rpc.service")  # 1764485533
+    """
+
+    def command(self, unit: str) -> str:
+        q = shlex.quote(unit)
+        return (
+            f'if [ "$(systemctl is-active {q})" = active ]; then '
+            f'date -d "$(systemctl show -p ActiveEnterTimestamp --value {q})" +%s; '
+            "else echo 0; fi"
+        )
+
+    def process(self, output: list[str]) -> int:
+        text = "".join(output).strip()
+        return int(text) if text.isdigit() else 0
