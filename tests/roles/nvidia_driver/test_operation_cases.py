@@ -59,9 +59,15 @@ def test_reprovision_cases_cover_detection_reboot_and_failed_verification() -> N
 def test_a_reprovisioned_engine_starts_only_after_the_nccl_gate() -> None:
     gated = 0
     for path in sorted((ROLES / "reprovision").glob("*.json")):
-        commands = json.loads(path.read_text()).get("commands", [])
+        case = json.loads(path.read_text())
+        commands = case.get("commands", [])
         starts = [i for i, c in enumerate(commands) if c.startswith("systemctl start metalserve-")]
         if not starts:
+            continue
+        cluster = case["host_data"]["metalserve"].get("cluster") or {}
+        if cluster.get("node_rank", 0) > 0:
+            # a worker's engine starts in the same run as the head's: the gate is judged on
+            # rank 0, whose start comes after
             continue
         judged = [i for i, c in enumerate(commands) if c == "function judge_on_control_host"]
         if "gate_off" in path.stem:
@@ -70,6 +76,17 @@ def test_a_reprovisioned_engine_starts_only_after_the_nccl_gate() -> None:
         assert judged and max(judged) < min(starts), path.name
         gated += 1
     assert gated >= 4
+
+
+def test_a_cluster_node_in_sync_stops_and_restarts_when_another_node_drifts() -> None:
+    case = json.loads(
+        (ROLES / "reprovision" / "cluster_peer_drift_stops_and_gates_every_node.json").read_text()
+    )
+    commands = case["commands"]
+    assert commands.index("systemctl stop metalserve-vllm.service") < commands.index(
+        "systemctl start metalserve-vllm.service"
+    )
+    assert not any("apt-get install" in c for c in commands), "a node in sync installs nothing"
 
 
 def test_every_gpu_profile_of_the_catalogue_has_a_whole_stack_case() -> None:
