@@ -7,8 +7,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from metalserve.demo import prepare_sandbox  # noqa: E402
 from metalserve.sandbox import down, up  # noqa: E402
+from metalserve.sandbox.demo import prepare_sandbox  # noqa: E402
 from metalserve.sandbox.layout import default_layout  # noqa: E402
 from metalserve.sandbox.state import SandboxState  # noqa: E402
 

@@ -13,9 +13,9 @@ import argparse
 
 from _sandbox import fresh_sandbox
 
-from metalserve.demo import INVENTORY, SERVE
-from metalserve.runner import run_pyinfra
+from metalserve.io.runner import run_pyinfra
 from metalserve.sandbox import down
+from metalserve.sandbox.demo import INVENTORY, SERVE
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ Usage: `pyinfra inventories/sandbox-cluster.py deploy/serve.py -y`, then
 
 import sys
 
-from metalserve.demo import load_inputs
+from metalserve.sandbox.demo import load_inputs
 from metalserve.sandbox.errors import SandboxError
 from metalserve.sandbox.inventory import cluster_inventory_hosts
 from metalserve.sandbox.layout import default_layout

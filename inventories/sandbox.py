@@ -7,7 +7,7 @@ through loopback relays into the sandbox (see its ssh_config); host data comes f
 
 import sys
 
-from metalserve.demo import load_inputs
+from metalserve.sandbox.demo import load_inputs
 from metalserve.sandbox.errors import SandboxError
 from metalserve.sandbox.inventory import inventory_hosts
 from metalserve.sandbox.layout import default_layout

@@ -1,6 +1,6 @@
 """The files a deploy writes for the engine service: which template, with which values.
 
-Pure: ``unit_files(plan)`` returns what to render; ``metalserve.templating`` renders it.
+Pure: ``unit_files(plan)`` returns what to render; ``metalserve.io.templating`` renders it.
 
 Example::
 

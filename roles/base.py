@@ -20,7 +20,7 @@ from pyinfra import host, logger
 from pyinfra.api.operation import OperationMeta
 
 from metalserve.errors import MetalserveError
-from metalserve.inventory import DATA_KEY, plan_host_data
+from metalserve.io.inventory import DATA_KEY, plan_host_data
 from metalserve.plan import HostPlan
 
 PHASES = ("install", "configure", "activate")

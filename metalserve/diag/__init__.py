@@ -1,5 +1,5 @@
 """The NCCL diagnostic: parse nccl-tests output and NCCL logs, judge them per profile, report.
 
-The modules ``parse``, ``judge``, ``report`` and ``commands`` are pure; ``files`` and ``cli`` are the
-edges that read and write reports.
+Every module here is pure; the edges that read and write reports are ``metalserve.io.reports``
+and ``metalserve.cli.diag``.
 """

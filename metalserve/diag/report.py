@@ -1,6 +1,6 @@
 """The diagnostic report: one versioned model per host and run, its summary, and run-to-run diffs.
 
-Pure: builds and reads models and text; ``metalserve.diag.files`` writes them to disk.
+Pure: builds and reads models and text; ``metalserve.io.reports`` writes them to disk.
 
 Example::
 

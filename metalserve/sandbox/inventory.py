@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from metalserve.demo import SandboxInputs, sandbox_cluster_data, sandbox_metalserve_data
+from metalserve.sandbox.demo import SandboxInputs, sandbox_cluster_data, sandbox_metalserve_data
 from metalserve.sandbox.state import SandboxHostState, SandboxState
 
 

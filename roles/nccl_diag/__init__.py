@@ -26,11 +26,11 @@ from pyinfra import host, logger
 from pyinfra.api import deploy
 from pyinfra.operations import apt, files, python, server
 
-from metalserve.diag.files import read_text, write_report
 from metalserve.diag.judge import Verdict, judge
 from metalserve.diag.parse import merge_outputs
 from metalserve.diag.plan import CollectiveRun, DiagPlan
 from metalserve.diag.report import build_report
+from metalserve.io.reports import read_text, write_report
 from metalserve.plan import HostPlan
 from roles.base import RoleError, say_once
 from roles.nccl_diag.facts import BuildStamp, NvidiaGpuCount

@@ -17,8 +17,8 @@ from pyinfra.api import deploy
 from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
+from metalserve.io.templating import render
 from metalserve.plan import API_KEY_CREDENTIAL, HostPlan
-from metalserve.templating import render
 from roles.base import SERVICE_INPUTS, record_changes, recorded_changes
 from roles.layout import API_KEY_HEADER
 from roles.service.facts import (

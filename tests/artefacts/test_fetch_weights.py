@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from metalserve.artefacts.tinymodel import tiny_moe_checkpoint
-from metalserve.hubmirror import publish, running_mirror
+from metalserve.mirror.hub import publish, running_mirror
 
 SCRIPT = Path(__file__).resolve().parents[2] / "roles" / "weights" / "files" / "fetch_weights.py"
 REPO = "metalserve/tiny-moe"

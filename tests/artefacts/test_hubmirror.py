@@ -16,7 +16,7 @@ from huggingface_hub import HfApi, RepoFile, snapshot_download
 from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
 
 from metalserve.artefacts.tinymodel import tiny_moe_checkpoint
-from metalserve.hubmirror import (
+from metalserve.mirror.hub import (
     INDEX_FILE,
     MirrorError,
     mirror_group,

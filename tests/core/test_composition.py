@@ -21,7 +21,7 @@ from metalserve.catalog.profiles import PROFILES
 from metalserve.cli import main
 from metalserve.composition import HardwareSpec, compose
 from metalserve.errors import MetalserveError
-from metalserve.inventory import load_hosts, plan_inventory
+from metalserve.io.inventory import load_hosts, plan_inventory
 from metalserve.plan import HostPlan, plan_hosts
 from metalserve.spec import host_spec
 

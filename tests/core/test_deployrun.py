@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from metalserve.deployrun import operation_start, results
 from metalserve.errors import ParseError
+from metalserve.io.deployrun import operation_start, results
 
 FIRST_RUN = """--> Starting operation: Layout: install | System user metalserve
     [ms-host1] Success

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from metalserve.inventory import plan_inventory
+from metalserve.io.inventory import plan_inventory
+from metalserve.io.templating import render
 from metalserve.plan import plan_alone
 from metalserve.spec import host_spec
-from metalserve.templating import render
 from metalserve.units import systemd_quote
 
 REPO = Path(__file__).resolve().parents[2]

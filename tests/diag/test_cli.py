@@ -7,7 +7,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from metalserve.diag.cli import diag_group
+from metalserve.cli.diag import diag_group
 from tests.diag import synthetic
 from tests.diag.synthetic import FIXTURES
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from metalserve.modelfiles import checkpoint_for_spec
+from metalserve.io.modelfiles import checkpoint_for_spec
 from metalserve.plan import plan_alone
 from metalserve.spec import host_spec
 from roles.base import RoleError

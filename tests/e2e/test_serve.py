@@ -15,8 +15,8 @@ from collections.abc import Iterator
 import pytest
 import testinfra
 
-from metalserve.demo import INVENTORY, SERVE, SandboxInputs, completion, prepare_sandbox
-from metalserve.runner import DeployRun, run_pyinfra
+from metalserve.io.runner import DeployRun, run_pyinfra
+from metalserve.sandbox.demo import INVENTORY, SERVE, SandboxInputs, completion, prepare_sandbox
 from metalserve.sandbox.layout import default_layout
 from metalserve.sandbox.state import SandboxState
 

@@ -6,14 +6,15 @@ check is run read-only, the worker is stopped (the check fails in one line namin
 brings the cluster back; a further run changes nothing.
 
 Runs after ``test_serve.py`` (file order) on the same hosts, beside the single-host units: the
-cluster has its own unit name and ports (``metalserve.demo.CLUSTER_*``).
+cluster has its own unit name and ports (``metalserve.sandbox.demo.CLUSTER_*``).
 """
 
 from __future__ import annotations
 
 import pytest
 
-from metalserve.demo import (
+from metalserve.io.runner import DeployRun, run_pyinfra
+from metalserve.sandbox.demo import (
     CLUSTER_HTTP_PORT,
     CLUSTER_INVENTORY,
     CLUSTER_RPC_PORT,
@@ -24,7 +25,6 @@ from metalserve.demo import (
     completion,
     prepare_sandbox,
 )
-from metalserve.runner import DeployRun, run_pyinfra
 from metalserve.sandbox.layout import default_layout
 from metalserve.sandbox.state import SandboxState
 from tests.e2e.test_sandbox import on_host

@@ -19,7 +19,7 @@ import pytest
 import testinfra
 
 from metalserve.catalog.nvidia_stack import NvidiaStackPins
-from metalserve.runner import DeployRun, run_pyinfra
+from metalserve.io.runner import DeployRun, run_pyinfra
 from metalserve.sandbox import fileserver
 from metalserve.sandbox.inventory import host_data
 from metalserve.sandbox.layout import default_layout

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from metalserve.catalog.profiles import PROFILES
-from metalserve.demo import SandboxInputs
+from metalserve.sandbox.demo import SandboxInputs
 from metalserve.sandbox.errors import SandboxError
 from metalserve.sandbox.inventory import host_data, inventory_hosts
 from metalserve.sandbox.state import SandboxHostState, SandboxState, load_state, save_state

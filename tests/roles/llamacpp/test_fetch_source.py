@@ -10,7 +10,7 @@ import subprocess
 import tarfile
 from pathlib import Path
 
-from metalserve.modelfiles import checkpoint_for_spec
+from metalserve.io.modelfiles import checkpoint_for_spec
 from metalserve.plan import LlamaCppBuildPlan, plan_alone
 from metalserve.sources import LlamaCppSource
 from metalserve.spec import host_spec

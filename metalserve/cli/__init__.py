@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from metalserve.errors import MetalserveError
-from metalserve.inventory import plan_inventory
+from metalserve.io.inventory import plan_inventory
 from metalserve.plan import HostPlan
 
 
@@ -139,7 +139,7 @@ def plan(inventory: str, only: str | None, as_json: bool) -> None:
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="output root")
 def render(inventory: str, only: str, out: str) -> None:
     """Write the exact files a deploy would write for HOST under OUT (as OUT/etc/..., OUT/opt/...)."""
-    from metalserve.templating import render as render_files
+    from metalserve.io.templating import render as render_files
 
     (plan_,) = plan_inventory(inventory, only)
     root = Path(out)
@@ -163,10 +163,10 @@ def audit() -> None:
 
 
 def _register_groups() -> None:
-    from metalserve.demo import demo_command
-    from metalserve.diag.cli import diag_group
-    from metalserve.hubmirror import mirror_group
+    from metalserve.cli.diag import diag_group
+    from metalserve.mirror.hub import mirror_group
     from metalserve.sandbox.cli import sandbox_group
+    from metalserve.sandbox.demo import demo_command
 
     main.add_command(diag_group)
     main.add_command(mirror_group)

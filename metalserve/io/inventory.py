@@ -6,7 +6,7 @@ import runpy
 from pathlib import Path
 
 from metalserve.errors import MetalserveError, SpecError
-from metalserve.modelfiles import checkpoint_for_spec
+from metalserve.io.modelfiles import checkpoint_for_spec
 from metalserve.plan import HostPlan, plan_hosts
 from metalserve.spec import DATA_KEY, HostSpec, host_spec
 

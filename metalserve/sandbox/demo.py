@@ -67,7 +67,7 @@ def prepare_inputs(run_dir: Path, progress: Callable[[str], None] = print) -> Sa
     from metalserve.artefacts.llamacpp import llamacpp_source
     from metalserve.artefacts.tinymodel import tiny_moe_checkpoint
     from metalserve.artefacts.wheelhouse import converter_wheelhouse
-    from metalserve.hubmirror import publish
+    from metalserve.mirror.hub import publish
 
     started = time.monotonic()
     source = llamacpp_source()
@@ -236,7 +236,7 @@ def prepare_sandbox(
 @click.option("-n", "hosts", default=1, show_default=True, help="sandbox hosts to deploy to")
 def demo_command(hosts: int) -> None:
     """Sandbox hosts up, the serve deploy over SSH, and a completion from the endpoint."""
-    from metalserve.runner import run_pyinfra
+    from metalserve.io.runner import run_pyinfra
     from metalserve.sandbox import up
     from metalserve.sandbox.layout import default_layout
     from metalserve.sandbox.state import load_state

@@ -22,11 +22,11 @@ import click
 
 from metalserve.catalog.busbw import expectation_for
 from metalserve.catalog.profiles import PROFILES
-from metalserve.diag.files import read_report, read_text, write_report
 from metalserve.diag.judge import Topology, judge, topology_of
 from metalserve.diag.parse import merge_outputs
 from metalserve.diag.report import build_report, compare, comparison_text, summary_text
 from metalserve.errors import MetalserveError
+from metalserve.io.reports import read_report, read_text, write_report
 
 P = ParamSpec("P")
 R = TypeVar("R")

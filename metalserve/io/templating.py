@@ -13,7 +13,7 @@ from metalserve.plan import HostPlan
 from metalserve.units import unit_files
 
 TEMPLATES = Path(
-    os.environ.get("METALSERVE_TEMPLATES", Path(__file__).resolve().parents[1] / "templates")
+    os.environ.get("METALSERVE_TEMPLATES", Path(__file__).resolve().parents[2] / "templates")
 )
 
 

@@ -21,10 +21,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from metalserve.deployrun import Totals, operation_start, results
 from metalserve.errors import MetalserveError, ParseError
+from metalserve.io.deployrun import Totals, operation_start, results
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""Edge: a Hugging Face Hub mirror for air-gapped sites (``metalserve mirror serve``)."""
