@@ -7,9 +7,11 @@ starts only once the driver stack, the engine and the weights are in place. Each
 where the plan has no part for it (no llama.cpp build on a vLLM host, no driver on a CPU host).
 """
 
-from roles import base, engine_venv, gguf, layout, llamacpp, packages, service, weights
+from roles import base, engine_venv, firewall, gguf, layout, llamacpp, packages, service, weights
 from roles.nvidia_driver.stack import ROLES as NVIDIA_STACK
 
 plan = base.current_plan()
 gpu_stack = [role for role in NVIDIA_STACK if role is not packages] if plan.profile.gpu else []
-base.run_phases([packages, layout, *gpu_stack, engine_venv, llamacpp, weights, gguf, service], plan)
+base.run_phases(
+    [packages, layout, *gpu_stack, firewall, engine_venv, llamacpp, weights, gguf, service], plan
+)

@@ -33,6 +33,8 @@ hosts = [
         {
             "ssh_user": "root",
             "metalserve": {
+                # the networks allowed to reach the engine (here a documentation range)
+                "access": {"clients": ["198.51.100.0/24"]},
                 "hardware": _HARDWARE,
                 "model": {"checkpoint": "zai-org/GLM-5.2-FP8"},
                 "engine": _ENGINE,

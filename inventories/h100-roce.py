@@ -25,6 +25,8 @@ hosts = [
         {
             "ssh_user": "root",
             "metalserve": {
+                # the networks allowed to reach the engine (here a documentation range)
+                "access": {"clients": ["198.51.100.0/24"]},
                 "profile": "h100-sxm-8x2-roce",
                 "model": {"checkpoint": "zai-org/GLM-5.2-FP8"},
                 "engine": _ENGINE,

@@ -39,6 +39,8 @@ hosts = [
         {
             "ssh_user": "root",
             "metalserve": {
+                # the networks allowed to reach the engine (here a documentation range)
+                "access": {"clients": ["198.51.100.0/24"]},
                 "hardware": _HARDWARE,
                 "model": {"checkpoint": "zai-org/GLM-5.2-FP8", "served_name": "glm-5.2"},
                 "engine": _ENGINE,

@@ -10,6 +10,8 @@ hosts = [
         {
             "ssh_user": "root",
             "metalserve": {
+                # the networks allowed to reach the engine (here a documentation range)
+                "access": {"clients": ["198.51.100.0/24"]},
                 "profile": "h200-sxm-8",
                 "model": {"checkpoint": "zai-org/GLM-5.2-FP8"},
                 "engine": {

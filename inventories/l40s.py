@@ -10,6 +10,8 @@ hosts = [
         {
             "ssh_user": "root",
             "metalserve": {
+                # the networks allowed to reach the engine (here a documentation range)
+                "access": {"clients": ["198.51.100.0/24"]},
                 "hardware": {
                     "gpu": "l40s",
                     "gpus_per_node": 8,

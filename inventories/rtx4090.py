@@ -10,6 +10,8 @@ hosts = [
         {
             "ssh_user": "root",
             "metalserve": {
+                # the networks allowed to reach the engine (here a documentation range)
+                "access": {"clients": ["198.51.100.0/24"]},
                 "profile": "rtx4090-4",
                 "model": {"checkpoint": "glm52-Q4_K_M.gguf"},
                 "engine": {

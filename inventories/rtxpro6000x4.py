@@ -6,6 +6,8 @@ hosts = [
         {
             "ssh_user": "root",
             "metalserve": {
+                # the networks allowed to reach the engine (here a documentation range)
+                "access": {"clients": ["198.51.100.0/24"]},
                 "profile": "rtxpro6000-4",
                 "model": {"checkpoint": "zai-org/GLM-4.5-Air-FP8"},
                 "engine": {

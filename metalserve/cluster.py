@@ -22,7 +22,9 @@ from metalserve.spec import HostSpec
 
 DEFAULT_CLUSTER_PORT = 29500
 
-SHARED_FIELDS = ("engine", "model", "nvidia", "nccl", "fabric", "sources", "diag", "secrets")
+SHARED_FIELDS = (
+    "engine", "model", "nvidia", "nccl", "fabric", "sources", "diag", "secrets", "access",
+)  # fmt: skip
 """What every node of a cluster must agree on: one engine, one model, one set of pins, one NCCL
 matrix, one source of inputs, one diagnostic, one set of credentials."""
 

@@ -17,11 +17,13 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 
+from typing import Literal
+
 from pydantic import Field
 
 from metalserve.catalog import pins
 from metalserve.catalog.checkpoints import CHECKPOINTS
-from metalserve.catalog.packages import packages_for
+from metalserve.catalog.packages import FIREWALL, packages_for
 from metalserve.checkpoint import Checkpoint, WeightFormat
 from metalserve.cluster import Cluster, ClusterNode, clusters_of
 from metalserve.diag.plan import DiagNode, DiagPlan, diag_plan
@@ -30,6 +32,7 @@ from metalserve.engines.base import NodeRole
 from metalserve.engines.flagsets import check_argv, deprecation_notes, flagset
 from metalserve.engines.llamacpp import RPC_SERVER, rpc_server_argv
 from metalserve.errors import PlanError, SpecError
+from metalserve.firewall import ALL_INTERFACES, FirewallPlan, firewall_plan
 from metalserve.hardware import Frozen, HardwareProfile, NetworkFabric
 from metalserve.layout import Layout
 from metalserve.nccl import NcclEnvironment, distributed_environment, nccl_environment
@@ -42,7 +45,17 @@ CUDA_HOME = "/usr/local/cuda"
 """Where NVIDIA's cuda-toolkit packages put the active toolkit (a symlink to cuda-<version>)."""
 
 API_KEY_CREDENTIAL = "api_key"
+API_KEY_HEADER_CREDENTIAL = "api_key_header"
+"""The key as 'Authorization: Bearer …', so curl reads it from a file (``-H @file``): the health
+and smoke requests never put it in argv."""
+SGLANG_KEY_CONFIG_CREDENTIAL = "sglang-api-key.yaml"
+"""SGLang takes its key as --api-key only (no environment variable in 0.5.23's arg_groups/fields/
+serving.py), but reads any flag from ``--config FILE.yaml`` inside the process
+(sglang/srt/utils/server_args_config_parser.py): the key stays out of argv and ps."""
 HF_TOKEN_CREDENTIAL = "hf_token"
+GENERATED_KEYS_DIR = "~/.config/metalserve/keys"
+"""Where an API key is generated (0600) on the control host when the inventory names none."""
+LOOPBACK = "127.0.0.1"
 
 Engine = VllmSettings | SglangSettings | LlamaCppSettings
 
@@ -53,6 +66,13 @@ class Credential(Frozen):
     name: str
     local_path: str = Field(description="the file on the control host")
     host_path: str = Field(description="the root-only copy on the node")
+    form: Literal["as_is", "bearer_header", "sglang_config"] = Field(
+        default="as_is", description="what the node's copy holds, made from the local file"
+    )
+    generate: bool = Field(
+        default=False, description="an API key made on the control host when the file is missing"
+    )
+    unit: bool = Field(default=False, description="loaded by the engine's unit (LoadCredential=)")
 
 
 class PackagesPlan(Frozen):
@@ -154,6 +174,7 @@ class HostPlan(Frozen):
     nvidia: NvidiaPlan | None
     fabric: FabricPlan | None
     credentials: tuple[Credential, ...]
+    firewall: FirewallPlan | None = Field(description="None where the site's own firewall rules")
     weights: WeightsPlan | None
     llamacpp: LlamaCppBuildPlan | None
     gguf: GgufPlan | None
@@ -251,7 +272,9 @@ def _served_name(spec: HostSpec, repo_id: str | None) -> str:
     return spec.model.served_name or repo_id or spec.model.name
 
 
-def _weights(spec: HostSpec, layout: Layout, ckpt: Checkpoint | None) -> WeightsPlan | None:
+def _weights(
+    spec: HostSpec, layout: Layout, ckpt: Checkpoint | None, token_allowed: bool
+) -> WeightsPlan | None:
     repo = spec.model.repo_id or (ckpt.repo_id if ckpt else None)
     source = spec.sources.weights
     if repo is None and spec.model.local_dir:
@@ -267,23 +290,69 @@ def _weights(spec: HostSpec, layout: Layout, ckpt: Checkpoint | None) -> Weights
         hub_venv=layout.venv("hub"),
         hub_requirements=pins.hub_client_requirements(),
         token_file=(
-            f"{layout.credentials}/{HF_TOKEN_CREDENTIAL}" if spec.secrets.hf_token_file else None
+            f"{layout.credentials}/{HF_TOKEN_CREDENTIAL}"
+            if spec.secrets.hf_token_file and token_allowed
+            else None
         ),
         expected_bytes=ckpt.weight_bytes if ckpt else None,
         python=spec.sources.python,
     )
 
 
-def _credentials(spec: HostSpec, layout: Layout) -> tuple[Credential, ...]:
-    pairs = [
-        (HF_TOKEN_CREDENTIAL, spec.secrets.hf_token_file),
-        (API_KEY_CREDENTIAL, spec.secrets.api_key_file),
+def _credentials(
+    spec: HostSpec, layout: Layout, cluster: Cluster, token_allowed: bool
+) -> tuple[Credential, ...]:
+    """Every engine gets an API key: the inventory's, or one generated on the control host for
+    the cluster on the first deploy."""
+    key = spec.secrets.api_key_file or f"{GENERATED_KEYS_DIR}/{cluster.name}.api_key"
+    generate = spec.secrets.api_key_file is None
+
+    def credential(name: str, local: str, **kw: object) -> Credential:
+        return Credential(
+            name=name, local_path=local, host_path=f"{layout.credentials}/{name}", **kw
+        )
+
+    made = [
+        credential(API_KEY_CREDENTIAL, key, generate=generate, unit=spec.engine.name != "sglang"),
+        credential(API_KEY_HEADER_CREDENTIAL, key, form="bearer_header", generate=generate),
     ]
-    return tuple(
-        Credential(name=name, local_path=local, host_path=f"{layout.credentials}/{name}")
-        for name, local in pairs
-        if local
-    )
+    if spec.engine.name == "sglang":
+        made.append(
+            credential(
+                SGLANG_KEY_CONFIG_CREDENTIAL, key, form="sglang_config", generate=generate, unit=True
+            )
+        )
+    if spec.secrets.hf_token_file and token_allowed:
+        made.insert(0, credential(HF_TOKEN_CREDENTIAL, spec.secrets.hf_token_file))
+    return tuple(made)
+
+
+def _token_allowed(spec: HostSpec) -> tuple[bool, list[str]]:
+    """The HF token goes to the Hub or an HTTPS mirror, or to a plain-HTTP one the inventory
+    trusts by name; otherwise it stays on the control host and the plan says so."""
+    weights = spec.sources.weights
+    if not spec.secrets.hf_token_file or not weights.sends_token_in_clear:
+        return True, []
+    if weights.trust_plain_http:
+        return True, []
+    return False, [
+        f"metalserve.secrets.hf_token_file: not sent to {weights.endpoint}: huggingface_hub "
+        "would send it in clear over plain HTTP — fix: an https:// mirror, or set "
+        "sources.weights.trust_plain_http to why this link is private"
+    ]
+
+
+def _bind_address(spec: HostSpec) -> str:
+    """Closed by default: loopback unless the inventory names an address; every interface only
+    with an allow-list of client networks (enforced by the firewall)."""
+    address = spec.engine.host or LOOPBACK
+    if address in ALL_INTERFACES and not spec.access.clients:
+        raise PlanError(
+            f"host {spec.host}: metalserve.engine.host: {address} binds every interface, and "
+            "metalserve.access.clients names no client network — fix: list the networks "
+            "allowed to reach the engine (e.g. [\"10.20.0.0/16\"]), or bind one address"
+        )
+    return address
 
 
 def _llamacpp_source(source: LlamaCppSource) -> LlamaCppSource:
@@ -378,7 +447,7 @@ def _launch(
     typed_ref = spec.model.checkpoint or spec.model.repo_id or spec.model.name
     if isinstance(engine, LlamaCppSettings):
         assert build is not None and model_path is not None
-        key_file = f"%d/{API_KEY_CREDENTIAL}" if spec.secrets.api_key_file else None
+        key_file = f"%d/{API_KEY_CREDENTIAL}"
         if not role.head:
             worker = rpc_server_argv(build.bin, role, address)
             return _Launch(command=tuple(worker), exec_argv=tuple(worker), venv=None)
@@ -395,19 +464,15 @@ def _launch(
     venv = layout.venv(f"{engine.name}-{engine.version}")
     if isinstance(engine, VllmSettings):
         exe: tuple[str, ...] = (f"{venv}/bin/vllm",)
-        secret_env = (("VLLM_API_KEY", API_KEY_CREDENTIAL),) if spec.secrets.api_key_file else ()
+        secret_env: tuple[tuple[str, str], ...] = (("VLLM_API_KEY", API_KEY_CREDENTIAL),)
+        key_args: tuple[str, ...] = ()
     else:
         exe = engine.executable(venv)
         secret_env = ()
-        if spec.secrets.api_key_file:
-            raise PlanError(
-                f"host {spec.host}: metalserve.secrets.api_key_file: SGLang {engine.version} takes "
-                "the key only as --api-key, visible in ps — fix: use vLLM or llama.cpp, or put an "
-                "authenticating proxy in front"
-            )
+        key_args = ("--config", f"%d/{SGLANG_KEY_CONFIG_CREDENTIAL}")
     return _Launch(
         command=tuple(engine.argv(typed_ref)),
-        exec_argv=tuple(engine.serving(served).argv(weights.local_dir, exe)),
+        exec_argv=(*engine.serving(served).argv(weights.local_dir, exe), *key_args),
         venv=venv,
         secret_env=secret_env,
     )
@@ -422,7 +487,8 @@ def _service(
     served: str,
     credentials: tuple[Credential, ...],
 ) -> ServicePlan:
-    base = f"http://127.0.0.1:{port}"
+    bind = spec.engine.host or LOOPBACK
+    base = f"http://{LOOPBACK if bind in ALL_INTERFACES else _url_host(bind)}:{port}"
     llamacpp_workers = (
         tuple(f"{w}:{role.port}" for w in role.workers)
         if spec.engine.name == "llamacpp" and role.head
@@ -440,7 +506,7 @@ def _service(
         served_model=served,
         health_timeout_s=spec.service.health_timeout_s,
         keep_warm_minutes=spec.service.keep_warm_minutes,
-        credentials=tuple((c.name, c.host_path) for c in credentials),
+        credentials=tuple((c.name, c.host_path) for c in credentials if c.unit),
         exec_argv=launch.exec_argv,
         secret_env=launch.secret_env,
         workers=llamacpp_workers,
@@ -467,6 +533,28 @@ def ipv4(address: str) -> bool:
     return len(parts) == 4 and all(
         p.isdigit() and int(p) <= 255 and str(int(p)) == p for p in parts
     )
+
+
+def _firewall(
+    spec: HostSpec, cluster: Cluster, role: NodeRole, api_port: int
+) -> FirewallPlan | None:
+    """The serving port to the client networks (the head only serves), the rendezvous port to
+    the other nodes of the cluster."""
+    if not spec.access.firewall:
+        return None
+    peers = tuple(n.address for n in cluster.peers_of(spec.host))
+    return firewall_plan(
+        serving_port=api_port if role.head else None,
+        clients=tuple(str(c) for c in spec.access.clients),
+        cluster_ports=(cluster.port,) if cluster.multi_node else (),
+        peers=peers,
+        ssh_port=spec.access.ssh_port,
+        cluster=cluster.name,
+    )
+
+
+def _url_host(address: str) -> str:
+    return f"[{address}]" if ":" in address else address
 
 
 def _fabric_plan(
@@ -501,7 +589,9 @@ def build_plan(spec: HostSpec, cluster: Cluster, checkpoint: Checkpoint | None =
         )
     warnings = _parallelism_warnings(spec, profile)
     ckpt = checkpoint or CHECKPOINTS.get(spec.model.checkpoint or "")
-    engine: Engine = spec.engine
+    engine: Engine = spec.engine.model_copy(update={"host": _bind_address(spec)})
+    token_allowed, token_warnings = _token_allowed(spec)
+    warnings += token_warnings
     layout = Layout.for_service(spec.service.name or f"metalserve-{engine.name}")
 
     sizing = smallest = None
@@ -514,7 +604,7 @@ def build_plan(spec: HostSpec, cluster: Cluster, checkpoint: Checkpoint | None =
     else:
         warnings.append("model outside the catalogue and not read: sizing skipped")
 
-    weights = _weights(spec, layout, ckpt)
+    weights = _weights(spec, layout, ckpt, token_allowed)
     served = _served_name(spec, weights.repo_id if weights else None)
     if cluster.multi_node:
         engine = engine.on_node(role)
@@ -556,7 +646,7 @@ def build_plan(spec: HostSpec, cluster: Cluster, checkpoint: Checkpoint | None =
         env["HF_HOME"] = layout.hf_home
         env["HF_HUB_OFFLINE"] = "1"  # weights are fetched by the deploy; the engine never downloads
     env.update(spec.env)
-    credentials = _credentials(spec, layout)
+    credentials = _credentials(spec, layout, cluster, token_allowed)
     nvidia = nvidia_plan(profile, spec.nvidia, spec.sources.apt)
 
     return HostPlan(
@@ -571,7 +661,10 @@ def build_plan(spec: HostSpec, cluster: Cluster, checkpoint: Checkpoint | None =
         environment=tuple(env.items()),
         nccl=nccl,
         layout=layout,
-        packages=PackagesPlan(names=packages_for(engine.name), apt=spec.sources.apt),
+        packages=PackagesPlan(
+            names=packages_for(engine.name) + (FIREWALL if spec.access.firewall else ()),
+            apt=spec.sources.apt,
+        ),
         engine=EnginePlan(
             name=engine.name,
             version=engine.version,
@@ -584,6 +677,7 @@ def build_plan(spec: HostSpec, cluster: Cluster, checkpoint: Checkpoint | None =
         ),
         nvidia=nvidia,
         fabric=_fabric_plan(spec, profile, nccl),
+        firewall=_firewall(spec, cluster, role, engine.listen_port),
         credentials=credentials,
         weights=weights if role.head or not isinstance(engine, LlamaCppSettings) else None,
         llamacpp=llamacpp,

@@ -54,6 +54,12 @@ class LlamaCppSource(Frozen):
 class WeightsSource(Frozen):
     kind: SourceKind = SourceKind.ONLINE
     endpoint: str | None = Field(default=None, description="mirror: HF_ENDPOINT of a hub mirror")
+    trust_plain_http: str | None = Field(
+        default=None,
+        min_length=3,
+        max_length=200,
+        description="why the HF token may go to this plain-HTTP mirror (e.g. a host-only link)",
+    )
     path: str | None = Field(default=None, description="bundle: a snapshot dir on the control host")
 
     @model_validator(mode="after")
@@ -63,6 +69,16 @@ class WeightsSource(Frozen):
         if self.kind is SourceKind.BUNDLE and not self.path:
             raise ValueError("a bundle weights source needs path (a snapshot on the control host)")
         return self
+
+    @property
+    def sends_token_in_clear(self) -> bool:
+        """huggingface_hub sends ``Authorization: Bearer`` to whatever HF_ENDPOINT names, plain
+        HTTP included (huggingface_hub utils/_headers.py build_hf_headers)."""
+        return (
+            self.kind is SourceKind.MIRROR
+            and bool(self.endpoint)
+            and str(self.endpoint).lower().startswith("http://")
+        )
 
 
 class Sources(Frozen):

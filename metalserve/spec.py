@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, IPvAnyNetwork, ValidationError, field_validator, model_validator
 
 from metalserve.catalog.nvidia_stack import NvidiaStack
 from metalserve.catalog.profiles import PROFILES
@@ -78,6 +78,36 @@ class ClusterSpec(Frozen):
     port: int = Field(default=29500, ge=1, le=65535)
 
 
+class AccessSpec(Frozen):
+    """Who may reach the engine. Closed by default: the engine binds 127.0.0.1 unless
+    ``engine.host`` names an address; binding every interface (0.0.0.0, ::) needs ``clients``,
+    the networks a firewall (nftables, ``table inet metalserve``) lets reach the serving port.
+
+    Example (host data)::
+
+        "access": {"clients": ["10.20.0.0/16"]}
+    """
+
+    clients: tuple[IPvAnyNetwork, ...] = Field(
+        default=(), description="client networks allowed to the serving port (CIDR)"
+    )
+    firewall: bool = Field(
+        default=True,
+        description="write and load the nftables table; off only where the site's own firewall "
+        "enforces the same (say so in firewall_off_reason)",
+    )
+    firewall_off_reason: str | None = Field(default=None, min_length=3, max_length=200)
+    ssh_port: int = Field(default=22, ge=1, le=65535, description="never dropped by metalserve")
+
+    @model_validator(mode="after")
+    def _off_needs_reason(self) -> AccessSpec:
+        if not self.firewall and not self.firewall_off_reason:
+            raise ValueError(
+                "firewall off needs firewall_off_reason — fix: say which firewall enforces it"
+            )
+        return self
+
+
 class SecretsSpec(Frozen):
     """Secrets are files on the control host; the deploy copies them 0600 and units load them as
     systemd credentials. Their contents never enter argv, unit files or logs."""
@@ -110,6 +140,7 @@ class HostSpec(Frozen):
     )
     sources: Sources = Sources()
     secrets: SecretsSpec = SecretsSpec()
+    access: AccessSpec = AccessSpec()
     service: ServiceSpec = ServiceSpec()
     diag: DiagSpec = DiagSpec()
     nvidia: NvidiaStack = NvidiaStack()

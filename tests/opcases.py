@@ -30,6 +30,9 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -47,6 +50,8 @@ from pyinfra.connectors.util import CommandOutput
 from pyinfra.context import ctx_host, ctx_state
 
 PHASES = ("install", "configure", "activate")
+OPCASE_API_KEY = "opcase-api-key"
+OPCASE_HOME = Path(tempfile.gettempdir()) / "metalserve-opcase-home"
 
 
 class MissingFact(AssertionError):
@@ -97,6 +102,8 @@ REPO = Path(__file__).resolve().parents[1]
 def _local_path(src: str) -> str:
     """Uploads from the checkout are shown relative to it, so cases hold wherever it lives."""
     path = Path(src)
+    if path.is_relative_to(OPCASE_HOME):
+        return f"~/{path.relative_to(OPCASE_HOME)}"
     return str(path.relative_to(REPO)) if path.is_absolute() and path.is_relative_to(REPO) else src
 
 
@@ -141,7 +148,13 @@ def run_phases(
     """Run ``deploy_calls`` (closures calling @deploy functions) on a fake host; return the commands.
     ``peer_facts``: facts the cluster's other nodes report, where they differ from the host's."""
     state, host = make_state(host_data, peers=peers)
+    shutil.rmtree(OPCASE_HOME, ignore_errors=True)
+    OPCASE_HOME.mkdir(parents=True)
     with (
+        # an API key generated on the control host lands in a throwaway HOME, with a fixed value
+        # so the cases can show its uploads (shown as ~/...)
+        mock.patch.dict(os.environ, {"HOME": str(OPCASE_HOME)}),
+        mock.patch("roles.layout.new_api_key", return_value=OPCASE_API_KEY),
         mock.patch.object(pyinfra_host, "get_fact", _fact_getter(facts, peer_facts)),
         ctx_state.use(state),
         ctx_host.use(host),

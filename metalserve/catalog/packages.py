@@ -11,5 +11,10 @@ LLAMACPP_BUILD: tuple[str, ...] = ("build-essential", "cmake", "ccache")
 """llama.cpp's CPU build (sandbox-facts §2); ccache makes a rebuild after a driver upgrade cheap."""
 
 
+FIREWALL: tuple[str, ...] = ("nftables",)
+"""``nft``: metalserve's own table for the serving and rendezvous ports (Debian 12 and Ubuntu
+22.04/24.04 ship nftables 1.0.x)."""
+
+
 def packages_for(engine: str) -> tuple[str, ...]:
     return BASE + (LLAMACPP_BUILD if engine == "llamacpp" else ())

@@ -131,11 +131,15 @@ def start_hub_mirror(
     return endpoint
 
 
-def sandbox_metalserve_data(apt_url: str, inputs: SandboxInputs) -> dict[str, Any]:
+def sandbox_metalserve_data(
+    apt_url: str, inputs: SandboxInputs, clients: tuple[str, ...]
+) -> dict[str, Any]:
     """The ``metalserve`` host data of a sandbox host: llama.cpp on the CPU serving the tiny MoE
-    checkpoint, every input from a local source."""
+    checkpoint, every input from a local source, reachable from ``clients`` only (the
+    controller, where the demo's client runs)."""
     return {
         "profile": "sandbox-cpu",
+        "access": {"clients": list(clients)},
         "model": {"repo_id": inputs.repo_id, "local_dir": str(inputs.checkpoint)},
         "engine": {
             "name": "llamacpp",
@@ -160,11 +164,16 @@ def sandbox_metalserve_data(apt_url: str, inputs: SandboxInputs) -> dict[str, An
 
 
 def sandbox_cluster_data(
-    apt_url: str, inputs: SandboxInputs, nodes: int, rank: int, address: str
+    apt_url: str,
+    inputs: SandboxInputs,
+    clients: tuple[str, ...],
+    nodes: int,
+    rank: int,
+    address: str,
 ) -> dict[str, Any]:
     """The ``metalserve`` host data of one node of the sandbox's llama.cpp RPC cluster: the head
     serves the tiny MoE and offloads to the workers' ``rpc-server`` over the sandbox network."""
-    data = sandbox_metalserve_data(apt_url, inputs)
+    data = sandbox_metalserve_data(apt_url, inputs, clients)
     del data["profile"]
     return {
         **data,

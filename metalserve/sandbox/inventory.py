@@ -14,6 +14,11 @@ from metalserve.sandbox.demo import SandboxInputs, sandbox_cluster_data, sandbox
 from metalserve.sandbox.state import SandboxHostState, SandboxState
 
 
+def clients(state: SandboxState) -> tuple[str, ...]:
+    """The sandbox's one client network: the controller namespace, where the demo asks."""
+    return (f"{state.controller_ip}/32",)
+
+
 def host_data(
     state: SandboxState, host: SandboxHostState, inputs: SandboxInputs | None = None
 ) -> dict[str, Any]:
@@ -26,7 +31,11 @@ def host_data(
         "ssh_known_hosts_file": str(state.ssh_known_hosts),
         "ssh_strict_host_key_checking": "yes",
         # Absent until the demo inputs are prepared (`metalserve demo`); the plan then says so.
-        **({"metalserve": sandbox_metalserve_data(state.apt_url, inputs)} if inputs else {}),
+        **(
+            {"metalserve": sandbox_metalserve_data(state.apt_url, inputs, clients(state))}
+            if inputs
+            else {}
+        ),
         # Kept beside, not inside, `metalserve`: the core validates that block strictly.
         "sandbox": {
             "ip": host.ip,
@@ -54,7 +63,7 @@ def cluster_inventory_hosts(
         data = host_data(state, h)
         if inputs is not None:
             data["metalserve"] = sandbox_cluster_data(
-                state.apt_url, inputs, len(state.hosts), rank, h.ip
+                state.apt_url, inputs, clients(state), len(state.hosts), rank, h.ip
             )
         entries.append((h.name, data))
     return entries

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from metalserve.catalog.packages import packages_for
+from metalserve.catalog.packages import FIREWALL, packages_for
 
 # Bump when the build steps change in a way the fields below do not show.
 RECIPE_VERSION = 1
@@ -86,7 +86,9 @@ class AptRepoRecipe(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    packages: tuple[str, ...] = tuple(dict.fromkeys((*packages_for("llamacpp"), *OPERATOR_EXTRAS)))
+    packages: tuple[str, ...] = tuple(
+        dict.fromkeys((*packages_for("llamacpp"), *FIREWALL, *OPERATOR_EXTRAS))
+    )
 
     def cache_key(self, rootfs: RootfsRecipe) -> str:
         return _digest(

@@ -10,6 +10,9 @@ Example::
 
 from __future__ import annotations
 
+import json
+import os
+import secrets
 from io import StringIO
 from pathlib import Path
 
@@ -17,11 +20,8 @@ from pyinfra.api import deploy
 from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import files, server
 
-from metalserve.plan import API_KEY_CREDENTIAL, HostPlan
+from metalserve.plan import Credential, HostPlan
 from roles.base import SERVICE_INPUTS, record_changes
-
-API_KEY_HEADER = "api_key_header"
-"""A credential holding 'Authorization: Bearer …', so curl reads the key from a file (-H @file)."""
 
 
 @deploy("Layout: install")
@@ -46,27 +46,42 @@ def install(plan: HostPlan) -> None:
 def _credentials(plan: HostPlan) -> list[OperationMeta]:
     ops = []
     for credential in plan.credentials:
-        name, local = credential.name, Path(credential.local_path).expanduser()
+        local = Path(credential.local_path).expanduser()
+        if credential.generate:
+            ensure_generated_key(local)
         ops.append(
             files.put(
-                name=f"Credential {name}",
-                src=str(local),
+                name=f"Credential {credential.name}",
+                src=_content(credential, local),
                 dest=credential.host_path,
                 mode="600",
                 user="root",
                 group="root",
             )
         )
-        if name == API_KEY_CREDENTIAL:
-            key = local.read_text().strip()
-            ops.append(
-                files.put(
-                    name="Credential api_key_header (for health and smoke requests)",
-                    src=StringIO(f"Authorization: Bearer {key}\n"),
-                    dest=f"{plan.layout.credentials}/{API_KEY_HEADER}",
-                    mode="600",
-                    user="root",
-                    group="root",
-                )
-            )
     return ops
+
+
+def ensure_generated_key(path: Path) -> None:
+    """An API key made once on the control host, 0600 in a 0700 folder; kept across deploys."""
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as out:
+        out.write(new_api_key() + "\n")
+
+
+def new_api_key() -> str:
+    """256 random bits, URL-safe (Python docs, secrets: 32 bytes is the default strength)."""
+    return secrets.token_urlsafe(32)
+
+
+def _content(credential: Credential, local: Path) -> str | StringIO:
+    """The node's copy: the file itself, or made from the key it holds."""
+    if credential.form == "as_is":
+        return str(local)
+    key = local.read_text().strip()
+    if credential.form == "bearer_header":
+        return StringIO(f"Authorization: Bearer {key}\n")
+    return StringIO(f"api-key: {json.dumps(key)}\n")  # JSON strings are YAML scalars

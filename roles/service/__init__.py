@@ -18,9 +18,8 @@ from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
 from metalserve.io.templating import render
-from metalserve.plan import API_KEY_CREDENTIAL, HostPlan
+from metalserve.plan import API_KEY_HEADER_CREDENTIAL, HostPlan
 from roles.base import SERVICE_INPUTS, record_changes, recorded_changes
-from roles.layout import API_KEY_HEADER
 from roles.service.facts import (
     HttpStatus,
     UnitActiveSince,
@@ -65,8 +64,9 @@ def smoke_completion_command(plan: HostPlan) -> str:
         '"temperature": 0}'
     )
     auth = ""
-    if any(name == API_KEY_CREDENTIAL for name, _ in service.credentials):
-        auth = f"-H @{plan.layout.credentials}/{API_KEY_HEADER} "
+    header = next((c for c in plan.credentials if c.name == API_KEY_HEADER_CREDENTIAL), None)
+    if header is not None:
+        auth = f"-H @{header.host_path} "
     parse = (
         "import json,sys; r=json.load(sys.stdin); t=r['choices'][0]['text']; "
         "print('completion: ' + repr(t))"

@@ -38,7 +38,11 @@ def test_plan_json_for_h200_gives_the_seed_004_command_and_a_sizing_that_fits() 
 
 def test_plan_for_rtxpro6000_gives_the_seed_003_command() -> None:
     (host,) = json.loads(metalserve("plan", "inventories/rtxpro6000.py", "--json").stdout)
-    assert options(host["command"]) == options(seed_argv("003-vllm.txt"))
+    got = options(host["command"])
+    # closed by default: with no address in the inventory the engine binds loopback, explicitly
+    # (vLLM's own default binds every interface)
+    assert got.pop("--host") == "127.0.0.1"
+    assert got == options(seed_argv("003-vllm.txt"))
     assert host["sizing"]["headroom_bytes"] == 303 * 10**9
 
 
@@ -48,6 +52,7 @@ def test_plan_for_the_4090s_gives_the_seed_000_command_and_says_it_does_not_fit(
     (host,) = json.loads(result.stdout)
     got, seed = options(host["command"]), options(seed_argv("000-llama-server.txt"))
     assert str(got.pop("-m")).endswith("/" + str(seed.pop("-m")))
+    assert got.pop("--api-key-file") == "%d/api_key"  # every engine has a key, never in argv
     assert got == seed
     assert host["fits"] is False and host["smallest_setup"]
 
@@ -103,7 +108,7 @@ def test_render_writes_the_units_a_deploy_would_write(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     unit = tmp_path / "etc/systemd/system/metalserve-vllm.service"
     assert (
-        "ExecStart=/opt/metalserve/venvs/vllm-0.33.0/bin/vllm serve "
+        "VLLM_API_KEY=api_key -- /opt/metalserve/venvs/vllm-0.33.0/bin/vllm serve "
         "/var/lib/metalserve/models/zai-org--GLM-5.2-FP8 --served-model-name glm-5.2-fp8"
     ) in unit.read_text()
     assert (tmp_path / "etc/systemd/system/metalserve-vllm-keepwarm.timer").exists()

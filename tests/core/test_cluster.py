@@ -56,6 +56,7 @@ CPU_CLUSTER: dict[str, Any] = {
         "host_ram_gb": 4,
     },
     "engine": {"name": "llamacpp", "host": "0.0.0.0", "port": 8080},
+    "access": {"clients": ["198.51.100.0/24"]},
     "fabric": {"socket_ifname": "eth0"},
 }
 

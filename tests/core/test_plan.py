@@ -42,7 +42,13 @@ def test_multi_node_workers_are_headless_and_only_the_head_is_health_checked() -
     head, worker = plan_hosts(
         [
             host_spec("h1", {**common, "cluster": {"node_rank": 0, "address": "10.1.0.1"}}),
-            host_spec("h2", {**common, "cluster": {"node_rank": 1, "head_address": "10.1.0.1"}}),
+            host_spec(
+                "h2",
+                {
+                    **common,
+                    "cluster": {"node_rank": 1, "address": "10.1.0.2", "head_address": "10.1.0.1"},
+                },
+            ),
         ]
     )
     assert "--headless" not in head.command and "--headless" in worker.command
@@ -106,14 +112,22 @@ def test_api_key_is_a_credential_never_an_argument() -> None:
     assert "%d/api_key" in p.service.exec_argv
 
 
-def test_sglang_with_an_api_key_is_refused_because_it_would_show_in_ps() -> None:
-    with pytest.raises(PlanError, match="visible in ps"):
-        plan(
-            profile="h100-sxm-8",
-            model={"checkpoint": "zai-org/GLM-4.7-FP8"},
-            engine={"name": "sglang", "tp_size": 8},
-            secrets={"api_key_file": "/root/key"},
-        )
+def test_sglang_reads_its_key_from_a_config_credential_never_from_argv() -> None:
+    p = plan(
+        profile="h100-sxm-8",
+        model={"checkpoint": "zai-org/GLM-4.7-FP8"},
+        engine={"name": "sglang", "tp_size": 8},
+        secrets={"api_key_file": "/root/key"},
+    )
+    argv = p.service.exec_argv
+    assert "--api-key" not in argv
+    # sglang/srt/utils/server_args_config_parser.py: --config FILE.yaml, merged inside the process
+    assert argv[argv.index("--config") + 1] == "%d/sglang-api-key.yaml"
+    assert ("sglang-api-key.yaml", "/etc/metalserve/credentials/sglang-api-key.yaml") in (
+        p.service.credentials
+    )
+    config = next(c for c in p.credentials if c.name == "sglang-api-key.yaml")
+    assert config.local_path == "/root/key" and config.form == "sglang_config"
 
 
 def test_a_value_the_pinned_engine_rejects_is_refused_at_plan_time() -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
+import subprocess
 from collections.abc import Iterator
 
 import pytest
@@ -19,6 +21,7 @@ from metalserve.io.runner import DeployRun, run_pyinfra
 from metalserve.sandbox.demo import INVENTORY, SERVE, SandboxInputs, completion, prepare_sandbox
 from metalserve.sandbox.layout import default_layout
 from metalserve.sandbox.state import SandboxState
+from tests.e2e.test_sandbox import on_host
 
 pytestmark = pytest.mark.e2e
 
@@ -126,6 +129,39 @@ def test_no_secret_in_units_environment_files_or_ps(inputs: SandboxInputs, hosts
         assert secret not in host.run(f"journalctl -u {SERVICE} --no-pager").stdout
         cmdline = host.run("ps -o args= -C llama-server").stdout
         assert "--api-key-file /run/credentials/" in cmdline and "--api-key " not in cmdline
+
+
+def _status_from(sandbox: SandboxState, netns_or_host: str, url: str, key: str | None) -> str:
+    """The HTTP status a client gets, or 000 when nothing answers within 5 s (dropped)."""
+    header = ["-H", f"Authorization: Bearer {key}"] if key else []
+    curl = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5", *header,
+            "-H", "Content-Type: application/json", "-d", '{"prompt": "Hi", "max_tokens": 1}', url]  # fmt: skip
+    if netns_or_host == sandbox.controller_netns:
+        argv = ["ip", "netns", "exec", netns_or_host, *curl]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=30).stdout.strip()
+    return on_host(sandbox, netns_or_host, shlex.join(curl) + " || true").strip()
+
+
+def test_a_request_without_the_key_is_refused_with_401(
+    inputs: SandboxInputs, sandbox: SandboxState
+) -> None:
+    url = f"http://{sandbox.hosts[0].ip}:8080/v1/completions"
+    key = inputs.api_key_file.read_text().strip()
+    assert _status_from(sandbox, sandbox.controller_netns, url, None) == "401"
+    assert _status_from(sandbox, sandbox.controller_netns, url, "wrong-key") == "401"
+    assert _status_from(sandbox, sandbox.controller_netns, url, key) == "200"
+
+
+def test_the_serving_port_is_closed_to_hosts_outside_the_client_networks(
+    sandbox: SandboxState,
+) -> None:
+    first, second = sandbox.hosts[0], sandbox.hosts[1]
+    # the second host is not in access.clients (only the controller is): its packets are dropped
+    url = f"http://{first.ip}:8080/health"
+    assert _status_from(sandbox, second.name, url, None) == "000"
+    assert _status_from(sandbox, sandbox.controller_netns, url, None) == "200"
+    table = on_host(sandbox, first.name, "nft list table inet metalserve")
+    assert "tcp dport 8080 drop" in table
 
 
 def test_the_keep_warm_timer_is_scheduled(hosts: dict) -> None:

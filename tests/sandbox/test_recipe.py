@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from metalserve.catalog.packages import packages_for
+from metalserve.catalog.packages import FIREWALL, packages_for
 from metalserve.sandbox.recipe import APT_REPO, ROOTFS, AptRepoRecipe, CachePaths, RootfsRecipe
 
 
@@ -35,7 +35,9 @@ def test_the_apt_repo_key_follows_its_packages_and_the_rootfs_it_was_resolved_ag
 
 def test_the_rootfs_is_minimal_and_build_tools_come_from_the_apt_repo() -> None:
     assert "build-essential" not in ROOTFS.packages
-    assert set(packages_for("llamacpp")) | {"python3-pip", "git"} == set(APT_REPO.packages)
+    assert set(packages_for("llamacpp")) | set(FIREWALL) | {"python3-pip", "git"} == set(
+        APT_REPO.packages
+    )
     assert {"systemd", "openssh-server", "python3"} <= set(ROOTFS.packages)
 
 
