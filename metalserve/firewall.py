@@ -66,9 +66,7 @@ class FirewallPlan(Frozen):
             "replaces it.\n"
             f"table inet {TABLE}\n"
             f"delete table inet {TABLE}\n"
-            f"table inet {TABLE} {{\n"
-            + "".join(sets)
-            + "\tchain input {\n"
+            f"table inet {TABLE} {{\n" + "".join(sets) + "\tchain input {\n"
             "\t\ttype filter hook input priority filter; policy accept;\n"
             f"{body}\n"
             "\t}\n"

@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-
 from typing import Literal
 
 from pydantic import Field
@@ -319,7 +318,11 @@ def _credentials(
     if spec.engine.name == "sglang":
         made.append(
             credential(
-                SGLANG_KEY_CONFIG_CREDENTIAL, key, form="sglang_config", generate=generate, unit=True
+                SGLANG_KEY_CONFIG_CREDENTIAL,
+                key,
+                form="sglang_config",
+                generate=generate,
+                unit=True,
             )
         )
     if spec.secrets.hf_token_file and token_allowed:
@@ -350,7 +353,7 @@ def _bind_address(spec: HostSpec) -> str:
         raise PlanError(
             f"host {spec.host}: metalserve.engine.host: {address} binds every interface, and "
             "metalserve.access.clients names no client network — fix: list the networks "
-            "allowed to reach the engine (e.g. [\"10.20.0.0/16\"]), or bind one address"
+            'allowed to reach the engine (e.g. ["10.20.0.0/16"]), or bind one address'
         )
     return address
 
