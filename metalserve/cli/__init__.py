@@ -68,6 +68,21 @@ def _print_cluster(plan: HostPlan) -> None:
     click.echo(f"start    {stages} (rendezvous port {cluster.port}); stop: all together")
 
 
+def _access(plan: HostPlan) -> str:
+    """Who reaches this node's ports, in one line."""
+    fw = plan.firewall
+    key = next(c for c in plan.credentials if c.name == "api_key")
+    keyed = f"API key {'generated at ' if key.generate else 'from '}{key.local_path}"
+    if fw is None:
+        return f"firewall off (the site's); {keyed}"
+    clients = ", ".join((*fw.clients_v4, *fw.clients_v6)) or "loopback only"
+    parts = [f"port {fw.serving_port} from {clients}"] if fw.serving_port else []
+    if fw.cluster_ports:
+        peers = ", ".join((*fw.peers_v4, *fw.peers_v6))
+        parts.append(f"port {', '.join(map(str, fw.cluster_ports))} from the cluster ({peers})")
+    return "; ".join([*parts, keyed])
+
+
 def _print_plan(plan: HostPlan) -> None:
     if plan.cluster.multi_node and plan.node.rank == 0:
         _print_cluster(plan)
@@ -88,6 +103,7 @@ def _print_plan(plan: HostPlan) -> None:
         click.echo(f"nccl     {s.name}={s.value}  # {s.reason}")
     for name, why in plan.nccl.unset:
         click.echo(f"nccl     {name} left unset  # {why}")
+    click.echo(f"access   {_access(plan)}")
     for warning in plan.warnings:
         click.secho(f"warning  {warning}", fg="yellow")
 
