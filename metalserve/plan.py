@@ -30,6 +30,7 @@ from metalserve.engines.base import NodeRole
 from metalserve.engines.flagsets import check_argv, deprecation_notes, flagset
 from metalserve.engines.llamacpp import RPC_SERVER, rpc_server_argv
 from metalserve.errors import PlanError, SpecError
+from metalserve.hardening import Node, ServiceHardening, service_hardening
 from metalserve.hardware import Frozen, HardwareProfile, NetworkFabric
 from metalserve.layout import Layout
 from metalserve.nccl import NcclEnvironment, distributed_environment, nccl_environment
@@ -135,6 +136,7 @@ class ServicePlan(Frozen):
         default=(),
         description="head of a llama.cpp RPC cluster: the worker hosts whose restart restarts it",
     )
+    hardening: ServiceHardening = Field(description="the units' systemd sandbox (hardening.py)")
 
 
 class HostPlan(Frozen):
@@ -421,6 +423,7 @@ def _service(
     role: NodeRole,
     served: str,
     credentials: tuple[Credential, ...],
+    hardening: ServiceHardening,
 ) -> ServicePlan:
     base = f"http://127.0.0.1:{port}"
     llamacpp_workers = (
@@ -448,6 +451,7 @@ def _service(
         # on-failure would leave it down
         restart="always" if rpc_worker else "on-failure",
         worker_hosts=tuple(n for n in role.worker_hosts) if llamacpp_workers else (),
+        hardening=hardening,
     )
 
 
@@ -558,6 +562,16 @@ def build_plan(spec: HostSpec, cluster: Cluster, checkpoint: Checkpoint | None =
     env.update(spec.env)
     credentials = _credentials(spec, layout)
     nvidia = nvidia_plan(profile, spec.nvidia, spec.sources.apt)
+    fabric = _fabric_plan(spec, profile, nccl)
+    node_kind = Node(
+        host=spec.host,
+        gpu=profile.gpu is not None,
+        rdma=fabric is not None,
+        engine=engine.name,
+        keepwarm=bool(spec.service.keep_warm_minutes and role.head),
+    )
+    hardening = service_hardening(node_kind, layout, spec.service.relax)
+    warnings += hardening.warnings
 
     return HostPlan(
         host=spec.host,
@@ -583,12 +597,14 @@ def build_plan(spec: HostSpec, cluster: Cluster, checkpoint: Checkpoint | None =
             head=role.head,
         ),
         nvidia=nvidia,
-        fabric=_fabric_plan(spec, profile, nccl),
+        fabric=fabric,
         credentials=credentials,
         weights=weights if role.head or not isinstance(engine, LlamaCppSettings) else None,
         llamacpp=llamacpp,
         gguf=gguf,
-        service=_service(spec, layout, launch, engine.listen_port, role, served, credentials),
+        service=_service(
+            spec, layout, launch, engine.listen_port, role, served, credentials, hardening
+        ),
         diag=None
         if nvidia is None
         else diag_plan(
