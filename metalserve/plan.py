@@ -32,6 +32,7 @@ from metalserve.engines.flagsets import check_argv, deprecation_notes, flagset
 from metalserve.engines.llamacpp import RPC_SERVER, rpc_server_argv
 from metalserve.errors import PlanError, SpecError
 from metalserve.firewall import ALL_INTERFACES, FirewallPlan, firewall_plan
+from metalserve.hardening import Node, ServiceHardening, service_hardening
 from metalserve.hardware import Frozen, HardwareProfile, NetworkFabric
 from metalserve.layout import Layout
 from metalserve.nccl import NcclEnvironment, distributed_environment, nccl_environment
@@ -154,6 +155,7 @@ class ServicePlan(Frozen):
         default=(),
         description="head of a llama.cpp RPC cluster: the worker hosts whose restart restarts it",
     )
+    hardening: ServiceHardening = Field(description="the units' systemd sandbox (hardening.py)")
 
 
 class HostPlan(Frozen):
@@ -489,6 +491,7 @@ def _service(
     role: NodeRole,
     served: str,
     credentials: tuple[Credential, ...],
+    hardening: ServiceHardening,
 ) -> ServicePlan:
     bind = spec.engine.host or LOOPBACK
     base = f"http://{LOOPBACK if bind in ALL_INTERFACES else _url_host(bind)}:{port}"
@@ -517,6 +520,7 @@ def _service(
         # on-failure would leave it down
         restart="always" if rpc_worker else "on-failure",
         worker_hosts=tuple(n for n in role.worker_hosts) if llamacpp_workers else (),
+        hardening=hardening,
     )
 
 
@@ -651,6 +655,16 @@ def build_plan(spec: HostSpec, cluster: Cluster, checkpoint: Checkpoint | None =
     env.update(spec.env)
     credentials = _credentials(spec, layout, cluster, token_allowed)
     nvidia = nvidia_plan(profile, spec.nvidia, spec.sources.apt)
+    fabric = _fabric_plan(spec, profile, nccl)
+    node_kind = Node(
+        host=spec.host,
+        gpu=profile.gpu is not None,
+        rdma=fabric is not None,
+        engine=engine.name,
+        keepwarm=bool(spec.service.keep_warm_minutes and role.head),
+    )
+    hardening = service_hardening(node_kind, layout, spec.service.relax)
+    warnings += hardening.warnings
 
     return HostPlan(
         host=spec.host,
@@ -679,13 +693,15 @@ def build_plan(spec: HostSpec, cluster: Cluster, checkpoint: Checkpoint | None =
             head=role.head,
         ),
         nvidia=nvidia,
-        fabric=_fabric_plan(spec, profile, nccl),
+        fabric=fabric,
         firewall=_firewall(spec, cluster, role, engine.listen_port),
         credentials=credentials,
         weights=weights if role.head or not isinstance(engine, LlamaCppSettings) else None,
         llamacpp=llamacpp,
         gguf=gguf,
-        service=_service(spec, layout, launch, engine.listen_port, role, served, credentials),
+        service=_service(
+            spec, layout, launch, engine.listen_port, role, served, credentials, hardening
+        ),
         diag=None
         if nvidia is None
         else diag_plan(

@@ -18,6 +18,7 @@ from metalserve.composition import HardwareSpec, compose
 from metalserve.diag.spec import DiagSpec
 from metalserve.engines import EngineSettings
 from metalserve.errors import MetalserveError, SpecError
+from metalserve.hardening import GOVERNED_BY, RELAXABLE
 from metalserve.hardware import Frozen, HardwareProfile
 from metalserve.nccl import FabricSpec
 from metalserve.sources import Sources
@@ -123,6 +124,30 @@ class ServiceSpec(Frozen):
         default=None, ge=1, description="ping /health this often (seed 004: every 14 min)"
     )
     health_timeout_s: int = Field(default=1800, ge=10)
+    relax: dict[str, str] = Field(
+        default_factory=dict,
+        description="systemd directive -> why this host needs it off (metalserve/hardening.py)",
+    )
+
+    @field_validator("relax")
+    @classmethod
+    def _relax_known_with_reason(cls, relax: dict[str, str]) -> dict[str, str]:
+        for name, reason in relax.items():
+            if name in GOVERNED_BY:
+                raise ValueError(
+                    f"{name} goes with {GOVERNED_BY[name]} — fix: relax {GOVERNED_BY[name]}"
+                )
+            if name not in RELAXABLE:
+                raise ValueError(
+                    f"{name!r} is not a directive metalserve sets (known: "
+                    f"{', '.join(sorted(RELAXABLE))}) — fix: name one of them"
+                )
+            if not reason.strip() or not reason.isprintable():
+                raise ValueError(
+                    f"{name}: the reason must be one line of text saying why this host needs it "
+                    "(it is written into the unit) — fix: give the reason"
+                )
+        return relax
 
 
 class HostSpec(Frozen):

@@ -75,7 +75,6 @@ def unit_files(plan: HostPlan) -> list[UnitFile]:
     service = plan.service
     header = HEADER.format(host=plan.host, template="{template}")
     after, requires = _after(plan)
-    writable = [plan.layout.data]
     files = [
         UnitFile(
             path=service.env_file,
@@ -96,7 +95,7 @@ def unit_files(plan: HostPlan) -> list[UnitFile]:
                 "requires": requires,
                 "drain_seconds": DRAIN_SECONDS,
                 "restart": service.restart,
-                "writable": writable,
+                "hardening": service.hardening.engine,
             },
         ),
     ]
@@ -109,14 +108,19 @@ def unit_files(plan: HostPlan) -> list[UnitFile]:
                 mode="0755",
             )
         )
-    if service.keep_warm_minutes and service.health_url:
+    # the plan decides whether a keep-warm unit exists: its hardening is given only then
+    if service.hardening.keepwarm is not None and service.health_url:
         name = plan.layout.keepwarm_service
         common = {"service": service.name, "minutes": service.keep_warm_minutes}
         files += [
             UnitFile(
                 path=f"/etc/systemd/system/{name}.service",
                 template="keepwarm.service.j2",
-                context={**common, "health_url": service.health_url},
+                context={
+                    **common,
+                    "health_url": service.health_url,
+                    "hardening": service.hardening.keepwarm,
+                },
             ),
             UnitFile(
                 path=f"/etc/systemd/system/{name}.timer",

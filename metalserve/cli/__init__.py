@@ -54,8 +54,19 @@ def _plan_json(plan: HostPlan) -> dict:
         "fits": plan.sizing.fits if plan.sizing else None,
         "smallest_setup": plan.smallest_setup,
         "service": plan.service.model_dump(),
+        "unit_security": _unit_scores(plan),
         "warnings": list(plan.warnings),
     }
+
+
+def _unit_scores(plan: HostPlan) -> list[dict] | str:
+    """Each service unit's ``systemd-analyze security`` exposure, or why there is none."""
+    from metalserve.io.unitsecurity import NoAnalyzer, score_plan
+
+    try:
+        return [s.model_dump() for s in score_plan(plan)]
+    except NoAnalyzer as exc:
+        return f"not scored: {exc}"
 
 
 def _print_cluster(plan: HostPlan) -> None:
@@ -104,6 +115,18 @@ def _print_plan(plan: HostPlan) -> None:
     for name, why in plan.nccl.unset:
         click.echo(f"nccl     {name} left unset  # {why}")
     click.echo(f"access   {_access(plan)}")
+    scores = _unit_scores(plan)
+    if isinstance(scores, str):
+        click.echo(f"security {scores}")
+    for score in scores if isinstance(scores, list) else []:
+        click.echo(
+            f"security {score['unit']} {score['exposure']:.1f} {score['verdict']}  "
+            "# systemd-analyze security: 0 sandboxed … 10 exposed"
+        )
+    hardening = plan.service.hardening
+    keepwarm = hardening.keepwarm.relaxed if hardening.keepwarm else ()
+    for name, reason in dict((*hardening.engine.relaxed, *keepwarm)).items():
+        click.echo(f"security {name} relaxed: {reason}")
     for warning in plan.warnings:
         click.secho(f"warning  {warning}", fg="yellow")
 

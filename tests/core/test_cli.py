@@ -15,13 +15,15 @@ REPO = Path(__file__).resolve().parents[2]
 INVENTORIES = sorted((REPO / "inventories").glob("*.py"))
 
 
-def metalserve(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+def metalserve(
+    *args: str, cwd: Path = REPO, path: str = "/usr/bin:/bin"
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "metalserve.cli", *args],
         cwd=cwd,
         capture_output=True,
         text=True,
-        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+        env={"PYTHONPATH": str(REPO), "PATH": path},
         timeout=120,
     )
 

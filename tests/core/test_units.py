@@ -8,20 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from metalserve.io.inventory import plan_inventory
 from metalserve.io.templating import render
 from metalserve.plan import plan_alone
 from metalserve.spec import host_spec
 from metalserve.units import systemd_quote
+from tests.core.shipped import shipped_plans
 
-REPO = Path(__file__).resolve().parents[2]
 SECRET = "sk-this-must-never-appear"
 
 
 def _plans():  # noqa: ANN202
-    for inventory in sorted((REPO / "inventories").glob("*.py")):
-        if not inventory.name.startswith("sandbox"):
-            yield from plan_inventory(inventory)
+    yield from shipped_plans()
     yield plan_alone(
         host_spec(
             "keyed",

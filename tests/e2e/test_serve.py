@@ -18,6 +18,7 @@ import pytest
 import testinfra
 
 from metalserve.io.runner import DeployRun, run_pyinfra
+from metalserve.io.unitsecurity import parse_scores
 from metalserve.sandbox.demo import INVENTORY, SERVE, SandboxInputs, completion, prepare_sandbox
 from metalserve.sandbox.layout import default_layout
 from metalserve.sandbox.state import SandboxState
@@ -168,6 +169,31 @@ def test_the_keep_warm_timer_is_scheduled(hosts: dict) -> None:
     for host in hosts.values():
         timer = host.service(f"{SERVICE}-keepwarm.timer")
         assert timer.is_running and timer.is_enabled
+
+
+def test_the_engine_serves_from_inside_its_sandbox(hosts: dict) -> None:
+    """What the kernel applied to the running llama-server (metalserve/hardening.py), not only
+    what the unit file says; and the keep-warm ping succeeds under its own sandbox."""
+    for host in hosts.values():
+        pid = host.run(f"systemctl show --property MainPID --value {SERVICE}").stdout.strip()
+        status = dict(
+            line.split(":", 1)
+            for line in host.file(f"/proc/{pid}/status").content_string.splitlines()
+        )
+        assert status["NoNewPrivs"].strip() == "1"
+        assert status["Seccomp"].strip() == "2", "a system call filter is loaded"
+        assert int(status["CapBnd"], 16) == 0, "no capability in the bounding set"
+        # ProtectSystem=strict with the home writable and the weights read-only inside it
+        writable = (
+            "for p in /opt /var/lib/metalserve /var/lib/metalserve/gguf; do "
+            "test -w $p && echo $p; done"
+        )
+        inside = host.run(f"nsenter --target {pid} --mount -- sh -c '{writable}'").stdout.split()
+        assert inside == ["/var/lib/metalserve"]
+        (score,) = parse_scores(host.run(f"systemd-analyze security {SERVICE}.service").stdout)
+        assert score.exposure <= 3.0, score
+        ping = host.run(f"systemctl start {SERVICE}-keepwarm.service")
+        assert ping.rc == 0, ping.stderr
 
 
 def test_a_deploy_killed_mid_conversion_converges_on_the_next_run(
