@@ -54,6 +54,7 @@ def _plan_json(plan: HostPlan) -> dict:
         "fits": plan.sizing.fits if plan.sizing else None,
         "smallest_setup": plan.smallest_setup,
         "service": plan.service.model_dump(),
+        "gpudirect_rdma": plan.fabric.gpudirect.model_dump(mode="json") if plan.fabric else None,
         "warnings": list(plan.warnings),
     }
 
@@ -88,6 +89,9 @@ def _print_plan(plan: HostPlan) -> None:
         click.echo(f"nccl     {s.name}={s.value}  # {s.reason}")
     for name, why in plan.nccl.unset:
         click.echo(f"nccl     {name} left unset  # {why}")
+    if plan.fabric:
+        gpudirect = plan.fabric.gpudirect
+        click.echo(f"rdma     GPUDirect RDMA: {gpudirect.path}  # {gpudirect.reason}")
     for warning in plan.warnings:
         click.secho(f"warning  {warning}", fg="yellow")
 
