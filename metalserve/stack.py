@@ -138,7 +138,7 @@ def nvidia_plan(hardware: HardwareProfile, stack: NvidiaStack, apt: AptSource) -
 
 class FabricPlan(Frozen):
     """The RDMA fabric of a multi-node GPU node as NCCL will use it: the role installs the RDMA
-    user space, loads GPUDirect RDMA where the GPU can use it, and verifies exactly these values."""
+    user space, sets GPUDirect RDMA up the way ``gpudirect`` decided, and verifies these values."""
 
     kind: NetworkFabric
     rate_gbps: float = Field(description="every data port ACTIVE at this rate")
