@@ -39,7 +39,7 @@ from metalserve.nccl import NcclEnvironment, distributed_environment, nccl_envir
 from metalserve.sizing import SizingReport, audit_claims, request_for, size, smallest_setup
 from metalserve.sources import AptSource, LlamaCppSource, PythonSource, SourceKind, WeightsSource
 from metalserve.spec import HostSpec
-from metalserve.stack import FabricPlan, NvidiaPlan, nvidia_plan
+from metalserve.stack import FabricPlan, NvidiaPlan, fabric_plan, nvidia_plan
 
 CUDA_HOME = "/usr/local/cuda"
 """Where NVIDIA's cuda-toolkit packages put the active toolkit (a symlink to cuda-<version>)."""
@@ -565,20 +565,17 @@ def _url_host(address: str) -> str:
 
 
 def _fabric_plan(
-    spec: HostSpec, profile: HardwareProfile, nccl: NcclEnvironment
+    spec: HostSpec, profile: HardwareProfile, nccl: NcclEnvironment, nvidia: NvidiaPlan | None
 ) -> FabricPlan | None:
     """What the fabric role verifies: exactly the HCAs and GID index NCCL will be given."""
-    if profile.gpu is None or not profile.multi_node or profile.fabric is None:
-        return None
-    if not profile.fabric.rdma:
+    if nvidia is None:
         return None
     gid = nccl.get("NCCL_IB_GID_INDEX") if profile.fabric is NetworkFabric.ROCE_V2 else None
-    return FabricPlan(
-        kind=profile.fabric,
-        rate_gbps=float(profile.fabric_rate_gbps or 0),
+    return fabric_plan(
+        profile,
+        nvidia,
         devices=nccl.hca_devices(),
         gid_index=int(gid) if gid is not None and gid.isdigit() else None,
-        peermem=profile.gpu.nvidia_peermem,
         apt=spec.sources.apt,
     )
 
@@ -655,7 +652,7 @@ def build_plan(spec: HostSpec, cluster: Cluster, checkpoint: Checkpoint | None =
     env.update(spec.env)
     credentials = _credentials(spec, layout, cluster, token_allowed)
     nvidia = nvidia_plan(profile, spec.nvidia, spec.sources.apt)
-    fabric = _fabric_plan(spec, profile, nccl)
+    fabric = _fabric_plan(spec, profile, nccl, nvidia)
     node_kind = Node(
         host=spec.host,
         gpu=profile.gpu is not None,

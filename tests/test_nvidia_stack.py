@@ -3,8 +3,6 @@ rule, the version preferences and holds."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -15,6 +13,7 @@ from metalserve.catalog import nvidia_stack as ns
 from metalserve.catalog.nvidia_stack import Distro, KernelModuleFlavor, NvidiaStackPins
 from metalserve.errors import PlanError
 from metalserve.hardware import GpuModel
+from tests.aptsim import AptRoot, installed, needs_apt, stanza
 
 PINS = NvidiaStackPins()
 
@@ -27,6 +26,13 @@ def test_every_pin_names_its_source() -> None:
 def test_default_pins_are_the_580_branch_with_cuda_13() -> None:
     assert PINS.driver_branch == 580
     assert (PINS.cuda_major, PINS.cuda_package_suffix) == (13, "13-0")
+
+
+def test_every_toolkit_floor_is_of_a_branch_whose_names_the_catalogue_spells() -> None:
+    # Fabric manager and NSCQ dropped the branch from their names in R580: a toolkit admitting an
+    # older driver would need the old names too.
+    for floor in ns.CUDA_MIN_DRIVER.values():
+        assert int(floor.split(".")[0]) >= ns.FIRST_BRANCH, floor
 
 
 def test_a_driver_too_old_for_the_toolkit_is_refused() -> None:
@@ -90,11 +96,11 @@ def test_other_distributions_are_refused_with_what_is_supported() -> None:
 
 def test_installed_packages_off_the_pin() -> None:
     pin = ns.driver_pin(PINS, Distro.UBUNTU_2404, KernelModuleFlavor.OPEN)
-    installed = {name: ["580.105.08-0ubuntu1"] for name in pin.packages}
-    assert ns.packages_off_pin(pin, installed) == ()
-    installed["libnvidia-compute-580"] = ["580.126.20-0ubuntu1"]
-    del installed["nvidia-utils-580"]
-    assert ns.packages_off_pin(pin, installed) == ("libnvidia-compute-580", "nvidia-utils-580")
+    on_host = {name: ["580.105.08-0ubuntu1"] for name in pin.packages}
+    assert ns.packages_off_pin(pin, on_host) == ()
+    on_host["libnvidia-compute-580"] = ["580.126.20-1ubuntu1"]
+    del on_host["nvidia-utils-580"]
+    assert ns.packages_off_pin(pin, on_host) == ("libnvidia-compute-580", "nvidia-utils-580")
 
 
 @pytest.mark.parametrize(
@@ -140,11 +146,58 @@ def test_headless_driver_packages_per_distribution(
     assert ns.driver_packages(PINS, distro, flavor) == expected
 
 
-def test_fabric_manager_follows_the_driver_branch_and_version_exactly() -> None:
+def test_fabric_manager_has_r580_names_at_the_drivers_exact_version() -> None:
     pin = ns.fabricmanager_pin(NvidiaStackPins(driver_version="580.126.20"))
-    assert pin.packages == ("nvidia-fabricmanager-580", "libnvidia-nscq-580")
+    assert pin.packages == ("nvidia-fabricmanager", "libnvidia-nscq")
     assert pin.version == "580.126.20-*"
+    assert ns.fabricmanager_virtual_packages(PINS) == (
+        "nvidia-fabricmanager-580",
+        "libnvidia-nscq-580",
+    )
     assert ns.driver_pin(PINS, Distro.DEBIAN_12, KernelModuleFlavor.OPEN).version == "580.105.08-*"
+
+
+def test_nvidias_pinning_package_for_the_exact_driver_version() -> None:
+    lock = ns.driver_lock_pin(NvidiaStackPins(driver_version="580.126.20"))
+    assert lock == ns.AptPin(packages=("nvidia-driver-pinning-580.126.20",), version="580.126.20-*")
+
+
+@pytest.mark.parametrize("distro", list(Distro))
+def test_precompiled_modules_mean_no_dkms_package(distro: Distro) -> None:
+    with_dkms = ns.driver_packages(PINS, distro, KernelModuleFlavor.OPEN)
+    without = ns.driver_packages(PINS, distro, KernelModuleFlavor.OPEN, precompiled_modules=True)
+    assert without == with_dkms[1:]
+    assert all("dkms" not in name for name in without)
+
+
+def test_module_packages_found_installed() -> None:
+    on_host = {
+        "linux-modules-nvidia-580-server-open-6.8.0-51-generic": ["6.8.0-51.52"],
+        "linux-signatures-nvidia-6.8.0-51-generic": ["6.8.0-51.52"],
+        "nvidia-dkms-580-open": ["580.105.08-0ubuntu1"],
+        "bash": ["5.2.21-2ubuntu4"],
+    }
+    assert ns.precompiled_module_packages(on_host) == (
+        "linux-modules-nvidia-580-server-open-6.8.0-51-generic",
+        "linux-signatures-nvidia-6.8.0-51-generic",
+    )
+    assert ns.dkms_packages_installed(PINS, on_host) == ("nvidia-dkms-580-open",)
+
+
+@pytest.mark.parametrize(
+    ("gpu", "flavor", "path"),
+    [
+        (gpus.H200_SXM, KernelModuleFlavor.OPEN, ns.GpuDirectRdma.DMABUF),
+        (gpus.H100_SXM, KernelModuleFlavor.PROPRIETARY, ns.GpuDirectRdma.PEERMEM),
+        (gpus.RTX_4090, KernelModuleFlavor.OPEN, ns.GpuDirectRdma.OFF),
+    ],
+)
+def test_gpudirect_rdma_path_follows_the_module_flavour(
+    gpu: GpuModel, flavor: KernelModuleFlavor, path: ns.GpuDirectRdma
+) -> None:
+    decided = ns.gpudirect_rdma(gpu, flavor)
+    assert decided.path is path
+    assert decided.reason and "\n" not in decided.reason
 
 
 def test_toolkit_and_nccl_pins() -> None:
@@ -220,43 +273,17 @@ def test_blacklist_keeps_nouveau_and_nova_off() -> None:
     assert "options nouveau modeset=0" in lines
 
 
-def _apt_candidate(
-    tmp_path: Path, pin: ns.AptPin, available: list[str], installed: str = ""
-) -> str:
+def _apt_candidate(tmp_path: Path, pin: ns.AptPin, available: list[str], on_host: str = "") -> str:
     """Ask the real apt which version of the pin's first package it would install, from a local
-    repository offering ``available`` (and, optionally, ``installed`` already on the system)."""
+    repository offering ``available`` (and, optionally, ``on_host`` already installed)."""
     package = pin.packages[0]
-    repo = tmp_path / "repo"
-    (tmp_path / "lists" / "partial").mkdir(parents=True)
-    (tmp_path / "cache" / "archives" / "partial").mkdir(parents=True)
-    repo.mkdir()
-    stanza = (
-        "Package: {}\nVersion: {}\nArchitecture: all\nFilename: x.deb\nSize: 1\nDescription: t\n\n"
+    apt = AptRoot(
+        tmp_path,
+        offered=[stanza(package, version) for version in available],
+        status=[installed(stanza(package, on_host))] if on_host else [],
+        preferences=[pin.preferences()],
     )
-    (repo / "Packages").write_text("".join(stanza.format(package, v) for v in available))
-    status = stanza.format(package, installed).replace(
-        "Filename", "Status: install ok installed\nX"
-    )
-    (tmp_path / "status").write_text(status if installed else "")
-    (tmp_path / "sources.list").write_text(f"deb [trusted=yes] file:{repo} ./\n")
-    (tmp_path / "preferences").write_text(pin.preferences())
-    options = [
-        f"-oDir::Etc::SourceList={tmp_path}/sources.list",
-        f"-oDir::Etc::SourceParts={tmp_path}/none",
-        f"-oDir::Etc::Preferences={tmp_path}/preferences",
-        f"-oDir::Etc::PreferencesParts={tmp_path}/none",
-        f"-oDir::State::Lists={tmp_path}/lists",
-        f"-oDir::Cache={tmp_path}/cache",
-        f"-oDir::State::status={tmp_path}/status",
-    ]
-    subprocess.run(["apt-get", *options, "update"], check=True, capture_output=True)
-    policy = subprocess.run(
-        ["apt-cache", *options, "policy", package], check=True, capture_output=True, text=True
-    ).stdout
-    return next(line.split()[1] for line in policy.splitlines() if "Candidate:" in line)
-
-
-needs_apt = pytest.mark.skipif(shutil.which("apt-get") is None, reason="needs apt (Debian/Ubuntu)")
+    return apt.candidate(package)
 
 
 @needs_apt
@@ -266,7 +293,7 @@ def test_apt_installs_the_pinned_nccl_although_a_newer_one_is_offered(tmp_path: 
 
 
 @needs_apt
-@pytest.mark.parametrize("revision", ["1", "0ubuntu1"])
+@pytest.mark.parametrize("revision", ["1", "0ubuntu1", "1ubuntu1"])
 def test_apt_keeps_the_exact_driver_whatever_the_repository_revision(
     tmp_path: Path, revision: str
 ) -> None:
@@ -278,8 +305,9 @@ def test_apt_keeps_the_exact_driver_whatever_the_repository_revision(
 @needs_apt
 def test_apt_moves_a_drifted_driver_back_to_the_pin(tmp_path: Path) -> None:
     pin = ns.driver_pin(PINS, Distro.UBUNTU_2404, KernelModuleFlavor.OPEN)
-    offered = ["580.105.08-0ubuntu1", "580.126.20-0ubuntu1"]
-    candidate = _apt_candidate(tmp_path, pin, offered, installed="580.126.20-0ubuntu1")
+    # NVIDIA's Ubuntu revisions: -0ubuntu1 up to 580.105.08, -1ubuntu1 from 580.126.09 (SOURCES)
+    offered = ["580.105.08-0ubuntu1", "580.126.20-1ubuntu1"]
+    candidate = _apt_candidate(tmp_path, pin, offered, on_host="580.126.20-1ubuntu1")
     assert candidate == "580.105.08-0ubuntu1"
 
 

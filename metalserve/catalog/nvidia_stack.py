@@ -9,6 +9,8 @@ Example::
     >>> pins = NvidiaStackPins()
     >>> driver_packages(pins, Distro.UBUNTU_2404, KernelModuleFlavor.OPEN)[:2]
     ('nvidia-dkms-580-open', 'nvidia-kernel-common-580')
+    >>> fabricmanager_packages(pins)
+    ('nvidia-fabricmanager', 'libnvidia-nscq')
 """
 
 from __future__ import annotations
@@ -24,28 +26,40 @@ from metalserve.hardware import GpuModel
 
 __all__ = [
     "BLACKLISTED_MODULES",
+    "DMABUF_MIN_KERNEL",
     "FABRIC_PACKAGES",
+    "KEYRING_PACKAGE",
     "NVIDIA_MODULES",
+    "PACKAGE_NAMES",
     "SOURCES",
     "AptPin",
     "Distro",
+    "GpuDirect",
+    "GpuDirectRdma",
     "KernelModuleFlavor",
     "NvidiaStack",
     "NvidiaStackPins",
+    "PackageName",
     "cuda_packages",
     "cuda_pin",
+    "dkms_packages_installed",
     "distro_of",
+    "driver_lock_pin",
     "driver_packages",
     "driver_pin",
     "fabricmanager_packages",
     "fabricmanager_pin",
+    "fabricmanager_virtual_packages",
+    "gpudirect_rdma",
     "kernel_headers_packages",
     "keyring_deb_url",
     "module_blacklist_conf",
     "module_flavor",
     "nccl_packages",
     "nccl_pin",
+    "other_driver_pinning_packages",
     "packages_off_pin",
+    "precompiled_module_packages",
     "repository_line",
     "repository_list_path",
 ]
@@ -79,6 +93,11 @@ _DRIVER_VERSION = re.compile(r"^(\d{3})\.\d+(\.\d+)?$")
 
 CUDA_MIN_DRIVER: dict[str, str] = {"13.0": "580.65.06"}
 """Oldest Linux driver for each CUDA toolkit (minor version compatibility aside); see SOURCES."""
+
+FIRST_BRANCH = 580
+"""The oldest driver branch whose package names this catalogue spells (SOURCES["fabricmanager"]:
+R580 renamed fabric manager and NSCQ). Every toolkit's driver floor above is of this branch or later,
+so every pin the catalogue accepts is (a test keeps it so)."""
 
 
 def _version_key(version: str) -> tuple[int, ...]:
@@ -143,7 +162,10 @@ SOURCES: dict[str, str] = {
     "driver_version": (
         "580.105.08, a 580 production-branch data-center driver: "
         "https://www.nvidia.com/en-gb/drivers/details/257620/ (cited in LibreELEC/LibreELEC.tv#10657); "
-        "installed as nvidia-fabricmanager-580=580.105.08-1 on Ubuntu 24.04 in public install notes"
+        "NVIDIA's Ubuntu repository carries it as 580.105.08-0ubuntu1 "
+        "(cuda-drivers-580_580.105.08-0ubuntu1_arm64.deb in "
+        "https://developer.download.nvidia.com/compute/cuda/repos/ubuntu2404/sbsa/, as listed in public "
+        "notes; not fetched from here). The pins accept any revision of the version (<version>-*)"
     ),
     "cuda_version": "docs/engine-facts: the vLLM 0.33 wheel links libcudart.so.13 (CUDA 13)",
     "CUDA_MIN_DRIVER": (
@@ -160,35 +182,88 @@ SOURCES: dict[str, str] = {
         "cuda-keyring_1.1-1_all.deb, which installs /usr/share/keyrings/cuda-archive-keyring.gpg"
     ),
     "ubuntu_driver_packages": (
-        "NVIDIA Driver Installation Guide, 'Ubuntu 590 package renames' table: the 580 branch's "
-        "Ubuntu packages carry the branch in their name (nvidia-dkms-580-open, nvidia-dkms-580, "
-        "libnvidia-compute-580, cuda-drivers-580; unversioned from 590 on)"
+        "NVIDIA Driver Installation Guide, 'Ubuntu 590 package renames' table "
+        "(https://docs.nvidia.com/datacenter/tesla/driver-installation-guide/recent-updates.html): "
+        "the 580 branch's Ubuntu packages carry the branch in their name (nvidia-dkms-580-open, "
+        "nvidia-dkms-580, libnvidia-compute-580, cuda-drivers-580; unversioned from 590 on). "
+        "NVIDIA's repository revisions are -0ubuntu1 up to 580.105.08 and -1ubuntu1 from 580.126.09 "
+        "(cuda-drivers-580_580.126.09-1ubuntu1 in the ubuntu2404/sbsa listing above; "
+        "cuda-drivers-580=580.126.16-1ubuntu1 in dsx-ai-factory/infra-controller#5927)"
     ),
     "debian_driver_packages": (
         "NVIDIA Driver Installation Guide, Debian, 'Compute-only (headless) system': "
         "nvidia-driver-cuda with nvidia-kernel-open-dkms (open) or nvidia-kernel-dkms (proprietary); "
         "the Debian packages are unversioned, and cuda-drivers-580 depends on them with '>=' only "
-        "(forums.developer.nvidia.com 'cuda-drivers-580 ... pulls in v590 components'), so the "
-        "branch holds only through the version pins written here"
+        "(forums.developer.nvidia.com 'cuda-drivers-580 ... pulls in v590 components'), so the rest "
+        "of the user space holds only through NVIDIA's pinning package (driver_pinning)"
+    ),
+    "driver_pinning": (
+        "NVIDIA Driver Installation Guide, 'Recent Updates', 'Version locking packages for Ubuntu / "
+        "Debian' (https://docs.nvidia.com/datacenter/tesla/driver-installation-guide/"
+        "recent-updates.html): driver pinning packages lock a host to a branch or to one driver "
+        "version, 'install the pinning package prior to installing the driver'; how they lock is "
+        "in 'Version locking', APT (…/version-locking.html): an apt preferences file. The "
+        "exact-version name nvidia-driver-pinning-<version> is as NVIDIA's repositories list it in "
+        "public notes ('nvidia-driver-pinning-580.105.08 - APT driver pinning file for driver "
+        "version 580.105.08' on debian12/x86_64; nvidia-driver-pinning-580.126.20_580.126.20-1 on "
+        "ubuntu2404/x86_64); its preferences file's content was not read from here"
     ),
     "fabricmanager": (
-        "Fabric Manager User Guide: the fabric manager and the driver must be the same version; "
-        "package nvidia-fabricmanager-<branch> with libnvidia-nscq-<branch> on Ubuntu and Debian "
-        "alike: NVIDIA/apt-packaging-fabric-manager and NVIDIA/apt-packaging-libnvidia-nscq READMEs "
-        "('Debian: apt-get install cuda-drivers-fabricmanager-XXX' which depends on "
-        "nvidia-fabricmanager-XXX; 'Debian: apt-get install libnvidia-nscq-XXX'); "
-        "NVIDIA/gpu-driver-container#735 for the mismatch failure"
+        "From branch 580 NVIDIA ships fabric manager and the NVSwitch query library as "
+        "nvidia-fabricmanager and libnvidia-nscq, versioned <driver version>-1 (-1ubuntu1 on later "
+        "Ubuntu builds): NVIDIA/gpu-driver-container commit 78fa4ac 'add driver 580.65.06' and PR "
+        "#451 'Fix: precompiled R580 package install error' (ubuntu22.04/precompiled/nvidia-driver: "
+        "DRIVER_BRANCH >= 580 → nvidia-fabricmanager / libnvidia-nscq, installed "
+        "=${DRIVER_VERSION}* and held; earlier branches nvidia-fabricmanager-<branch>); the Driver "
+        "Installation Guide's 590 rename table lists libnvidia-nscq as 'no change'. Fabric Manager "
+        "User Guide: fabric manager and driver must be the same version "
+        "(NVIDIA/gpu-driver-container#735 for the mismatch failure)"
+    ),
+    "fabricmanager_provides": (
+        "nvidia-fabricmanager-580 is only a virtual package of nvidia-fabricmanager in NVIDIA's "
+        "repository: apt's error quoted in NVIDIA/gpu-driver-container#451 ('Package "
+        "nvidia-fabricmanager-580 is a virtual package provided by: nvidia-fabricmanager "
+        "580.65.06-1'; 'Version ... for nvidia-fabricmanager-580 was not found'). "
+        "libnvidia-nscq-580 as a virtual package of libnvidia-nscq is inferred by analogy, not checked"
     ),
     "default_module_flavor": (
         "NVIDIA Driver Installation Guide, 'Kernel modules': the open GPU kernel modules are the "
         "recommended flavor for Turing and newer since R560; where they are required comes from "
         "GpuModel.open_kernel_modules_required in metalserve.catalog.gpus"
     ),
+    "precompiled_modules": (
+        "Ubuntu's precompiled, signed NVIDIA modules are the linux-modules-nvidia-<branch>-server"
+        "[-open]-<kernel>, linux-objects-nvidia-… and linux-signatures-nvidia-<kernel> packages "
+        "(NVIDIA/gpu-driver-container ubuntu22.04/precompiled/local-repo.sh). They are built for "
+        "Canonical's user space (580.x.y-0ubuntu…), not NVIDIA's repository builds (580.x.y-1ubuntu1): "
+        "a public DGX Spark install record reports Canonical's linux-modules-nvidia-580-open-… "
+        "requiring a lower nvidia-kernel-common-580 than NVIDIA's, failing the transaction. So a "
+        "host takes nvidia.ko from one source only: precompiled packages where installed, else DKMS"
+    ),
+    "dgx_os": (
+        "DGX OS identifies itself in /etc/dgx-release (DGX_NAME, DGX_SWBUILD_VERSION, "
+        "DGX_OTA_VERSION; read that way by public tooling such as ultralytics' is_dgx()). "
+        "It comes with NVIDIA's repositories configured (DGX OS 7 User Guide, "
+        "https://docs.nvidia.com/dgx/dgx-os-7-user-guide/), so metalserve adds no CUDA repository "
+        "line there: inferred from the guide's install steps, not checked on a DGX OS host"
+    ),
     "cuda_packages": "CUDA Installation Guide for Linux, 'Meta packages': cuda-toolkit-<major>-<minor>",
     "nccl_packages": "NCCL Installation Guide, 'Ubuntu': libnccl2 and libnccl-dev from the CUDA repository",
     "fabric_packages": (
         "Debian/Ubuntu archive packages rdma-core, ibverbs-utils, perftest, infiniband-diags; "
         "nvidia-peermem ships inside the driver since R470 (GPUDirect RDMA guide)"
+    ),
+    "gpudirect_rdma": (
+        "GPU Operator, 'GPUDirect RDMA and GPUDirect Storage' "
+        "(https://docs.nvidia.com/datacenter/cloud-native/gpu-operator/latest/gpu-operator-rdma.html): "
+        "GPU memory is registered with the NIC through DMA-BUF or the legacy nvidia-peermem module, "
+        "'NVIDIA recommends using the DMA-BUF'; DMA-BUF needs the open kernel modules. The kernel "
+        "imports dma-buf into RDMA memory regions from Linux 5.12 (oneCCL 'Enabling OFI/verbs/dmabuf "
+        "Support': kernel >= 5.12, rdma-core >= 34). nvidia-peermem's init returns -EINVAL unless "
+        "built with NV_MLNX_IB_PEER_MEM_SYMBOLS_PRESENT, i.e. against MLNX_OFED/DOCA-OFED "
+        "(NVIDIA/open-gpu-kernel-modules kernel-open/nvidia-peermem/nvidia-peermem.c, "
+        "nv_mem_client_init); NCCL logs 'NET/IB : GPU Direct RDMA (DMABUF|nvidia-peermem) enabled' "
+        "(NVIDIA/nccl src/transport/net_ib)"
     ),
     "blacklist": (
         "operator pain point 5: nouveau, and on newer kernels nova_core/nova_drm, bind the GPU first "
@@ -270,44 +345,172 @@ def distro_of(name: str, major: int | None, minor: int | None) -> Distro:
     return found
 
 
+class PackageName(_Frozen):
+    """One package name as NVIDIA's packaging spells it, and the :data:`SOURCES` key saying where
+    that spelling comes from. ``template`` may hold ``{branch}``, ``{version}`` (the driver's) and
+    ``{cuda}`` (``13-0``).
+
+    Example::
+
+        >>> PackageName(template="libnvidia-compute-{branch}", source="ubuntu_driver_packages").name(
+        ...     NvidiaStackPins())
+        'libnvidia-compute-580'
+    """
+
+    template: str
+    source: str
+
+    def name(self, pins: NvidiaStackPins) -> str:
+        return self.template.format(
+            branch=pins.driver_branch, version=pins.driver_version, cuda=pins.cuda_package_suffix
+        )
+
+
+def _names(source: str, *templates: str) -> tuple[PackageName, ...]:
+    return tuple(PackageName(template=t, source=source) for t in templates)
+
+
+UBUNTU_DKMS = {
+    KernelModuleFlavor.OPEN: PackageName(
+        template="nvidia-dkms-{branch}-open", source="ubuntu_driver_packages"
+    ),
+    KernelModuleFlavor.PROPRIETARY: PackageName(
+        template="nvidia-dkms-{branch}", source="ubuntu_driver_packages"
+    ),
+}
+UBUNTU_USER_SPACE = _names(
+    "ubuntu_driver_packages",
+    "nvidia-kernel-common-{branch}",
+    "libnvidia-compute-{branch}",
+    "nvidia-utils-{branch}",
+    "nvidia-compute-utils-{branch}",
+)
+DEBIAN_DKMS = {
+    KernelModuleFlavor.OPEN: PackageName(
+        template="nvidia-kernel-open-dkms", source="debian_driver_packages"
+    ),
+    KernelModuleFlavor.PROPRIETARY: PackageName(
+        template="nvidia-kernel-dkms", source="debian_driver_packages"
+    ),
+}
+DEBIAN_USER_SPACE = _names(
+    "debian_driver_packages", "nvidia-driver-cuda", "nvidia-persistenced", "libcuda1"
+)
+DRIVER_PINNING = PackageName(template="nvidia-driver-pinning-{version}", source="driver_pinning")
+FABRIC_MANAGER = _names("fabricmanager", "nvidia-fabricmanager", "libnvidia-nscq")
+FABRIC_MANAGER_PROVIDES = _names(
+    "fabricmanager_provides", "nvidia-fabricmanager-{branch}", "libnvidia-nscq-{branch}"
+)
+CUDA_TOOLKIT = PackageName(template="cuda-toolkit-{cuda}", source="cuda_packages")
+NCCL = _names("nccl_packages", "libnccl2", "libnccl-dev")
+CUDA_KEYRING = PackageName(template="cuda-keyring", source="keyring")
+KEYRING_PACKAGE = CUDA_KEYRING.template
+
+PACKAGE_NAMES: tuple[PackageName, ...] = (
+    *UBUNTU_DKMS.values(),
+    *UBUNTU_USER_SPACE,
+    *DEBIAN_DKMS.values(),
+    *DEBIAN_USER_SPACE,
+    DRIVER_PINNING,
+    *FABRIC_MANAGER,
+    *FABRIC_MANAGER_PROVIDES,
+    CUDA_TOOLKIT,
+    *NCCL,
+    CUDA_KEYRING,
+)
+"""Every NVIDIA package name this catalogue can produce, each with its source."""
+
+PRECOMPILED_MODULE_PREFIXES = (
+    "linux-modules-nvidia-",
+    "linux-objects-nvidia-",
+    "linux-signatures-nvidia-",
+)
+"""Ubuntu's precompiled NVIDIA module packages, by name prefix (SOURCES["precompiled_modules"])."""
+
+
 def driver_packages(
-    pins: NvidiaStackPins, distro: Distro, flavor: KernelModuleFlavor
+    pins: NvidiaStackPins,
+    distro: Distro,
+    flavor: KernelModuleFlavor,
+    precompiled_modules: bool = False,
 ) -> tuple[str, ...]:
     """The headless compute driver: kernel module (DKMS), CUDA user libraries, ``nvidia-smi``,
-    ``nvidia-persistenced``. No X11 or display packages on a serving host.
+    ``nvidia-persistenced``. No X11 or display packages on a serving host. Where the host already
+    takes ``nvidia.ko`` from precompiled module packages, no DKMS package is added: one source of
+    the module only.
+
+    Example::
+
+        >>> driver_packages(NvidiaStackPins(), Distro.DEBIAN_12, KernelModuleFlavor.OPEN)
+        ('nvidia-kernel-open-dkms', 'nvidia-driver-cuda', 'nvidia-persistenced', 'libcuda1')
     """
-    branch = pins.driver_branch
-    if distro.is_ubuntu:
-        dkms = (
-            f"nvidia-dkms-{branch}-open"
-            if flavor is KernelModuleFlavor.OPEN
-            else f"nvidia-dkms-{branch}"
-        )
-        return (
-            dkms,
-            f"nvidia-kernel-common-{branch}",
-            f"libnvidia-compute-{branch}",
-            f"nvidia-utils-{branch}",
-            f"nvidia-compute-utils-{branch}",
-        )
-    dkms = "nvidia-kernel-open-dkms" if flavor is KernelModuleFlavor.OPEN else "nvidia-kernel-dkms"
-    return (dkms, "nvidia-driver-cuda", "nvidia-persistenced", "libcuda1")
+    dkms, user_space = (
+        (UBUNTU_DKMS[flavor], UBUNTU_USER_SPACE)
+        if distro.is_ubuntu
+        else (DEBIAN_DKMS[flavor], DEBIAN_USER_SPACE)
+    )
+    modules = () if precompiled_modules else (dkms,)
+    return tuple(package.name(pins) for package in (*modules, *user_space))
+
+
+def dkms_packages_installed(
+    pins: NvidiaStackPins, installed: dict[str, list[str]]
+) -> tuple[str, ...]:
+    """The NVIDIA DKMS module packages (either flavor, any distribution) found installed."""
+    candidates = (*UBUNTU_DKMS.values(), *DEBIAN_DKMS.values())
+    return tuple(name for p in candidates if (name := p.name(pins)) in installed)
+
+
+def precompiled_module_packages(installed: dict[str, list[str]]) -> tuple[str, ...]:
+    """The precompiled NVIDIA module packages found installed (pyinfra's ``deb.DebPackages``).
+
+    Example::
+
+        >>> precompiled_module_packages({"linux-modules-nvidia-580-server-open-generic": ["1"],
+        ...                              "bash": ["5.2"]})
+        ('linux-modules-nvidia-580-server-open-generic',)
+    """
+    return tuple(sorted(name for name in installed if name.startswith(PRECOMPILED_MODULE_PREFIXES)))
+
+
+def other_driver_pinning_packages(
+    pins: NvidiaStackPins, installed: dict[str, list[str]]
+) -> tuple[str, ...]:
+    """NVIDIA pinning packages installed for any other driver or branch: each would hold apt to its
+    own version beside the one pinned now, so they go when the pin moves.
+
+    Example::
+
+        >>> other_driver_pinning_packages(NvidiaStackPins(driver_version="580.126.20"),
+        ...     {"nvidia-driver-pinning-580.105.08": ["580.105.08-1"],
+        ...      "nvidia-driver-pinning-580.126.20": ["580.126.20-1"]})
+        ('nvidia-driver-pinning-580.105.08',)
+    """
+    prefix = DRIVER_PINNING.template.split("{", 1)[0]
+    current = DRIVER_PINNING.name(pins)
+    return tuple(sorted(n for n in installed if n.startswith(prefix) and n != current))
 
 
 def fabricmanager_packages(pins: NvidiaStackPins) -> tuple[str, ...]:
-    """Fabric manager and the NVSwitch query library it needs, named for the driver branch."""
-    branch = pins.driver_branch
-    return (f"nvidia-fabricmanager-{branch}", f"libnvidia-nscq-{branch}")
+    """Fabric manager and the NVSwitch query library it needs: from branch 580 named without the
+    branch, versioned exactly as the driver."""
+    return tuple(package.name(pins) for package in FABRIC_MANAGER)
+
+
+def fabricmanager_virtual_packages(pins: NvidiaStackPins) -> tuple[str, ...]:
+    """The pre-580 names, which NVIDIA's R580 repository offers only as virtual packages: a pin or
+    hold on them never takes hold."""
+    return tuple(package.name(pins) for package in FABRIC_MANAGER_PROVIDES)
 
 
 def cuda_packages(pins: NvidiaStackPins) -> tuple[str, ...]:
     """The CUDA toolkit meta package for exactly the pinned ``major.minor``."""
-    return (f"cuda-toolkit-{pins.cuda_package_suffix}",)
+    return (CUDA_TOOLKIT.name(pins),)
 
 
 def nccl_packages() -> tuple[str, ...]:
     """NCCL runtime and headers; their version is :attr:`NvidiaStackPins.nccl_version`."""
-    return ("libnccl2", "libnccl-dev")
+    return tuple(package.template for package in NCCL)
 
 
 def kernel_headers_packages(distro: Distro, kernel_release: str) -> tuple[str, ...]:
@@ -402,11 +605,30 @@ class AptPin(_Frozen):
         )
 
 
-def driver_pin(pins: NvidiaStackPins, distro: Distro, flavor: KernelModuleFlavor) -> AptPin:
+def driver_pin(
+    pins: NvidiaStackPins,
+    distro: Distro,
+    flavor: KernelModuleFlavor,
+    precompiled_modules: bool = False,
+) -> AptPin:
     """The driver packages at exactly the pinned driver version (any Debian revision of it)."""
     return AptPin(
-        packages=driver_packages(pins, distro, flavor), version=f"{pins.driver_version}-*"
+        packages=driver_packages(pins, distro, flavor, precompiled_modules),
+        version=f"{pins.driver_version}-*",
     )
+
+
+def driver_lock_pin(pins: NvidiaStackPins) -> AptPin:
+    """NVIDIA's pinning package for exactly the pinned driver, installed (and held) before the
+    driver: it locks the whole user space of the driver, including the packages metalserve does not
+    name (on Debian, everything ``nvidia-driver-cuda`` pulls in).
+
+    Example::
+
+        >>> driver_lock_pin(NvidiaStackPins()).packages
+        ('nvidia-driver-pinning-580.105.08',)
+    """
+    return AptPin(packages=(DRIVER_PINNING.name(pins),), version=f"{pins.driver_version}-*")
 
 
 def fabricmanager_pin(pins: NvidiaStackPins) -> AptPin:
@@ -447,3 +669,59 @@ def module_blacklist_conf() -> str:
     lines += [f"blacklist {name}" for name in BLACKLISTED_MODULES]
     lines.append("options nouveau modeset=0")
     return "\n".join(lines) + "\n"
+
+
+DMABUF_MIN_KERNEL = (5, 12)
+"""The first Linux release that registers dma-buf memory with an RDMA NIC (SOURCES["gpudirect_rdma"])."""
+
+
+class GpuDirectRdma(StrEnum):
+    """How a NIC reaches GPU memory for NCCL across nodes (GPUDirect RDMA)."""
+
+    DMABUF = "DMA-BUF"
+    PEERMEM = "nvidia-peermem"
+    OFF = "off"
+
+
+class GpuDirect(_Frozen):
+    """The GPUDirect RDMA path a node gets, and why (printed by the fabric role)."""
+
+    path: GpuDirectRdma
+    reason: str
+
+
+def gpudirect_rdma(gpu: GpuModel, flavor: KernelModuleFlavor) -> GpuDirect:
+    """DMA-BUF with the open kernel modules (NVIDIA's recommendation, no extra module); the legacy
+    nvidia-peermem with the proprietary ones, which loads only against MLNX_OFED/DOCA-OFED (the
+    fabric role checks that fact); off for a GPU a NIC cannot reach.
+
+    Example::
+
+        >>> from metalserve.catalog import gpus
+        >>> gpudirect_rdma(gpus.H200_SXM, KernelModuleFlavor.OPEN).path.value
+        'DMA-BUF'
+        >>> gpudirect_rdma(gpus.H100_SXM, KernelModuleFlavor.PROPRIETARY).path.value
+        'nvidia-peermem'
+    """
+    if not gpu.nvidia_peermem:
+        return GpuDirect(
+            path=GpuDirectRdma.OFF,
+            reason=f"the catalogue lists no GPUDirect RDMA for {gpu.name} (metalserve/catalog/gpus.py)",
+        )
+    if flavor is KernelModuleFlavor.OPEN:
+        kernel = ".".join(map(str, DMABUF_MIN_KERNEL))
+        return GpuDirect(
+            path=GpuDirectRdma.DMABUF,
+            reason=(
+                f"open kernel modules: NCCL registers GPU memory with the HCA through the kernel's "
+                f"DMA-BUF (Linux >= {kernel}), NVIDIA's recommended path; nvidia-peermem is not "
+                "loaded (it fails with 'Invalid argument' unless built against MLNX_OFED/DOCA-OFED)"
+            ),
+        )
+    return GpuDirect(
+        path=GpuDirectRdma.PEERMEM,
+        reason=(
+            "proprietary kernel modules offer no DMA-BUF: nvidia-peermem, which loads only where "
+            "MLNX_OFED/DOCA-OFED provides the peer-memory symbols"
+        ),
+    )

@@ -55,6 +55,7 @@ def _plan_json(plan: HostPlan) -> dict:
         "smallest_setup": plan.smallest_setup,
         "service": plan.service.model_dump(),
         "unit_security": _unit_scores(plan),
+        "gpudirect_rdma": plan.fabric.gpudirect.model_dump(mode="json") if plan.fabric else None,
         "warnings": list(plan.warnings),
     }
 
@@ -127,6 +128,9 @@ def _print_plan(plan: HostPlan) -> None:
     keepwarm = hardening.keepwarm.relaxed if hardening.keepwarm else ()
     for name, reason in dict((*hardening.engine.relaxed, *keepwarm)).items():
         click.echo(f"security {name} relaxed: {reason}")
+    if plan.fabric:
+        gpudirect = plan.fabric.gpudirect
+        click.echo(f"rdma     GPUDirect RDMA: {gpudirect.path}  # {gpudirect.reason}")
     for warning in plan.warnings:
         click.secho(f"warning  {warning}", fg="yellow")
 

@@ -155,6 +155,9 @@ class TransportSummary(_Frozen):
     channels: dict[str, int] = {}
     """Connections seen per transport kind (see :func:`transport_kind`), e.g. ``{"P2P/IPC": 24}``."""
     gdrdma: bool = False
+    gdr_mechanisms: tuple[str, ...] = ()
+    """How NCCL can register GPU memory with the HCA, as it logs it per HCA ('NET/IB : GPU Direct
+    RDMA (DMABUF|nvidia-peermem) enabled for HCA …', NVIDIA/nccl src/transport/net_ib)."""
     nvls_available: bool | None = None
     nvls_channels: int | None = None
     network: str | None = None
@@ -178,6 +181,18 @@ class TransportSummary(_Frozen):
     @property
     def net_ib(self) -> bool:
         return self.uses("NET/IB") or self.network == "IB"
+
+    @property
+    def gpudirect_path(self) -> str | None:
+        """The GPUDirect RDMA path NCCL really used: DMA-BUF where it was enabled (NCCL prefers it
+        when both are), else nvidia-peermem; ``None`` where no channel ran GDRDMA."""
+        if not self.gdrdma:
+            return None
+        if "DMABUF" in self.gdr_mechanisms:
+            return "DMA-BUF"
+        if "nvidia-peermem" in self.gdr_mechanisms:
+            return "nvidia-peermem"
+        return "mechanism not logged"
 
 
 class ParsedOutput(_Frozen):
@@ -590,6 +605,7 @@ _NVLS_SUPPORT = re.compile(r"NVLS multicast support is (not )?available")
 _NVLS_CHANNELS = re.compile(r"(\d+) nvls channels")
 _SET_BY_ENV = re.compile(r"NCCL INFO (NCCL_\w+) set by environment to (\S+?)\.?$")
 _WARN = re.compile(r"NCCL WARN (.+)$")
+_GDR_ENABLED = re.compile(r"GPU Direct RDMA \((DMABUF|nvidia-peermem)\) enabled")
 
 
 def transport_kind(via: str) -> str:
@@ -620,9 +636,12 @@ def parse_nccl_log(lines: Iterable[str]) -> TransportSummary:
     env: dict[str, str] = {}
     warnings: list[str] = []
     found: dict[str, Any] = {"gdrdma": False}
+    mechanisms: dict[str, None] = {}
     for line in map(strip_launcher_prefix, lines):
         if "NCCL" not in line:
             continue
+        if m := _GDR_ENABLED.search(line):
+            mechanisms[m.group(1)] = None
         if m := _CHANNEL.search(line):
             via = m.group(1)
             kind = transport_kind(via)
@@ -659,6 +678,7 @@ def parse_nccl_log(lines: Iterable[str]) -> TransportSummary:
         warnings=tuple(dict.fromkeys(warnings)),
         p2p_disabled=env.get("NCCL_P2P_DISABLE") == "1",
         ib_disabled=env.get("NCCL_IB_DISABLE") == "1",
+        gdr_mechanisms=tuple(mechanisms),
         **found,
     )
 

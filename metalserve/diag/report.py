@@ -107,8 +107,8 @@ def load_report(text: str, name: str = "report") -> DiagReport:
 
 def _transports_line(transport: TransportSummary) -> str:
     parts = [f"{kind}×{n}" for kind, n in sorted(transport.channels.items())]
-    if transport.gdrdma:
-        parts.append("GDRDMA")
+    if transport.gpudirect_path:
+        parts.append(f"GDRDMA ({transport.gpudirect_path})")
     if transport.nvls_channels:
         parts.append(f"NVLS×{transport.nvls_channels}")
     return ", ".join(parts) if parts else "not logged (run with NCCL_DEBUG=INFO)"

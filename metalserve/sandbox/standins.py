@@ -2,10 +2,15 @@
 
 NVIDIA's repository cannot be reached from here, and the hosts have no GPU. What the roles do with
 apt — a site repository, pins in ``/etc/apt/preferences.d``, an exact-version install, holds — only
-needs packages with NVIDIA's names and versions. Each stand-in is an empty package (a README saying
-what it is) except where a verification reads a file: ``cuda-toolkit-<x>-<y>`` carries the
-toolkit's ``version.json`` and the ``/usr/local/cuda`` link, ``libnccl2`` a file named like the
-library. Every pinned package is offered at its pin and, to prove the pin wins, at a newer version.
+needs packages with NVIDIA's names, versions and virtual names, all from the catalogue. Each
+stand-in is an empty package (a README saying what it is) except where a verification reads a file:
+``cuda-toolkit-<x>-<y>`` carries the toolkit's ``version.json`` and the ``/usr/local/cuda`` link,
+``libnccl2`` a file named like the library. Every pinned package is offered at its pin and, to prove
+the pin wins, at a newer release of the branch and, for the driver, fabric manager and NVIDIA's
+pinning package, at a newer branch. Fabric manager and NSCQ provide their pre-R580 names as virtual
+packages, as NVIDIA's R580 repository does: installing, pinning or holding those names fails here
+too. NVIDIA's pinning package is a stand-in without its preferences file (its content was not read;
+see the catalogue's SOURCES["driver_pinning"]): metalserve's own pins hold the sandbox.
 
 The repository is the sandbox's own flat repository plus the stand-ins, cached under
 ``${METALSERVE_CACHE}/apt-nvidia-standins/<key>`` (key: the pins and the base repository).
@@ -33,8 +38,10 @@ from metalserve.catalog.nvidia_stack import (
     KernelModuleFlavor,
     NvidiaStackPins,
     cuda_pin,
+    driver_lock_pin,
     driver_pin,
     fabricmanager_pin,
+    fabricmanager_virtual_packages,
     nccl_pin,
 )
 from metalserve.sandbox.aptrepo import index_flat_repo
@@ -42,6 +49,11 @@ from metalserve.sandbox.system import run
 
 NEWER_DRIVER = "580.126.20"
 """A later release of the pinned branch, offered beside the pin (and refused by it)."""
+
+NEWER_BRANCH_DRIVER = "590.48.01"
+"""A release of the next branch (nvidia-driver-pinning-590.48.01 in NVIDIA's sbsa repository,
+dsx-ai-factory/infra-controller#6049), offered under the same unversioned Debian names: the
+drift the product exists to prevent."""
 
 NEWER_NCCL = "2.29.2-1+cuda{cuda}"
 
@@ -53,13 +65,16 @@ class StandIn(BaseModel):
 
     name: str
     version: str
+    provides: tuple[str, ...] = ()
     files: dict[str, str] = {}
     links: dict[str, str] = {}
 
 
 def stack_pins(pins: NvidiaStackPins, distro: Distro = Distro.DEBIAN_12) -> tuple[AptPin, ...]:
-    """The pins the stand-ins serve: driver (open module), fabric manager, CUDA, NCCL."""
+    """The pins the stand-ins serve: NVIDIA's pinning package, driver (open module), fabric manager,
+    CUDA, NCCL."""
     return (
+        driver_lock_pin(pins),
         driver_pin(pins, distro, KernelModuleFlavor.OPEN),
         fabricmanager_pin(pins),
         cuda_pin(pins),
@@ -72,15 +87,30 @@ def _concrete(pin: AptPin) -> str:
     return pin.version.replace("*", "1")
 
 
+def _driver_standins(pins: NvidiaStackPins, distro: Distro) -> list[StandIn]:
+    """NVIDIA's pinning package, the driver and fabric manager for one driver release; fabric
+    manager and NSCQ provide their pre-R580 names."""
+    lock, driver, fabric = stack_pins(pins, distro)[:3]
+    out = [
+        StandIn(name=name, version=_concrete(pin))
+        for pin in (lock, driver)
+        for name in pin.packages
+    ]
+    virtual = fabricmanager_virtual_packages(pins)
+    out += [
+        StandIn(name=name, version=_concrete(fabric), provides=(old,))
+        for name, old in zip(fabric.packages, virtual, strict=True)
+    ]
+    return out
+
+
 def standins(pins: NvidiaStackPins, distro: Distro = Distro.DEBIAN_12) -> tuple[StandIn, ...]:
     """The stand-ins for ``pins`` on ``distro``: each pinned package at its pin, and the driver,
-    fabric manager and NCCL packages at a newer upstream version too."""
-    driver, fabric, toolkit, nccl = stack_pins(pins, distro)
-    newer = stack_pins(pins.model_copy(update={"driver_version": NEWER_DRIVER}), distro)
+    fabric manager and NCCL packages at a newer release (the driver's also of a newer branch)."""
+    toolkit, nccl = stack_pins(pins, distro)[3:]
     out: list[StandIn] = []
-    for pin, later in ((driver, newer[0]), (fabric, newer[1])):
-        for version in (_concrete(pin), _concrete(later)):
-            out += [StandIn(name=name, version=version) for name in pin.packages]
+    for release in (pins.driver_version, NEWER_DRIVER, NEWER_BRANCH_DRIVER):
+        out += _driver_standins(pins.model_copy(update={"driver_version": release}), distro)
     toolkit_dir = f"/usr/local/cuda-{pins.cuda_version}"
     release = f"{pins.cuda_version}.2"
     out.append(
@@ -110,8 +140,9 @@ def standins(pins: NvidiaStackPins, distro: Distro = Distro.DEBIAN_12) -> tuple[
 
 
 def _control(standin: StandIn) -> str:
+    provides = f"Provides: {', '.join(standin.provides)}\n" if standin.provides else ""
     return (
-        f"Package: {standin.name}\nVersion: {standin.version}\nArchitecture: amd64\n"
+        f"Package: {standin.name}\nVersion: {standin.version}\nArchitecture: amd64\n{provides}"
         "Maintainer: metalserve sandbox <sandbox@metalserve.invalid>\nSection: metalserve-standin\n"
         "Priority: optional\n"
         f"Description: metalserve sandbox stand-in for NVIDIA's {standin.name}\n"

@@ -153,3 +153,27 @@ class RdmaPorts(FactBase[tuple[RdmaPort, ...]]):
 
     def process(self, output: list[str]) -> tuple[RdmaPort, ...]:
         return parse_rdma_ports(output)
+
+
+def parse_ofed_release(output: list[str]) -> str | None:
+    """``ofed_info -s``'s one line without its trailing colon; ``None`` when the command is absent
+    (the distribution's rdma-core alone).
+
+    Example::
+
+        >>> parse_ofed_release(["MLNX_OFED_LINUX-24.10-1.1.4.0:"]), parse_ofed_release([])
+        ('MLNX_OFED_LINUX-24.10-1.1.4.0', None)
+    """
+    line = next((line.strip() for line in output if line.strip()), "")
+    return line.rstrip(":") or None
+
+
+class OfedRelease(FactBase[str | None]):
+    """The MLNX_OFED or DOCA-OFED release installed (both ship ``ofed_info``), or ``None``.
+    nvidia-peermem loads only against their peer-memory symbols, never the inbox ``ib_core``."""
+
+    def command(self) -> str:
+        return "ofed_info -s 2>/dev/null || true"
+
+    def process(self, output: list[str]) -> str | None:
+        return parse_ofed_release(output)

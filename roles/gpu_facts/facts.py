@@ -714,6 +714,45 @@ class ContainerKind(FactBase[str | None]):
         return parse_container_kind(output)
 
 
+class DgxOs(_Frozen):
+    """DGX OS, as ``/etc/dgx-release`` names it."""
+
+    name: str
+    version: str | None = None
+
+
+def parse_dgx_release(output: list[str]) -> DgxOs | None:
+    """Parse ``/etc/dgx-release`` (shell ``KEY="value"`` lines); ``None`` when the file is absent.
+
+    Example::
+
+        >>> parse_dgx_release(['DGX_NAME="DGX Server"', 'DGX_SWBUILD_VERSION="7.1.0"'])
+        DgxOs(name='DGX Server', version='7.1.0')
+    """
+    fields: dict[str, str] = {}
+    for line in output:
+        key, sep, value = line.strip().partition("=")
+        if sep and key.startswith("DGX_"):
+            fields[key] = value.strip().strip('"')
+    if not fields:
+        return None
+    version = fields.get("DGX_OTA_VERSION") or fields.get("DGX_SWBUILD_VERSION")
+    return DgxOs(
+        name=fields.get("DGX_PRETTY_NAME") or fields.get("DGX_NAME") or "DGX OS", version=version
+    )
+
+
+class DgxRelease(FactBase[DgxOs | None]):
+    """DGX OS (from ``/etc/dgx-release``), or ``None`` on any other distribution. DGX OS brings
+    NVIDIA's repositories and its own packaging of the driver."""
+
+    def command(self) -> str:
+        return "cat /etc/dgx-release 2>/dev/null || true"
+
+    def process(self, output: list[str]) -> DgxOs | None:
+        return parse_dgx_release(output)
+
+
 class NvidiaHeldPackages(FactBase[frozenset[str]]):
     """Packages marked ``apt-mark hold`` (which unattended-upgrades will not touch)."""
 

@@ -1,7 +1,10 @@
 """The NVIDIA driver at exactly the pinned version, from NVIDIA's apt repository (online or mirror).
 
 install: headers for the running kernel (and its successors), ``cuda-keyring`` and the repository
-line, nouveau/nova blacklisted inside the initramfs, the driver packages pinned and held.
+line (not on DGX OS, which brings NVIDIA's repositories), nouveau/nova blacklisted inside the
+initramfs, NVIDIA's pinning package for the exact driver version, then the driver packages, both
+pinned and held. ``nvidia.ko`` comes from one source: precompiled module packages where the host has
+them (DGX OS, Ubuntu's ``linux-modules-nvidia-*``), else DKMS; a host with both is refused.
 configure: ``nvidia-persistenced`` enabled. activate: the new module loaded (in place, or by a
 reboot where the old one will not let go), persistence on, then verified: every GPU the profile
 promises, the pinned version and flavor loaded, no rival module.
@@ -26,6 +29,7 @@ from metalserve.plan import HostPlan
 from metalserve.sources import SourceKind
 from metalserve.stack import (
     KEYRING_DEB,
+    KEYRING_PACKAGE,
     AptPin,
     Distro,
     KernelModuleFlavor,
@@ -38,8 +42,10 @@ from metalserve.stack import (
     repository_line,
     repository_list_path,
 )
-from roles.base import RoleError
+from roles.base import RoleError, say_once
 from roles.gpu_facts.facts import (
+    DgxOs,
+    DgxRelease,
     GpuKernelModules,
     NvidiaGpus,
     NvidiaInstalledModule,
@@ -68,6 +74,7 @@ from roles.nvidia_driver.common import (
 BLACKLIST_PATH = "/etc/modprobe.d/metalserve-nvidia-blacklist.conf"
 KEYRING_TOOLS = ("ca-certificates", "curl")  # to fetch cuda-keyring over HTTPS
 PERSISTENCED = "nvidia-persistenced"
+APT_PURGE = "DEBIAN_FRONTEND=noninteractive apt-get purge -y --allow-change-held-packages"
 
 # An 8-GPU HGX server spends minutes in firmware and memory training before SSH returns.
 REBOOT_TIMEOUT_S = 1200
@@ -89,10 +96,23 @@ class DriverTarget:
         self.gpu_count = nvidia.gpu_count
         self.source = nvidia.apt
         self.flavor: KernelModuleFlavor = nvidia.flavor
+        self.modules = nvidia.module_packages(read_fact(DebPackages, on=on))
+        self.dgx_os: DgxOs | None = read_fact(DgxRelease, on=on)
 
     @property
     def pin(self) -> AptPin:
-        return self.nvidia.driver_pin(self.distro)
+        return self.nvidia.driver_pin(
+            self.distro, precompiled_modules=bool(self.modules.precompiled)
+        )
+
+    @property
+    def lock(self) -> AptPin:
+        """NVIDIA's pinning package: installed before the driver, so it governs that install."""
+        return self.nvidia.driver_lock_pin
+
+    @property
+    def pins_in_order(self) -> tuple[AptPin, AptPin]:
+        return (self.lock, self.pin)
 
 
 def target(plan: HostPlan) -> DriverTarget | None:
@@ -118,8 +138,15 @@ def _refuse_unsigned_module_under_secure_boot() -> None:
 
 
 def _nvidia_repository(driver: DriverTarget) -> None:
-    """NVIDIA's own repository, for online hosts: ``cuda-keyring`` and its repository line."""
-    keyring_missing = "cuda-keyring" not in host.get_fact(DebPackages)
+    """NVIDIA's own repository, for online hosts: ``cuda-keyring`` and its repository line. DGX OS
+    comes with NVIDIA's repositories; a second line for the same repository is not added there."""
+    if driver.dgx_os is not None:
+        say_once(
+            f"runs {driver.dgx_os.name} {driver.dgx_os.version or ''}".rstrip()
+            + ": NVIDIA's repositories come with it; no repository line added"
+        )
+        return
+    keyring_missing = KEYRING_PACKAGE not in host.get_fact(DebPackages)
     if keyring_missing:
         url = keyring_deb_url(driver.distro, driver.arch)
         deb = f"/tmp/{KEYRING_DEB}"
@@ -136,21 +163,43 @@ def _nvidia_repository(driver: DriverTarget) -> None:
         server.shell(name="Read NVIDIA's repository index", commands=["apt-get update"])
 
 
+def _one_module_source(driver: DriverTarget) -> bool:
+    """Whether ``nvidia.ko`` comes from precompiled packages (said once); a host with precompiled
+    and DKMS module packages both is refused: they fight over the same module and user space."""
+    modules = driver.modules
+    if modules.mixed:
+        raise RoleError(
+            f"host {host.name}: nvidia.ko: expected one source, found precompiled "
+            f"{', '.join(modules.precompiled)} and DKMS {', '.join(modules.dkms)} — fix: "
+            f"apt-get purge {' '.join(modules.dkms)} (keep the precompiled modules "
+            "the OS ships), then run again"
+        )
+    if modules.precompiled:
+        say_once(
+            f"takes nvidia.ko from precompiled {', '.join(modules.precompiled)}: no DKMS package "
+            f"added; the loaded module must be {driver.pins.driver_version}"
+        )
+    return bool(modules.precompiled)
+
+
 def install_steps(plan: HostPlan) -> None:
     """The install phase's operations, for composing into other flows (re-provisioning)."""
     driver = target(plan)
     if driver is None:
         return
     own_kernel = container_kind() is None
+    precompiled = _one_module_source(driver)
     online = driver.source.kind is SourceKind.ONLINE
     headers: tuple[str, ...] = ()
     purpose = "repository tools"
     if own_kernel:
         _refuse_unsigned_module_under_secure_boot()
-        release = read_fact(NvidiaKernelHeaders).release
-        headers = kernel_headers_packages(driver.distro, release)
-        purpose = f"kernel headers for {release}"
-    install_missing((*headers, *(KEYRING_TOOLS if online else ())), purpose, driver.source)
+        if not precompiled:  # DKMS builds nvidia.ko against them
+            release = read_fact(NvidiaKernelHeaders).release
+            headers = kernel_headers_packages(driver.distro, release)
+            purpose = f"kernel headers for {release}"
+    online_tools = KEYRING_TOOLS if online and driver.dgx_os is None else ()
+    install_missing((*headers, *online_tools), purpose, driver.source)
     if online:
         _nvidia_repository(driver)
     if (
@@ -163,6 +212,15 @@ def install_steps(plan: HostPlan) -> None:
             name="Rebuild every initramfs with the blacklist",
             commands=["update-initramfs -u -k all"],
         )
+    # NVIDIA: "install the pinning package prior to installing the driver", so it governs
+    # what the driver's install pulls in (SOURCES["driver_pinning"])
+    stale = driver.nvidia.stale_driver_locks(read_fact(DebPackages))
+    if stale:
+        server.shell(
+            name=f"Remove NVIDIA pinning packages of other drivers ({', '.join(stale)})",
+            commands=[f"{APT_PURGE} {' '.join(stale)}"],
+        )
+    install_pinned(driver.lock, "nvidia-driver-pinning", driver.source)
     install_pinned(driver.pin, "nvidia-driver", driver.source)
 
 
@@ -229,7 +287,8 @@ def activate(plan: HostPlan) -> None:
         read_fact(NvidiaInstalledModule),
         read_fact(NvidiaLoadedDriver),
     )
-    packages_change = bool(packages_off_pin(driver.pin, host.get_fact(DebPackages)))
+    installed = host.get_fact(DebPackages)
+    packages_change = any(packages_off_pin(pin, installed) for pin in driver.pins_in_order)
     if drift.needs_reload and container_kind() is None:  # a container's check reports it instead
         reload_modules(read_fact(NvidiaKernelModules), drift.reason)
     systemd.service(name=f"Start {PERSISTENCED}", service=PERSISTENCED, running=True)

@@ -132,7 +132,9 @@ class Drift:
             read_fact(NvidiaInstalledModule, on=on),
             read_fact(NvidiaLoadedDriver, on=on),
         )
-        off_pin = packages_off_pin(driver.pin, installed)
+        off_pin = tuple(
+            name for pin in driver.pins_in_order for name in packages_off_pin(pin, installed)
+        )
         if nvidia.fabric_manager:
             off_pin += packages_off_pin(nvidia.fabricmanager_pin, installed)
         self.toolkit_off_pin = packages_off_pin(nvidia.cuda_pin, installed)

@@ -38,6 +38,18 @@ def test_plan_json_for_h200_gives_the_seed_004_command_and_a_sizing_that_fits() 
     assert host["sizing"]["weight_bytes"] == int(703.74 * (1 << 30))
 
 
+def test_plan_says_which_gpudirect_rdma_path_each_node_gets() -> None:
+    hosts = json.loads(metalserve("plan", "inventories/h200-ib.py", "--json").stdout)
+    assert len(hosts) > 1
+    for host in hosts:  # open kernel modules (the default on Hopper): DMA-BUF, no nvidia-peermem
+        assert host["gpudirect_rdma"]["path"] == "DMA-BUF"
+        assert "open kernel modules" in host["gpudirect_rdma"]["reason"]
+    printed = metalserve("plan", "inventories/h200-ib.py").stdout.splitlines()
+    assert any(line.startswith("rdma     GPUDirect RDMA: DMA-BUF  # ") for line in printed)
+    single = json.loads(metalserve("plan", "inventories/h200.py", "--json").stdout)
+    assert single[0]["gpudirect_rdma"] is None
+
+
 def test_plan_for_rtxpro6000_gives_the_seed_003_command() -> None:
     (host,) = json.loads(metalserve("plan", "inventories/rtxpro6000.py", "--json").stdout)
     got = options(host["command"])

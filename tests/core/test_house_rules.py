@@ -94,3 +94,31 @@ def test_templates_and_roles_state_no_nccl_value_of_their_own() -> None:
         for match in re.finditer(r"NCCL_[A-Z_]+=\w+", path.read_text()):
             offenders.append(f"{path.relative_to(REPO)}: {match.group()}")
     assert not offenders
+
+
+def _nvidia_package_names_in_use() -> set[str]:
+    """Every NVIDIA package name the catalogue hands a role or the sandbox, on every distribution,
+    flavour and module source."""
+    from metalserve.catalog import nvidia_stack as ns
+
+    stack = ns.NvidiaStackPins()
+    names = {*ns.fabricmanager_virtual_packages(stack), ns.KEYRING_PACKAGE}
+    for distro in ns.Distro:
+        for flavor in ns.KernelModuleFlavor:
+            for precompiled in (False, True):
+                names |= set(ns.driver_packages(stack, distro, flavor, precompiled))
+    for pin in (ns.driver_lock_pin(stack), ns.fabricmanager_pin(stack)):
+        names |= set(pin.packages)
+    names |= {*ns.cuda_pin(stack).packages, *ns.nccl_pin(stack).packages}
+    return names
+
+
+def test_every_nvidia_package_name_has_a_source() -> None:
+    from metalserve.catalog import nvidia_stack as ns
+
+    stack = ns.NvidiaStackPins()
+    declared = {package.name(stack): package.source for package in ns.PACKAGE_NAMES}
+    undeclared = sorted(_nvidia_package_names_in_use() - set(declared))
+    assert undeclared == [], "spelled outside catalog.nvidia_stack.PACKAGE_NAMES"
+    for name, source in declared.items():
+        assert ns.SOURCES.get(source, "").strip(), f"{name}: no SOURCES[{source!r}]"

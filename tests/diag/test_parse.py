@@ -194,3 +194,34 @@ def test_per_iteration_columns_and_cputime_header() -> None:
     assert parsed.out_of_place is not None and parsed.in_place is not None
     assert (parsed.out_of_place.time_us, parsed.out_of_place.busbw) == (15712.0, 478.38)
     assert (parsed.in_place.busbw, parsed.in_place.wrong) == (478.13, 0.0)
+
+
+# The per-HCA lines NCCL's IB transport prints (NVIDIA/nccl src/transport/net_ib), as they appear in
+# public NCCL_DEBUG=INFO logs (NCCL's format leaves the HCA name's closing quote out).
+_GDR_LINES = {
+    "DMABUF": "gpu01:4021:4090 [0] NCCL INFO NET/IB : GPU Direct RDMA (DMABUF) enabled for HCA 0 'mlx5_0",
+    "nvidia-peermem": "gpu01:4021:4090 [0] NCCL INFO NET/IB : GPU Direct RDMA (nvidia-peermem) "
+    "enabled for HCA 0 'mlx5_0",
+}
+_GDR_CHANNEL = (
+    "gpu01:4021:4090 [0] NCCL INFO Channel 00/0 : 8[0] -> 0[0] [receive] via NET/IB/0/GDRDMA"
+)
+
+
+@pytest.mark.parametrize(
+    ("enabled", "path"),
+    [
+        (["DMABUF"], "DMA-BUF"),
+        (["nvidia-peermem"], "nvidia-peermem"),
+        (["nvidia-peermem", "DMABUF"], "DMA-BUF"),  # NCCL registers through DMA-BUF when it can
+        ([], "mechanism not logged"),
+    ],
+)
+def test_the_gpudirect_rdma_path_nccl_really_used(enabled: list[str], path: str) -> None:
+    lines = [_GDR_LINES[name] for name in enabled] + [_GDR_CHANNEL]
+    assert parse_nccl_log(lines).gpudirect_path == path
+
+
+def test_no_gdrdma_channel_means_no_gpudirect_path_whatever_was_enabled() -> None:
+    lines = [_GDR_LINES["DMABUF"], _GDR_CHANNEL.replace("/GDRDMA", "")]
+    assert parse_nccl_log(lines).gpudirect_path is None

@@ -2,9 +2,11 @@
 
 The host is a systemd-nspawn container with no GPU, and NVIDIA's repository is out of reach, so
 the site repository carries stand-in packages under NVIDIA's names and versions (see
-metalserve/sandbox/standins.py), each pinned one offered beside a newer one. What runs for real:
-the site repository, the apt pins, the exact-version installs, the holds, the blacklist file, and
-the CUDA/NCCL checks. What is skipped, and said: kernel headers, initramfs, module loading,
+metalserve/sandbox/standins.py), each pinned one offered beside a newer release and, for the driver,
+beside a newer branch; fabric manager and NSCQ provide their pre-R580 names only as virtual packages,
+as NVIDIA's R580 repository does. What runs for real: the site repository, NVIDIA's pinning package
+(a stand-in without its preferences file), the apt pins, the exact-version installs, the holds, the
+blacklist file, and the CUDA/NCCL checks. What is skipped, and said: kernel headers, initramfs, module loading,
 persistenced, fabric manager and nvidia-smi checks — a container's kernel is not its own.
 
 Runs after test_serve.py (file order) on the second host, and puts it back as it found it.
@@ -18,14 +20,23 @@ from collections.abc import Iterator
 import pytest
 import testinfra
 
-from metalserve.catalog.nvidia_stack import NvidiaStackPins
+from metalserve.catalog.nvidia_stack import (
+    NvidiaStackPins,
+    fabricmanager_packages,
+    fabricmanager_virtual_packages,
+)
 from metalserve.io.runner import DeployRun, run_pyinfra
 from metalserve.sandbox import fileserver
 from metalserve.sandbox.inventory import host_data
 from metalserve.sandbox.layout import default_layout
 from metalserve.sandbox.lifecycle import APT_SERVED_NAME
 from metalserve.sandbox.recipe import RootfsRecipe
-from metalserve.sandbox.standins import NEWER_DRIVER, stack_pins, standin_repo
+from metalserve.sandbox.standins import (
+    NEWER_BRANCH_DRIVER,
+    NEWER_DRIVER,
+    stack_pins,
+    standin_repo,
+)
 from metalserve.sandbox.state import SandboxState
 
 pytestmark = pytest.mark.e2e
@@ -87,7 +98,7 @@ def test_every_package_sits_at_its_pin_though_a_newer_one_is_offered(
     first_run: DeployRun, host: testinfra.host.Host
 ) -> None:
     offered = host.run("apt-cache madison nvidia-driver-cuda").stdout
-    assert NEWER_DRIVER in offered  # the newer release is there to be refused
+    assert NEWER_DRIVER in offered and NEWER_BRANCH_DRIVER in offered  # there to be refused
     for names, version in PINNED.items():
         for name in names:
             installed = host.run(f"dpkg-query -W -f '${{Version}}' {name}").stdout
@@ -106,6 +117,18 @@ def test_an_unattended_upgrade_moves_nothing(
     upgrade = host.run(f"DEBIAN_FRONTEND=noninteractive apt-get {SITE_ONLY} -y dist-upgrade")
     assert upgrade.rc == 0, upgrade.stderr
     assert host.run(f"dpkg-query -W {' '.join(ALL_PACKAGES)}").stdout == before
+
+
+def test_fabric_manager_is_installed_under_its_r580_names_only(
+    first_run: DeployRun, host: testinfra.host.Host
+) -> None:
+    for name in fabricmanager_packages(PINS):
+        assert host.package(name).is_installed, name
+    for virtual in fabricmanager_virtual_packages(PINS):
+        assert not host.package(virtual).is_installed, virtual
+        # as on NVIDIA's R580 repository (NVIDIA/gpu-driver-container#451): no version to pin
+        at_pin = host.run(f"apt-get {SITE_ONLY} -s install {virtual}={PINS.driver_version}-1")
+        assert at_pin.rc != 0 and "was not found" in at_pin.stderr, (virtual, at_pin.stderr)
 
 
 def test_nouveau_and_nova_are_blacklisted(first_run: DeployRun, host: testinfra.host.Host) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from metalserve.catalog.nvidia_stack import KernelModuleFlavor
+from roles.fabric import dmabuf_problems
 from roles.gpu_facts import facts
 from roles.gpu_facts import verify as v
 
@@ -131,3 +132,14 @@ def test_flavor_change_is_an_install_even_at_the_same_version() -> None:
 def test_verification_error_is_one_line_per_host() -> None:
     error = v.VerificationError.for_host("gpu01", ["a — fix: x", "b — fix: y"])
     assert str(error) == "host gpu01: a — fix: x; b — fix: y"
+
+
+def test_dmabuf_needs_linux_5_12_and_the_open_module() -> None:
+    # every supported distribution's kernel carries it (5.15, 6.1, 6.8)
+    for release in ("5.15.0-126-generic", "6.1.0-28-amd64", "6.8.0-51-generic"):
+        assert dmabuf_problems(release, KernelModuleFlavor.OPEN) == []
+    assert dmabuf_problems("5.12.0-1-amd64", None) == []  # no module loaded yet: kernel only
+    old = _one_line(dmabuf_problems("5.10.0-30-amd64", KernelModuleFlavor.OPEN))
+    assert "expected Linux >= 5.12, found 5.10.0-30-amd64" in old
+    proprietary = _one_line(dmabuf_problems("6.8.0-51-generic", PROPRIETARY))
+    assert "expected the open nvidia.ko loaded, found the proprietary one" in proprietary

@@ -28,7 +28,7 @@ def _profile_of(case: dict[str, Any]) -> str:
 
 
 def _runs(case: dict[str, Any], fragment: str) -> bool:
-    return any(fragment in command for command in case["commands"])
+    return any(fragment in command for command in case.get("commands", []))
 
 
 def test_each_distribution_has_a_driver_case() -> None:
@@ -113,16 +113,51 @@ def test_whole_stack_case_has_a_no_op_second_run(name: str) -> None:
     assert "second_run_facts" in WHOLE_STACK[name], name
 
 
+R580_FABRIC_MANAGER = ("nvidia-fabricmanager", "libnvidia-nscq")
+"""NVIDIA's R580 names (NVIDIA/gpu-driver-container#451); the -580 names are virtual there."""
+
+
+def _installs(case: dict[str, Any]) -> list[list[str]]:
+    """The package lists of the case's apt-get install commands, in order."""
+    return [
+        [word for word in command.split() if not word.startswith("-") and "=" not in word][2:]
+        for command in case["commands"]
+        if "apt-get install" in command
+    ]
+
+
+def _driver_version(case: dict[str, Any]) -> str:
+    pins = case["host_data"]["metalserve"].get("nvidia", {}).get("pins", {})
+    return str(pins.get("driver_version", "580.105.08"))
+
+
 @pytest.mark.parametrize("name", sorted(WHOLE_STACK))
 def test_whole_stack_case_installs_what_its_hardware_needs(name: str) -> None:
     case = WHOLE_STACK[name]
     profile = PROFILES[_profile_of(case)]
     assert profile.gpu is not None
-    assert _runs(case, "nvidia-fabricmanager-") == profile.needs_fabric_manager, "fabric manager"
+    installs = _installs(case)
+    fabric_manager = list(R580_FABRIC_MANAGER) in installs
+    assert fabric_manager == profile.needs_fabric_manager, "fabric manager"
+    if fabric_manager:
+        assert _runs(case, f"apt-mark hold {' '.join(R580_FABRIC_MANAGER)}"), "held"
+        assert _runs(case, "-> /etc/apt/preferences.d/metalserve-nvidia-fabricmanager"), "pinned"
+    assert not _runs(case, "nvidia-fabricmanager-5") and not _runs(case, "libnvidia-nscq-5")
     assert _runs(case, "rdma-core") == profile.multi_node, "RDMA packages"
-    peermem = profile.multi_node and profile.gpu.nvidia_peermem
-    assert _runs(case, "modprobe nvidia-peermem") == peermem, "nvidia-peermem"
+    ofed = case["facts"].get("roles.fabric.facts.OfedRelease")
+    assert not _runs(case, "modprobe nvidia-peermem") or ofed, "nvidia-peermem without OFED"
     if profile.gpu.open_kernel_modules_required:
         assert _runs(case, "-open") or _runs(case, "nvidia-kernel-open-dkms"), "open kernel module"
+    lock = f"nvidia-driver-pinning-{_driver_version(case)}"
+    driver_install = next(i for i, names in enumerate(installs) if any("dkms" in n for n in names))
+    assert installs.index([lock]) < driver_install, "NVIDIA's pinning package before the driver"
     arm64 = case["facts"]["deb.DebArch"] == "arm64"
     assert _runs(case, "/sbsa/") == arm64, "NVIDIA's arm64 server repository is sbsa"
+
+
+def test_no_gpudirect_case_loads_nvidia_peermem_without_an_ofed_fact() -> None:
+    cases = [json.loads(p.read_text()) for role in GPU_ROLES for p in (ROLES / role).glob("*.json")]
+    loading = [c for c in cases if _runs(c, "modprobe nvidia-peermem")]
+    assert loading, "a case shows where nvidia-peermem does load"
+    for case in loading:
+        assert case["facts"].get("roles.fabric.facts.OfedRelease"), case["description"]
