@@ -34,7 +34,8 @@ What makes it safe to expose on a site network:
   the token crosses the network in clear: bind to the site network, or put TLS in front;
 * a fixed pool of ``--workers`` threads, as many connections again waiting, any more answered 503
   at once; a request head must arrive whole within ``--timeout`` however slowly its bytes drip
-  (slowloris), and a send may stall at most ``--timeout``.
+  (slowloris), and a send may stall at most ``--timeout``; a kept-alive connection is closed
+  after 2 s idle, or after its response when another connection waits for a worker.
 
 Example::
 
@@ -103,6 +104,10 @@ _ERRORS: dict[str, tuple[HTTPStatus, str]] = {
 """Every error a client can get: the ``X-Error-Code`` and fixed ``X-Error-Message`` the Hub sends
 (``huggingface_hub`` maps the codes to its exceptions, ``utils/_http.py``); never request data.
 "Invalid credentials in Authorization header" is the Hub's own text for a bad token."""
+
+KEEP_ALIVE_S = 2.0
+"""How long a kept-alive connection may sit idle before its next request: a worker waits on it
+meanwhile, and reconnecting on a site network costs less than a worker held idle."""
 
 _BUSY = (
     b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 0\r\n"
@@ -202,11 +207,21 @@ class _Handler(BaseHTTPRequestHandler):
         self.connection.settimeout(self.server.limits.timeout_s)
         self.rfile.close()  # the stdlib's reader, replaced by one with a deadline
         self._head = _DeadlineReader(self.connection)
+        self._requests = 0
         self.rfile = io.BufferedReader(self._head)
 
     def handle_one_request(self) -> None:
-        self._head.deadline = time.monotonic() + self.server.limits.timeout_s
+        limits = self.server.limits
+        wait = limits.timeout_s if self._requests == 0 else min(limits.timeout_s, KEEP_ALIVE_S)
+        self._head.deadline = time.monotonic() + wait
         super().handle_one_request()
+        self._requests += 1
+
+    def end_headers(self) -> None:
+        if self.server.waiting():
+            # another connection waits for a worker: hand this one over after this response
+            self.send_header("Connection", "close")
+        super().end_headers()
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib's signature
         if self.server.verbose:
@@ -415,6 +430,10 @@ class MirrorServer(HTTPServer):
             finally:
                 self.shutdown_request(request)
                 self._slots.release()
+
+    def waiting(self) -> int:
+        """How many accepted connections wait for a worker."""
+        return self._waiting.qsize()
 
     def server_close(self) -> None:
         super().server_close()

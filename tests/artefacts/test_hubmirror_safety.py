@@ -24,7 +24,7 @@ from click.testing import CliRunner
 from huggingface_hub import snapshot_download
 
 from metalserve.mirror import index as mirror_index
-from metalserve.mirror.hub import ServeLimits, mirror_group, running_mirror
+from metalserve.mirror.hub import ServeLimits, make_server, mirror_group, running_mirror
 from metalserve.mirror.index import INDEX_FILE, MirrorError, index_repo, publish
 
 REPO = "acme/small"
@@ -249,9 +249,7 @@ def guarded(root: Path, token_file: Path) -> Iterator[str]:
 
 
 def test_huggingface_hub_with_the_token_downloads_the_repo(guarded: str, tmp_path: Path) -> None:
-    local = Path(
-        snapshot_download(REPO, endpoint=guarded, local_dir=tmp_path / "dl", token=TOKEN)
-    )
+    local = Path(snapshot_download(REPO, endpoint=guarded, local_dir=tmp_path / "dl", token=TOKEN))
     assert (local / "notes.txt").read_bytes() == PUBLIC
     assert (local / "sub" / "notes.txt").read_bytes() == PUBLIC
 
@@ -283,9 +281,7 @@ def test_the_token_is_never_logged(
     assert "wrong-guess-93" not in logged.out + logged.err
 
 
-def test_a_token_file_others_can_read_is_refused_in_one_line(
-    root: Path, token_file: Path
-) -> None:
+def test_a_token_file_others_can_read_is_refused_in_one_line(root: Path, token_file: Path) -> None:
     token_file.chmod(0o644)
     result = CliRunner().invoke(
         mirror_group, ["serve", str(root), "--bind", "127.0.0.1:0", "--token-file", str(token_file)]
@@ -341,53 +337,108 @@ def test_worker_threads_stay_fixed_however_many_clients_connect(root: Path) -> N
 
 
 def test_a_client_that_sends_half_a_request_is_cut_after_the_timeout(root: Path) -> None:
-    with running_mirror(root, limits=ServeLimits(workers=2, queued=2, timeout_s=0.5)) as url:
-        with socket.create_connection(_address(url), timeout=10) as slow:
-            slow.sendall(f"GET /api/models/{REPO} HTTP/1.1\r\nHost: mirror\r\n".encode())
-            assert _first_reply(slow, timeout_s=5.0) == b""  # closed, long before 5 s
+    limits = ServeLimits(workers=2, queued=2, timeout_s=0.5)
+    with (
+        running_mirror(root, limits=limits) as url,
+        socket.create_connection(_address(url), timeout=10) as slow,
+    ):
+        slow.sendall(f"GET /api/models/{REPO} HTTP/1.1\r\nHost: mirror\r\n".encode())
+        assert _first_reply(slow, timeout_s=5.0) == b""  # closed, long before 5 s
 
 
 def test_a_client_dripping_its_request_byte_by_byte_is_cut_at_the_deadline(root: Path) -> None:
     """Each byte arrives well within the timeout; only a deadline on the whole head cuts it."""
     drip = b"GET /api/models/acme/small HTTP/1.1\r\nX-Padding: " + b"a" * 200
-    with running_mirror(root, limits=ServeLimits(workers=2, queued=2, timeout_s=1.0)) as url:
-        with socket.create_connection(_address(url), timeout=10) as slow:
-            sent, cut = 0, False
-            for byte in drip[:60]:  # 60 bytes at 0.1 s: 6 s, far past the 1 s deadline
-                try:
-                    slow.sendall(bytes([byte]))
-                except OSError:
-                    cut = True
-                    break
-                sent += 1
-                readable, _, _ = select.select([slow], [], [], 0.1)
-                if readable and _first_reply(slow, timeout_s=1.0) == b"":
-                    cut = True
-                    break
+    limits = ServeLimits(workers=2, queued=2, timeout_s=1.0)
+    with (
+        running_mirror(root, limits=limits) as url,
+        socket.create_connection(_address(url), timeout=10) as slow,
+    ):
+        sent, cut = 0, False
+        for byte in drip[:60]:  # 60 bytes at 0.1 s: 6 s, far past the 1 s deadline
+            try:
+                slow.sendall(bytes([byte]))
+            except OSError:
+                cut = True
+                break
+            sent += 1
+            readable, _, _ = select.select([slow], [], [], 0.1)
+            if readable and _first_reply(slow, timeout_s=1.0) == b"":
+                cut = True
+                break
     assert cut, f"still connected after {sent} bytes"
     assert sent < 60
 
 
 def test_a_stalled_client_does_not_stall_a_fast_one(root: Path) -> None:
-    with running_mirror(root, limits=ServeLimits(workers=2, queued=2, timeout_s=30.0)) as url:
-        with socket.create_connection(_address(url), timeout=10) as slow:
-            slow.sendall(f"GET /api/models/{REPO} HTTP/1.1\r\n".encode())
-            with urllib.request.urlopen(f"{url}/{REPO}/resolve/main/notes.txt", timeout=5) as fast:
-                assert fast.read() == PUBLIC
-            slow.settimeout(0.01)
-            with pytest.raises(TimeoutError):
-                slow.recv(1)  # the slow one is still held open: the fast one was not queued behind
+    limits = ServeLimits(workers=2, queued=2, timeout_s=30.0)
+    with (
+        running_mirror(root, limits=limits) as url,
+        socket.create_connection(_address(url), timeout=10) as slow,
+    ):
+        slow.sendall(f"GET /api/models/{REPO} HTTP/1.1\r\n".encode())
+        with urllib.request.urlopen(f"{url}/{REPO}/resolve/main/notes.txt", timeout=5) as fast:
+            assert fast.read() == PUBLIC
+        slow.settimeout(0.01)
+        with pytest.raises(TimeoutError):
+            slow.recv(1)  # the slow one is still held open: the fast one was not queued behind
 
 
 def test_with_one_worker_a_stalled_client_frees_it_at_the_timeout(root: Path) -> None:
-    with running_mirror(root, limits=ServeLimits(workers=1, queued=4, timeout_s=1.0)) as url:
-        with socket.create_connection(_address(url), timeout=10) as slow:
-            slow.sendall(f"GET /api/models/{REPO} HTTP/1.1\r\n".encode())
-            started = time.monotonic()
-            with urllib.request.urlopen(f"{url}/{REPO}/resolve/main/notes.txt", timeout=10) as fast:
-                assert fast.read() == PUBLIC
+    limits = ServeLimits(workers=1, queued=4, timeout_s=1.0)
+    with (
+        running_mirror(root, limits=limits) as url,
+        socket.create_connection(_address(url), timeout=10) as slow,
+    ):
+        slow.sendall(f"GET /api/models/{REPO} HTTP/1.1\r\n".encode())
+        started = time.monotonic()
+        with urllib.request.urlopen(f"{url}/{REPO}/resolve/main/notes.txt", timeout=10) as fast:
+            assert fast.read() == PUBLIC
     # the fast request waited for the slow one's deadline, not for the client's own 10 s timeout
     assert time.monotonic() - started < 10
+
+
+def test_an_idle_kept_alive_connection_frees_its_worker_for_a_waiting_client(root: Path) -> None:
+    with running_mirror(root, limits=ServeLimits(workers=1, queued=4, timeout_s=30.0)) as url:
+        idle = http.client.HTTPConnection(*_address(url), timeout=10)
+        try:
+            idle.request("GET", f"/{REPO}/resolve/main/notes.txt")  # HTTP/1.1: kept alive
+            assert idle.getresponse().read() == PUBLIC
+            # the only worker waits on the idle connection: for 2 s, not the 30 s head timeout
+            with urllib.request.urlopen(
+                f"{url}/{REPO}/resolve/main/notes.txt", timeout=10
+            ) as next_:
+                assert next_.read() == PUBLIC
+        finally:
+            idle.close()
+
+
+def test_a_response_closes_its_connection_when_another_waits_for_a_worker(root: Path) -> None:
+    server = make_server(root, "127.0.0.1:0", limits=ServeLimits(workers=1, queued=4, timeout_s=30))
+    serving = threading.Thread(target=server.serve_forever, daemon=True)
+    serving.start()
+    head = f"GET /{REPO}/resolve/main/notes.txt HTTP/1.1\r\nHost: mirror\r\n"
+    try:
+        with socket.create_connection(_address(server.endpoint), timeout=10) as first, \
+                socket.create_connection(_address(server.endpoint), timeout=10) as second:  # fmt: skip
+            first.sendall(head.encode())  # holds the only worker, head not yet complete
+            second.sendall((head + "\r\n").encode())
+            for _ in range(100):  # up to 5 s for the server to accept the second one
+                if server.waiting():
+                    break
+                time.sleep(0.05)
+            assert server.waiting() == 1
+            first.sendall(b"\r\n")
+            answer = http.client.HTTPResponse(first, method="GET")
+            answer.begin()
+            assert (answer.read(), answer.getheader("Connection")) == (PUBLIC, "close")
+            served = http.client.HTTPResponse(second, method="GET")
+            served.begin()
+            assert served.read() == PUBLIC
+    finally:
+        server.shutdown()
+        server.server_close()
+        serving.join()
 
 
 # -- hashing happens at add, never while serving -------------------------------------------------
