@@ -11,17 +11,17 @@ use, so hosts fetch weights through the same code path as from huggingface.co, w
 * ``HEAD``/``GET /<org>/<name>/resolve/<rev>/<path>``: the file, streamed with ``sendfile``, with
   ``X-Repo-Commit``, ``ETag`` (``X-Linked-Etag``/``X-Linked-Size`` for LFS files) and ``Range``.
 
-Why this server and not an established one: olah 0.5.4 (PyPI, https://github.com/vtuber-plan/olah)
-is a caching proxy of huggingface.co. Offline, it serves its cache, and local repos only as git
+Why this server and not an established one: olah (PyPI, https://github.com/vtuber-plan/olah; 0.5.4
+is its 22nd release, so maintained) is a caching proxy of huggingface.co. Offline, it serves its cache, and local repos only as git
 repositories (``mirrors-path``); in its ``olah/mirror/repos.py`` a local file is read whole into
 memory before it is streamed and a LFS object is read and sha256-hashed on every ``HEAD`` (700 GB
 checkpoints), local files have no ``Range``, its own clients are not authenticated (it passes
 ``Authorization`` upstream, and skips checks offline), and xet works only by proxying the Hub. It
 would also bring FastAPI, uvicorn and GitPython onto the mirror host. Clients need three routes,
-tested here with the real client, so this small server stays. hf_transfer is gone from
-``huggingface_hub`` (``HF_HUB_ENABLE_HF_TRANSFER`` only warns, ``constants.py`` of 1.x/2.x) and
-xet is used only when a response carries ``X-Xet-Hash``, which this mirror never sends: clients
-take the plain HTTP path.
+tested here with the real client, so this small server stays. ``huggingface_hub`` 2.4 no longer
+uses hf_transfer (``HF_HUB_ENABLE_HF_TRANSFER`` only warns, ``constants.py``) and takes the xet
+path only when a response carries ``X-Xet-Hash`` (``utils/_xet.py``), which this mirror never
+sends: clients download over plain HTTP.
 
 What makes it safe to expose on a site network:
 
