@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from metalserve.artefacts.tinymodel import tiny_moe_checkpoint
-from metalserve.mirror.hub import publish, running_mirror
+from metalserve.mirror.hub import running_mirror
+from metalserve.mirror.index import publish
 
 SCRIPT = Path(__file__).resolve().parents[2] / "roles" / "weights" / "files" / "fetch_weights.py"
 REPO = "metalserve/tiny-moe"

@@ -17,14 +17,8 @@ from huggingface_hub import HfApi, RepoFile, snapshot_download
 from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
 
 from metalserve.artefacts.tinymodel import tiny_moe_checkpoint
-from metalserve.mirror.hub import (
-    INDEX_FILE,
-    MirrorError,
-    mirror_group,
-    parse_bind,
-    publish,
-    running_mirror,
-)
+from metalserve.mirror.hub import mirror_group, parse_bind, running_mirror
+from metalserve.mirror.index import INDEX_FILE, MirrorError, publish
 
 REPO = "metalserve/tiny-moe"
 
