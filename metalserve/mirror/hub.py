@@ -395,6 +395,7 @@ class MirrorServer(HTTPServer):
         self.token = token
         self.verbose = verbose
         self._slots = threading.BoundedSemaphore(limits.workers + limits.queued)
+        self._busy, self._busy_lock = 0, threading.Lock()
         self._waiting: queue.SimpleQueue[tuple[socket.socket, Any] | None] = queue.SimpleQueue()
         self._workers = [
             threading.Thread(target=self._work, name=f"hubmirror-{n}", daemon=True)
@@ -423,13 +424,23 @@ class MirrorServer(HTTPServer):
     def _work(self) -> None:
         while (job := self._waiting.get()) is not None:
             request, client_address = job
+            self._count_busy(+1)
             try:
                 self.finish_request(request, client_address)
             except Exception:
                 self.handle_error(request, client_address)
             finally:
                 self.shutdown_request(request)
+                self._count_busy(-1)
                 self._slots.release()
+
+    def _count_busy(self, change: int) -> None:
+        with self._busy_lock:
+            self._busy += change
+
+    def busy(self) -> int:
+        """How many workers are serving a connection now."""
+        return self._busy
 
     def waiting(self) -> int:
         """How many accepted connections wait for a worker."""

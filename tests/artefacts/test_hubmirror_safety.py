@@ -15,7 +15,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -413,6 +413,14 @@ def test_an_idle_kept_alive_connection_frees_its_worker_for_a_waiting_client(roo
             idle.close()
 
 
+def _until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    """Wait (polling, bounded) for the server to reach a state the test then relies on."""
+    deadline = time.monotonic() + timeout_s
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert condition(), f"not reached within {timeout_s} s"
+
+
 def test_a_response_closes_its_connection_when_another_waits_for_a_worker(root: Path) -> None:
     server = make_server(root, "127.0.0.1:0", limits=ServeLimits(workers=1, queued=4, timeout_s=30))
     serving = threading.Thread(target=server.serve_forever, daemon=True)
@@ -422,12 +430,9 @@ def test_a_response_closes_its_connection_when_another_waits_for_a_worker(root: 
         with socket.create_connection(_address(server.endpoint), timeout=10) as first, \
                 socket.create_connection(_address(server.endpoint), timeout=10) as second:  # fmt: skip
             first.sendall(head.encode())  # holds the only worker, head not yet complete
+            _until(lambda: server.busy() == 1)
             second.sendall((head + "\r\n").encode())
-            for _ in range(100):  # up to 5 s for the server to accept the second one
-                if server.waiting():
-                    break
-                time.sleep(0.05)
-            assert server.waiting() == 1
+            _until(lambda: server.waiting() == 1)
             first.sendall(b"\r\n")
             answer = http.client.HTTPResponse(first, method="GET")
             answer.begin()
