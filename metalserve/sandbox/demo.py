@@ -58,6 +58,7 @@ class SandboxInputs(BaseModel):
     hub_root: Path
     repo_id: str = DEMO_REPO
     api_key_file: Path
+    hub_token_file: Path | None = None
     hub_endpoint: str | None = None
 
 
@@ -67,7 +68,7 @@ def prepare_inputs(run_dir: Path, progress: Callable[[str], None] = print) -> Sa
     from metalserve.artefacts.llamacpp import llamacpp_source
     from metalserve.artefacts.tinymodel import tiny_moe_checkpoint
     from metalserve.artefacts.wheelhouse import converter_wheelhouse
-    from metalserve.mirror.hub import publish
+    from metalserve.mirror.index import publish
 
     started = time.monotonic()
     source = llamacpp_source()
@@ -83,20 +84,26 @@ def prepare_inputs(run_dir: Path, progress: Callable[[str], None] = print) -> Sa
         f"[inputs {time.monotonic() - started:5.1f} s] tiny MoE checkpoint published as {DEMO_REPO}"
     )
     run_dir.mkdir(parents=True, exist_ok=True)
-    key = run_dir / "api_key"
-    if not key.exists():
-        key.touch(mode=0o600)
-        key.write_text(f"sk-sandbox-{secrets.token_hex(16)}\n")
     inputs = SandboxInputs(
         llamacpp_tarball=source.tarball,
         llamacpp_sha256=source.sha256,
         wheelhouse=house.path,
         checkpoint=checkpoint.path,
         hub_root=hub_root,
-        api_key_file=key,
+        api_key_file=_secret_file(run_dir / "api_key", "sk-sandbox"),
+        hub_token_file=_secret_file(run_dir / "hub_token", "hub-sandbox"),
     )
     save_inputs(run_dir, inputs)
     return inputs
+
+
+def _secret_file(path: Path, prefix: str) -> Path:
+    """A 0600 file holding a random secret, made once and then kept (a changed credential
+    restarts the hosts' services)."""
+    if not path.exists():
+        path.touch(mode=0o600)
+        path.write_text(f"{prefix}-{secrets.token_hex(16)}\n")
+    return path
 
 
 def save_inputs(run_dir: Path, inputs: SandboxInputs) -> None:
@@ -115,8 +122,9 @@ def load_inputs(run_dir: Path) -> SandboxInputs | None:
 def start_hub_mirror(
     controller_netns: str, controller_ip: str, inputs: SandboxInputs, log: Path
 ) -> str:
-    """Serve the mirror inside the controller namespace (reachable from the hosts only); the
-    sandbox's ``down`` stops it with everything else in that namespace."""
+    """Serve the mirror inside the controller namespace (reachable from the hosts only), guarded
+    by the hub token the hosts hold as their HF token; the sandbox's ``down`` stops it with
+    everything else in that namespace."""
     from metalserve.sandbox.procs import start_daemon
 
     endpoint = f"http://{controller_ip}:{HUB_MIRROR_PORT}"
@@ -124,10 +132,16 @@ def start_hub_mirror(
         "ip", "netns", "exec", controller_netns, sys.executable, "-m", "metalserve.cli",
         "mirror", "serve", str(inputs.hub_root), "--bind", f"{controller_ip}:{HUB_MIRROR_PORT}",
     ]  # fmt: skip
+    header = ""
+    if inputs.hub_token_file:
+        argv += ["--token-file", str(inputs.hub_token_file)]
+        header = f"Authorization: Bearer {inputs.hub_token_file.read_text().strip()}\n"
+    # the header on stdin (-H @-), so the token is not in curl's argv
     probe = ["ip", "netns", "exec", controller_netns, "curl", "-fsS", "-o", "/dev/null",
-             f"{endpoint}/api/models/{inputs.repo_id}"]  # fmt: skip
+             "-H", "@-", f"{endpoint}/api/models/{inputs.repo_id}"]  # fmt: skip
     start_daemon(argv, log, f"hub mirror at {endpoint}",
-                 lambda: subprocess.run(probe, capture_output=True).returncode == 0, 20)  # fmt: skip
+                 lambda: subprocess.run(probe, input=header, text=True,
+                                        capture_output=True).returncode == 0, 20)  # fmt: skip
     return endpoint
 
 
@@ -158,7 +172,10 @@ def sandbox_metalserve_data(
             },  # fmt: skip
             "weights": {"kind": "mirror", "endpoint": inputs.hub_endpoint},
         },
-        "secrets": {"api_key_file": str(inputs.api_key_file)},
+        "secrets": {
+            "api_key_file": str(inputs.api_key_file),
+            **({"hf_token_file": str(inputs.hub_token_file)} if inputs.hub_token_file else {}),
+        },
         "service": {"keep_warm_minutes": 14, "health_timeout_s": 600},
     }
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from metalserve.artefacts.tinymodel import tiny_moe_checkpoint
-from metalserve.mirror.hub import publish, running_mirror
+from metalserve.mirror.hub import running_mirror
+from metalserve.mirror.index import publish
 
 SCRIPT = Path(__file__).resolve().parents[2] / "roles" / "weights" / "files" / "fetch_weights.py"
 REPO = "metalserve/tiny-moe"
@@ -82,3 +83,24 @@ def test_a_missing_repo_is_one_line_not_a_traceback(endpoint: str, tmp_path: Pat
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1
     assert result.stderr.startswith(f"error: acme/absent@main: expected {endpoint} to serve it")
+
+
+def test_a_mirror_guarded_by_a_token_serves_the_host_that_holds_it(tmp_path: Path) -> None:
+    """The sandbox path: the mirror's ``--token-file`` is the host's HF_TOKEN_PATH credential."""
+    publish(tmp_path / "hub", REPO, tiny_moe_checkpoint(seed=0).path)
+    token = tmp_path / "token"
+    token.touch(mode=0o600)
+    token.write_text("hub-mirror-token\n")
+    other = tmp_path / "other"
+    other.touch(mode=0o600)
+    other.write_text("not-the-mirror-token\n")
+
+    with running_mirror(tmp_path / "hub", token_file=token) as url:
+        refused = _fetch(url, tmp_path / "refused", token=other)
+        fetched = _fetch(url, tmp_path / "fetched", token=token)
+
+    assert refused.returncode == 2
+    assert "401 Unauthorized" in refused.stderr and "not-the-mirror-token" not in refused.stderr
+    assert not any((tmp_path / "refused").glob("*.safetensors"))
+    assert fetched.returncode == 0, fetched.stderr
+    assert json.loads(fetched.stdout)["verified"] == 9

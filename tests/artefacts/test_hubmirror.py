@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import urllib.request
@@ -16,14 +17,8 @@ from huggingface_hub import HfApi, RepoFile, snapshot_download
 from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
 
 from metalserve.artefacts.tinymodel import tiny_moe_checkpoint
-from metalserve.mirror.hub import (
-    INDEX_FILE,
-    MirrorError,
-    mirror_group,
-    parse_bind,
-    publish,
-    running_mirror,
-)
+from metalserve.mirror.hub import mirror_group, parse_bind, running_mirror
+from metalserve.mirror.index import INDEX_FILE, MirrorError, publish
 
 REPO = "metalserve/tiny-moe"
 
@@ -135,9 +130,28 @@ def test_the_revision_changes_exactly_when_the_content_changes(
     assert publish(mirror_root, REPO, edited).sha != first
 
 
-def test_hashes_are_computed_once_and_kept_beside_the_repos(mirror_root: Path) -> None:
-    index = json.loads((mirror_root / INDEX_FILE).read_text())
-    assert f"{REPO}/model-00001-of-00002.safetensors" in index
+def test_add_keeps_each_files_sha256_in_the_repos_own_index(mirror_root: Path) -> None:
+    manifest = json.loads((tiny_moe_checkpoint(seed=0).path / "manifest.json").read_text())
+    index = json.loads((mirror_root / REPO / INDEX_FILE).read_text())
+    recorded = {entry["path"]: entry["sha256"] for entry in index["files"]}
+    assert recorded == {name: item["sha256"] for name, item in manifest["files"].items()}
+
+
+def test_cli_add_without_source_indexes_a_folder_copied_in_place(tmp_path: Path) -> None:
+    """Large checkpoints are rsync'd into the mirror, then indexed where they lie."""
+    hub, source = tmp_path / "hub", tiny_moe_checkpoint(seed=0).path
+    shutil.copytree(
+        source, hub / "acme" / "rsynced", ignore=shutil.ignore_patterns("manifest.json")
+    )
+
+    added = CliRunner().invoke(mirror_group, ["add", str(hub), "acme/rsynced"])
+
+    assert added.exit_code == 0, added.output
+    assert "acme/rsynced: 9 files, revision " in added.output
+    with running_mirror(hub) as url:
+        local = Path(snapshot_download("acme/rsynced", endpoint=url, local_dir=tmp_path / "dl",
+                                       token=False))  # fmt: skip
+    assert (local / "config.json").read_bytes() == (source / "config.json").read_bytes()
 
 
 def test_a_second_download_into_the_same_folder_fetches_nothing(

@@ -119,15 +119,18 @@ def test_files_are_owned_and_permissioned_for_their_readers(hosts: dict) -> None
 
 
 def test_no_secret_in_units_environment_files_or_ps(inputs: SandboxInputs, hosts: dict) -> None:
-    secret = inputs.api_key_file.read_text().strip()
+    files = (inputs.api_key_file, inputs.hub_token_file)
+    secrets = [path.read_text().strip() for path in files if path]
     for host in hosts.values():
         rendered = host.run(
             f"cat /etc/systemd/system/{SERVICE}*.service /etc/systemd/system/{SERVICE}*.timer "
             f"/etc/metalserve/{SERVICE}.env"
         ).stdout
-        assert rendered and secret not in rendered
-        assert secret not in host.run("ps -eo args").stdout
-        assert secret not in host.run(f"journalctl -u {SERVICE} --no-pager").stdout
+        processes = host.run("ps -eo args").stdout
+        journal = host.run(f"journalctl -u {SERVICE} --no-pager").stdout
+        assert rendered and len(secrets) == 2
+        for secret in secrets:
+            assert secret not in rendered + processes + journal
         cmdline = host.run("ps -o args= -C llama-server").stdout
         assert "--api-key-file /run/credentials/" in cmdline and "--api-key " not in cmdline
 

@@ -96,6 +96,7 @@ def _inputs(tmp_path: Path) -> SandboxInputs:
         checkpoint=tmp_path / "tiny-moe",
         hub_root=tmp_path / "hub",
         api_key_file=tmp_path / "api_key",
+        hub_token_file=tmp_path / "hub_token",
         hub_endpoint="http://10.77.0.1:8390",
     )
 
@@ -115,6 +116,7 @@ def test_with_inputs_every_host_carries_data_the_core_validates(tmp_path: Path) 
         assert spec.sources.python.kind is SourceKind.BUNDLE
         assert spec.sources.weights.endpoint == "http://10.77.0.1:8390"
         assert spec.secrets.api_key_file == str(tmp_path / "api_key")
+        assert spec.secrets.hf_token_file == str(tmp_path / "hub_token"), "the mirror's token"
 
 
 def test_every_host_gets_its_own_copy_of_the_metalserve_data(tmp_path: Path) -> None:
