@@ -170,7 +170,12 @@ def sandbox_metalserve_data(
                 "path": str(inputs.llamacpp_tarball),
                 "sha256": inputs.llamacpp_sha256,
             },  # fmt: skip
-            "weights": {"kind": "mirror", "endpoint": inputs.hub_endpoint},
+            "weights": {
+                "kind": "mirror",
+                "endpoint": inputs.hub_endpoint,
+                # the mirror's token crosses the sandbox's own host-only bridge, nothing else
+                "trust_plain_http": "the sandbox's host-only network",
+            },
         },
         "secrets": {
             "api_key_file": str(inputs.api_key_file),
