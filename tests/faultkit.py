@@ -175,7 +175,9 @@ class FakeUnit:
             (self.dir / "http_code").write_text(http_code)
 
 
-def timed_shell(command: str, env: dict[str, str], timeout_s: float = 120) -> tuple[int, float, str]:
+def timed_shell(
+    command: str, env: dict[str, str], timeout_s: float = 120
+) -> tuple[int, float, str]:
     """Run ``command`` with ``sh -c``; its exit status, wall seconds and stderr."""
     start = time.monotonic()
     done = subprocess.run(["sh", "-c", command], env=env, capture_output=True, text=True,

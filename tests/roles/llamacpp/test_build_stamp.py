@@ -36,7 +36,11 @@ fi
 def _build_plan(tmp_path: Path) -> LlamaCppBuildPlan:
     spec = host_spec(
         "h",
-        {"profile": "sandbox-cpu", "model": {"repo_id": "local/tiny"}, "engine": {"name": "llamacpp"}},
+        {
+            "profile": "sandbox-cpu",
+            "model": {"repo_id": "local/tiny"},
+            "engine": {"name": "llamacpp"},
+        },
     )
     build = plan_alone(spec, checkpoint_for_spec(spec)).llamacpp
     assert build is not None

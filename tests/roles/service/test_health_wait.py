@@ -34,7 +34,9 @@ def test_a_failed_unit_ends_the_wait_at_once(tmp_path: Path) -> None:
     code, seconds, stderr = timed_shell(wait_for_health_command(URL, HEALTH_TIMEOUT_S, unit.name),
                                         unit.env)  # fmt: skip
     assert code == 1 and seconds < 5
-    assert f"found it failed after 0 restart(s) while waiting — last journal lines: Started" in stderr
+    assert (
+        "found it failed after 0 restart(s) while waiting — last journal lines: Started" in stderr
+    )
 
 
 def test_the_journal_tail_is_one_line_without_control_characters(tmp_path: Path) -> None:
