@@ -6,7 +6,8 @@ nothing of the machine's own touched.
   Python code injected first — e.g. ``DOWNLOAD_FILLS_THE_DISK`` replaces huggingface_hub's
   download with one that leaves a partial file and raises ``ENOSPC``.
 * ``fake_llamacpp``: a llama.cpp source folder whose ``convert_hf_to_gguf.py`` writes, fills the
-  disk or hangs (``FAKE_CONVERTER``), and a ``llama-quantize`` that writes its output.
+  disk or hangs (``FAKE_CONVERTER``), and a ``llama-quantize`` that writes its output;
+  ``FAKE_CMAKE`` builds stand-in binaries.
 * ``FakeUnit``: ``systemctl``, ``journalctl`` and ``curl`` on a PATH of their own, answering for a
   unit that is healthy, failed, or crash-looping (``NRestarts`` growing every few seconds).
 
@@ -100,6 +101,67 @@ def fake_llamacpp(root: Path) -> tuple[Path, Path]:
     return src, executable(root / "llama-quantize", FAKE_QUANTIZE)
 
 
+# --------------------------------------------------------------------------- llama.cpp build
+
+FAKE_CMAKE = """#!/bin/sh
+# Stands in for cmake: configure makes the build folder; --build writes one file per --target
+# (its size differs per target) and counts the builds in $CMAKE_BUILDS.
+if [ "$1" = --build ]; then
+  dir=$2; shift 2
+  while [ "$#" -gt 0 ] && [ "$1" != --target ]; do shift; done; shift
+  mkdir -p "$dir/bin"
+  for t in "$@"; do printf '%s' "binary of $t" > "$dir/bin/$t"; done
+  echo build >> "$CMAKE_BUILDS"
+else
+  while [ "$#" -gt 0 ]; do [ "$1" = -B ] && mkdir -p "$2"; shift; done
+fi
+"""
+
+
+class FakeBuild:
+    """The sandbox plan's llama.cpp build, installed under ``root`` from the fixture source and run
+    for real (``sh -c``, ``flock``, ``stat``) with ``FAKE_CMAKE`` on PATH."""
+
+    def __init__(self, root: Path) -> None:
+        from metalserve.io.modelfiles import checkpoint_for_spec
+        from metalserve.plan import plan_alone
+        from metalserve.spec import host_spec
+
+        data = {"profile": "sandbox-cpu", "model": {"repo_id": "local/tiny"},
+                "engine": {"name": "llamacpp"}}  # fmt: skip
+        spec = host_spec("h", data)
+        build = plan_alone(spec, checkpoint_for_spec(spec)).llamacpp
+        assert build is not None
+        install = root / "llama.cpp"
+        self.build = build.model_copy(
+            update={
+                "source_tarball": str(REPO / "tests/fixtures/llamacpp/llama.cpp-fixture.tar.gz"),
+                "prefix": f"{install}/{build.version}-{build.build_key}",
+                "current": f"{install}/current",
+            }
+        )
+        bin_dir = root / "fake-cmake"
+        bin_dir.mkdir(parents=True)
+        executable(bin_dir / "cmake", FAKE_CMAKE)
+        self.builds = root / "builds"
+        self.env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}",
+                    "CMAKE_BUILDS": str(self.builds)}  # fmt: skip
+
+    @property
+    def bin(self) -> Path:
+        return Path(self.build.prefix) / "bin"
+
+    def run(self) -> int:
+        """Run the build command; return how many builds have run so far."""
+        from roles.llamacpp import build_command
+
+        done = subprocess.run(["sh", "-c", build_command(self.build)], env=self.env,
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+        if done.returncode != 0:
+            raise RuntimeError(f"the build command failed: {done.stderr.strip()}")
+        return len(self.builds.read_text().splitlines()) if self.builds.exists() else 0
+
+
 # --------------------------------------------------------------------------- a systemd unit
 
 FAKE_SYSTEMCTL = """#!/bin/sh
@@ -183,3 +245,29 @@ def timed_shell(
     done = subprocess.run(["sh", "-c", command], env=env, capture_output=True, text=True,
                           timeout=timeout_s)  # fmt: skip
     return done.returncode, time.monotonic() - start, done.stderr
+
+
+# --------------------------------------------------------------------------- the NCCL gate
+
+
+def diag_plan(reports_dir: Path, inventory: str = "inventories/h100.py", **diag: object):  # type: ignore[no-untyped-def]
+    """The diagnostic plan of an inventory's first host, its reports under ``reports_dir``."""
+    import runpy
+
+    from metalserve.io.modelfiles import checkpoint_for_spec
+    from metalserve.plan import plan_alone
+    from metalserve.spec import host_spec
+
+    name, data = runpy.run_path(str(REPO / inventory))["hosts"][0]
+    metalserve = {**data["metalserve"], "diag": {"reports_dir": str(reports_dir), **diag}}
+    spec = host_spec(name, metalserve)
+    return plan_alone(spec, checkpoint_for_spec(spec)).diag
+
+
+def stage_log(reports_dir: Path, dp, log: str, report: str = "") -> None:  # type: ignore[no-untyped-def]
+    """Put a run's log (and ``-J`` report, touched empty when nccl-tests wrote none) where the
+    role's fetch leaves them on the control host."""
+    staging = reports_dir / "incoming" / dp.host
+    staging.mkdir(parents=True)
+    (staging / "all_reduce.log").write_text(log)
+    (staging / "all_reduce.json").write_text(report)

@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import re
-import runpy
-import shutil
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
 from metalserve.diag.spec import DiagSpec
-from metalserve.io.modelfiles import checkpoint_for_spec
-from metalserve.plan import plan_alone
-from metalserve.spec import host_spec
 from roles.base import RoleError
 from roles.nccl_diag import judge_and_file, judge_on_control_host
 from roles.nccl_diag.facts import BuildStamp, NvidiaGpuCount
 from tests.diag import synthetic
 from tests.diag.synthetic import FIXTURES
+from tests.faultkit import diag_plan, stage_log
 
 # `nvidia-smi -L` on an 8×H100 HGX (format: "GPU <i>: <name> (UUID: GPU-<uuid>)")
 NVIDIA_SMI_L = [
@@ -49,20 +45,12 @@ def test_build_stamp_fact() -> None:
 
 def _plan(tmp_path: Path, fail_host: bool = True, inventory: str = "inventories/h100.py",
           **diag: object):  # type: ignore[no-untyped-def]  # fmt: skip
-    name, data = runpy.run_path(inventory)["hosts"][0]
-    data = dict(data["metalserve"])
-    data["diag"] = {"reports_dir": str(tmp_path), "fail_host": fail_host, **diag}
-    spec = host_spec(name, data)
-    return plan_alone(spec, checkpoint_for_spec(spec)).diag
+    return diag_plan(tmp_path, inventory, fail_host=fail_host, **diag)
 
 
 def _stage(tmp_path: Path, dp, log: str, report: str | None) -> None:  # type: ignore[no-untyped-def]
-    staging = tmp_path / "incoming" / dp.host
-    staging.mkdir(parents=True)
-    shutil.copy(FIXTURES / log, staging / "all_reduce.log")
-    (staging / "all_reduce.json").write_text(
-        (FIXTURES / report).read_text() if report else ""  # touched empty when -J wrote nothing
-    )
+    stage_log(tmp_path, dp, (FIXTURES / log).read_text(),
+              (FIXTURES / report).read_text() if report else "")  # fmt: skip
 
 
 def test_a_passing_run_is_filed_under_a_dated_folder(tmp_path: Path) -> None:
@@ -143,20 +131,13 @@ NO_RESULT = {
 }
 
 
-def _stage_log(tmp_path: Path, dp, log: str) -> None:  # type: ignore[no-untyped-def]
-    staging = tmp_path / "incoming" / dp.host
-    staging.mkdir(parents=True)
-    (staging / "all_reduce.log").write_text(log)
-    (staging / "all_reduce.json").write_text("")  # touched empty: -J wrote nothing
-
-
 @pytest.mark.parametrize("case", sorted(NO_RESULT))
 def test_as_a_gate_a_run_that_produced_nothing_keeps_the_engine_stopped(
     tmp_path: Path, case: str
 ) -> None:
     log, last_words = NO_RESULT[case]
     dp = _plan(tmp_path)
-    _stage_log(tmp_path, dp, log)
+    stage_log(tmp_path, dp, log)
     with pytest.raises(RoleError) as stopped:
         judge_and_file(dp, dp.runs, gate=True)
     message = str(stopped.value)
@@ -171,7 +152,7 @@ def test_as_a_gate_a_run_that_produced_nothing_keeps_the_engine_stopped(
 def test_the_inventory_may_accept_no_result_with_a_reason(tmp_path: Path) -> None:
     reason = "nccl-tests cannot run under this site's MIG layout; checked by hand"
     dp = _plan(tmp_path, gate_accepts_no_result=reason)
-    _stage_log(tmp_path, dp, NO_RESULT["killed"][0])
+    stage_log(tmp_path, dp, NO_RESULT["killed"][0])
     notes = judge_and_file(dp, dp.runs, gate=True)
     assert notes == [
         "host h100-01.example.internal: NCCL gate: all_reduce produced no result (the log ends "
@@ -186,7 +167,7 @@ def test_accepting_no_result_takes_a_reason() -> None:
 
 def test_outside_the_gate_a_run_without_result_is_reported_not_failed(tmp_path: Path) -> None:
     dp = _plan(tmp_path)
-    _stage_log(tmp_path, dp, NO_RESULT["empty"][0])
+    stage_log(tmp_path, dp, NO_RESULT["empty"][0])
     assert judge_and_file(dp, dp.runs) == [
         "host h100-01.example.internal: NCCL diagnostic: all_reduce produced no result (the log "
         "is empty)"
@@ -197,7 +178,7 @@ def test_under_pyinfra_a_gate_without_result_is_one_red_line_and_a_failed_step(
     tmp_path: Path,
 ) -> None:
     dp = _plan(tmp_path)
-    _stage_log(tmp_path, dp, NO_RESULT["segfault"][0])
+    stage_log(tmp_path, dp, NO_RESULT["segfault"][0])
     host = _Host()
     assert judge_on_control_host(None, host, dp, gate=True) is False
     (line,) = host.lines
@@ -221,7 +202,7 @@ def test_without_a_sourced_figure_wrong_results_and_aborts_still_fail_the_gate(
 ) -> None:
     dp = _plan(tmp_path, inventory=NO_FIGURE)
     assert dp.expectation.busbw_gbps is None
-    _stage_log(tmp_path, dp, log)
+    stage_log(tmp_path, dp, log)
     with pytest.raises(RoleError, match=re.escape(f"NCCL diagnostic FAIL — {reason}")):
         judge_and_file(dp, dp.runs, gate=True)
 
@@ -230,7 +211,7 @@ def test_without_a_sourced_figure_a_clean_run_is_bandwidth_unknown_not_pass(
     tmp_path: Path,
 ) -> None:
     dp = _plan(tmp_path, inventory=NO_FIGURE)
-    _stage_log(tmp_path, dp, synthetic.run_text(synthetic.sizes_at(300.0), hosts=("node",)))
+    stage_log(tmp_path, dp, synthetic.run_text(synthetic.sizes_at(300.0), hosts=("node",)))
     (note,) = judge_and_file(dp, dp.runs, gate=True)
     assert note.startswith(
         "host h100x4-01.example.internal: NCCL diagnostic all_reduce UNKNOWN — bandwidth unknown: "
