@@ -39,6 +39,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from metalserve.catalog.pins import LLAMA_CPP  # noqa: E402
 from metalserve.errors import MetalserveError  # noqa: E402
 from tests.faultkit import (  # noqa: E402
     CONVERT_QUANTIZE,
@@ -263,7 +264,7 @@ def _converter_host(tmp: Path, checkpoint_bytes: int = 7_863_491) -> tuple[list[
     src, quantize = fake_llamacpp(tmp / "llama.cpp")
     gguf = tmp / "gguf"
     args = [
-        "--llamacpp-src", str(src), "--llamacpp-commit", "0c1e57098", "--quantize", str(quantize),
+        "--llamacpp-src", str(src), "--llamacpp-commit", LLAMA_CPP.version, "--quantize", str(quantize),
         "--model-dir", str(model), "--f16", str(gguf / "tiny-F16.gguf"),
         "--out", str(gguf / "tiny-Q4_K_M.gguf"), "--type", "Q4_K_M", "--drop-f16",
     ]  # fmt: skip
