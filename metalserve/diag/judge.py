@@ -100,6 +100,10 @@ def topology_of(profile: ProfileLike) -> Topology:
     )
 
 
+NO_RESULTS = "no-results"
+"""The code of a run whose output holds no result at all: empty, crashed, not found, killed."""
+
+
 class Judgement(_Frozen):
     verdict: Verdict
     reasons: tuple[Reason, ...]
@@ -112,6 +116,11 @@ class Judgement(_Frozen):
     @property
     def fails_host(self) -> bool:
         return self.verdict is Verdict.FAIL
+
+    @property
+    def produced_result(self) -> bool:
+        """Whether the run measured anything: a gate must not take "nothing" for "nothing wrong"."""
+        return not any(r.code == NO_RESULTS for r in self.reasons)
 
 
 def human_bytes(size: int) -> str:
@@ -294,7 +303,7 @@ def _bandwidth(
         return [
             Reason(
                 verdict=Verdict.UNKNOWN,
-                code="no-results",
+                code=NO_RESULTS,
                 message="no result rows: the output holds no nccl-tests table — the run was cut "
                 "short or this is not nccl-tests output",
             )
@@ -322,7 +331,8 @@ def _bandwidth(
             Reason(
                 verdict=Verdict.UNKNOWN,
                 code="no-expected-figure",
-                message=f"no sourced expected bus bandwidth for this profile{basis} — set "
+                message=f"bandwidth unknown: busbw {measured:g} GB/s at {human_bytes(best.size)}, "
+                f"but no sourced expected bus bandwidth for this profile{basis} — set "
                 "metalserve.diag.expected_busbw in the inventory to judge it",
             )
         ], figures

@@ -68,6 +68,7 @@ class DiagPlan(_Frozen):
     expectation: BusBwExpectation
     fail_host: bool
     reprovision_gate: bool
+    gate_accepts_no_result: str | None = None
     reports_dir: str
     peers: tuple[str, ...] = Field(description="the cluster's node addresses, rank order")
 
@@ -170,6 +171,7 @@ def diag_plan(
         expectation=expectation_for(profile, spec.expected_busbw),
         fail_host=spec.fail_host,
         reprovision_gate=spec.reprovision_gate,
+        gate_accepts_no_result=spec.gate_accepts_no_result,
         reports_dir=spec.reports_dir,
         peers=cluster_hosts,
     )

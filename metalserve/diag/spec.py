@@ -55,7 +55,13 @@ class DiagSpec(BaseModel):
     reprovision_gate: bool = Field(
         default=True,
         description="re-provisioning runs the diagnostic before the engine starts again; "
-        "a FAIL keeps the engine stopped",
+        "a FAIL, or a run that produced no result, keeps the engine stopped",
+    )
+    gate_accepts_no_result: str | None = Field(
+        default=None,
+        min_length=1,
+        description="why the re-provisioning gate may start the engine although nccl-tests "
+        "produced no result (empty log, crash, binary not found, killed); unset: it may not",
     )
     cuda_home: str = "/usr/local/cuda"
     nccl_home: str | None = Field(default=None, description="None: NCCL from the system paths")

@@ -1,6 +1,8 @@
 """HF checkpoint → GGUF on the host: the real ``convert_hf_to_gguf.py`` (f16), then
 ``llama-quantize`` (Q4_K_M by default), each into a temporary name, renamed, then stamped with
-what it was made from (``files/convert_quantize.py``). A re-run with the same inputs does nothing.
+what it was made from and its size (``files/convert_quantize.py``). A re-run with the same inputs
+does nothing, unless a stat finds the quantized file gone or of another size than stamped: then
+it is made again.
 
 Example::
 
@@ -13,9 +15,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pyinfra import host
+from pyinfra import host, logger
 from pyinfra.api import deploy
-from pyinfra.facts.files import FileContents
+from pyinfra.facts.files import File, FileContents
 from pyinfra.operations import files, server
 
 from metalserve.plan import GgufPlan, HostPlan, LlamaCppBuildPlan
@@ -33,7 +35,8 @@ def _json_fact(path: str) -> object:
 
 
 def is_current(plan: HostPlan, gguf: GgufPlan, build: LlamaCppBuildPlan) -> bool:
-    """The quantized file's stamp names these weights, this llama.cpp and this quant type."""
+    """The quantized file's stamp names these weights, this llama.cpp and this quant type, and
+    the file is on the host at the size the stamp recorded."""
     if plan.weights is None:
         return False
     expected = {
@@ -42,7 +45,21 @@ def is_current(plan: HostPlan, gguf: GgufPlan, build: LlamaCppBuildPlan) -> bool
         "outtype": "f16",
         "type": gguf.quant,
     }
-    return expected["weights"] is not None and _json_fact(f"{gguf.out_path}.stamp.json") == expected
+    stamp = _json_fact(f"{gguf.out_path}.stamp.json")
+    if expected["weights"] is None or not isinstance(stamp, dict):
+        return False
+    made = stamp.get("bytes")
+    if {k: v for k, v in stamp.items() if k != "bytes"} != expected or not isinstance(made, int):
+        return False
+    found = host.get_fact(File, path=gguf.out_path)
+    size = found.get("size") if isinstance(found, dict) else None
+    if size != made:
+        host.log(
+            f"gguf: {gguf.out_path} is {'missing' if size is None else f'{size} bytes'}, "
+            f"stamped {made}: converting again",
+            log_func=logger.warning,
+        )
+    return size == made
 
 
 def convert_command(plan: HostPlan, gguf: GgufPlan, build: LlamaCppBuildPlan, script: str) -> str:

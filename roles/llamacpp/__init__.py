@@ -3,7 +3,9 @@
 
 The build happens in a scratch directory and is installed as ``<version>-<build key>.partial``,
 stamped, then renamed to the versioned prefix; ``current`` points at it. A killed build leaves no
-stamped prefix, so the next run starts it again (ccache makes that cheap).
+stamped prefix, so the next run starts it again (ccache makes that cheap). The stamp names what
+the build was made from and the size of each binary; a binary deleted or cut short since (a stat
+finds it) means the build runs again.
 
 Example::
 
@@ -17,13 +19,14 @@ import hashlib
 import shlex
 from pathlib import Path
 
-from pyinfra import host
+from pyinfra import host, logger
 from pyinfra.api import deploy
 from pyinfra.facts.files import File, FileContents
 from pyinfra.operations import files, server
 
 from metalserve.layout import CCACHE_DIR
 from metalserve.plan import HostPlan, LlamaCppBuildPlan
+from roles.sizes import FileSizes, size_drift
 
 STAMP = ".metalserve-build"
 
@@ -36,7 +39,43 @@ def source_sha256(build: LlamaCppBuildPlan) -> str | None:
 
 
 def stamp_lines(build: LlamaCppBuildPlan) -> list[str]:
+    """The stamp's first lines: what the build was made from. Then one ``size NAME BYTES`` line
+    per binary (``stamp_command``)."""
     return [f"build {build.build_key}", f"source {source_sha256(build) or 'unverified'}"]
+
+
+def stamp_command(build: LlamaCppBuildPlan, prefix: str) -> str:
+    """Print the stamp ``prefix`` should hold: the stamp lines, then each binary's size as found
+    (a missing binary prints no line). The build writes it; the build's own skip check under the
+    lock compares it with the stamp on disk."""
+    header = "\\n".join(stamp_lines(build))
+    return f"(printf '{header}\\n' && cd {prefix}/bin && stat -c 'size %n %s' {' '.join(build.targets)})"
+
+
+def recorded_sizes(stamp: list[str]) -> dict[str, object]:
+    """The ``size NAME BYTES`` lines of a build stamp, as NAME → BYTES."""
+    sizes: dict[str, object] = {}
+    for line in stamp:
+        kind, _, rest = line.partition(" ")
+        name, _, size = rest.partition(" ")
+        if kind == "size" and name:
+            sizes[name] = int(size) if size.isdigit() else size
+    return sizes
+
+
+def is_built(build: LlamaCppBuildPlan) -> bool:
+    """The prefix's stamp names this build, and every binary is there at its stamped size."""
+    stamp = host.get_fact(FileContents, path=f"{build.prefix}/{STAMP}") or []
+    sizes = recorded_sizes(stamp[2:])
+    if stamp[:2] != stamp_lines(build) or set(sizes) != set(build.targets):
+        return False
+    drift = size_drift(sizes, host.get_fact(FileSizes, path=f"{build.prefix}/bin"))
+    if drift:
+        host.log(
+            f"llama.cpp: {', '.join(drift)} in {build.prefix}: building again",
+            log_func=logger.warning,
+        )
+    return not drift
 
 
 def fetch_command(build: LlamaCppBuildPlan) -> str:
@@ -66,7 +105,6 @@ def build_command(build: LlamaCppBuildPlan) -> str:
     partial = f"{build.prefix}.partial"
     flags = " ".join(build.cmake_flags)
     copies = " && ".join(f"cp {work}/build/bin/{t} {partial}/bin/" for t in build.targets)
-    stamp = "\\n".join(stamp_lines(build))
     steps = " && ".join(
         [
             f"rm -rf {work} {partial}",
@@ -76,15 +114,18 @@ def build_command(build: LlamaCppBuildPlan) -> str:
             f"cmake --build {work}/build -j$(nproc) --target {' '.join(build.targets)}",
             copies,
             f"mv {work}/src {partial}/src",
-            f"printf '{stamp}\\n' > {partial}/{STAMP}",
+            f"{stamp_command(build, partial)} > {partial}/{STAMP}",
             f"rm -rf {build.prefix}",
             f"mv {partial} {build.prefix}",
             f"rm -rf {work}",
         ]
     )
     # One build at a time per host: a build orphaned by a killed deploy may still be running.
-    # Whoever gets the lock second finds the stamp and stops.
-    done = f'[ "$(cat {build.prefix}/{STAMP} 2>/dev/null)" = "$(printf \'{stamp}\')" ]'
+    # Whoever gets the lock second finds the stamp, and the binaries at its sizes, and stops.
+    done = (
+        f'[ "$(cat {build.prefix}/{STAMP} 2>/dev/null)" = '
+        f'"$( {stamp_command(build, build.prefix)} 2>/dev/null)" ]'  # "$( (": not "$((" arithmetic
+    )
     script = f"{done} || {{ {steps}; }}"
     return f"mkdir -p {Path(build.prefix).parent} && flock {Path(build.prefix).parent}/.build.lock sh -c {shlex.quote(script)}"
 
@@ -94,7 +135,7 @@ def install(plan: HostPlan) -> None:
     build = plan.llamacpp
     if build is None:
         return
-    if host.get_fact(FileContents, path=f"{build.prefix}/{STAMP}") != stamp_lines(build):
+    if not is_built(build):
         if build.source.kind == "local":
             files.put(
                 name=f"Push the llama.cpp {build.version} source",

@@ -148,16 +148,33 @@ def _staging(dp: DiagPlan) -> Path:
     return Path(dp.reports_dir) / "incoming" / dp.host
 
 
-def judge_and_file(dp: DiagPlan, runs: tuple[CollectiveRun, ...]) -> None:
-    """On the control host, after the fetch: judge each run, write its report, fail on FAIL."""
+def last_words(text: str, width: int = 160) -> str:
+    """What a log that holds no result ends with, printable and on one line: the clue to why."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines:
+        return "the log is empty"
+    last = "".join(ch if ch.isprintable() else " " for ch in lines[-1]).strip()
+    return f"the log ends with {last[:width]!r}"
+
+
+def judge_and_file(dp: DiagPlan, runs: tuple[CollectiveRun, ...], gate: bool = False) -> list[str]:
+    """On the control host, after the fetch: judge each run, write its report, fail on FAIL.
+
+    As the re-provisioning gate (``gate``), a run that produced no result also fails the host,
+    unless the inventory accepts that with a reason (``diag.gate_accepts_no_result``): nothing
+    measured is not the same as nothing wrong. Returns the lines to show beside a pass (a run
+    whose bandwidth could not be judged, an accepted run without result)."""
     staging = _staging(dp)
     folder = Path(dp.reports_dir) / datetime.now(UTC).strftime("%Y-%m-%dT%H%M%SZ") / dp.host
-    failed = []
+    failed: list[str] = []
+    empty: list[tuple[str, str]] = []
+    notes: list[str] = []
     for run in runs:
         log = staging / Path(run.log).name
         report_path = staging / Path(run.json_report).name if run.json_report else None
         json_text = read_text(report_path) if report_path is not None else ""
-        parsed = merge_outputs(read_text(log), json_text if json_text.strip() else None)
+        log_text = read_text(log)
+        parsed = merge_outputs(log_text, json_text if json_text.strip() else None)
         judged = judge(parsed, dp.topology, dp.expectation)
         report = build_report(
             parsed,
@@ -170,21 +187,47 @@ def judge_and_file(dp: DiagPlan, runs: tuple[CollectiveRun, ...]) -> None:
         write_report(report, folder, run.collective.value)
         folder.mkdir(parents=True, exist_ok=True)
         shutil.copy2(log, folder / log.name)
+        name = run.collective.value
         if judged.verdict is Verdict.FAIL:
-            failed.append(f"{run.collective.value}: {judged.reasons[0].message}")
+            failed.append(f"{name}: {judged.reasons[0].message}")
+        elif not judged.produced_result:
+            empty.append((f"{name} produced no result ({last_words(log_text)})", run.log))
+        elif judged.verdict is Verdict.UNKNOWN:
+            notes.append(f"host {dp.host}: NCCL diagnostic {name} UNKNOWN — "
+                         f"{judged.reasons[0].message}")  # fmt: skip
     if failed and dp.fail_host:
         raise RoleError(f"host {dp.host}: NCCL diagnostic FAIL — {failed[0]} (report: {folder})")
+    if gate and empty and dp.gate_accepts_no_result is None:
+        what, host_log = empty[0]
+        raise RoleError(
+            f"host {dp.host}: NCCL gate: {what}, so nothing vouches for the new stack; the "
+            f"engine stays stopped — fix: run deploy/diagnose.py and read {host_log} on the host, "
+            "or set metalserve.diag.gate_accepts_no_result to the reason to start without it "
+            f"(report: {folder})"
+        )
+    accepted = f"; accepted: {dp.gate_accepts_no_result}" if gate else ""
+    notes += [f"host {dp.host}: NCCL {'gate' if gate else 'diagnostic'}: {what}{accepted}"
+              for what, _ in empty]  # fmt: skip
+    return notes
 
 
-def judge_on_control_host(state: Any, host: Any, dp: DiagPlan) -> bool:
-    """pyinfra's callback around :func:`judge_and_file`: a FAIL is one red line and a failed
-    host (pyinfra then runs nothing more on it), never a traceback."""
+def judge_on_control_host(state: Any, host: Any, dp: DiagPlan, gate: bool = False) -> bool:
+    """pyinfra's callback around :func:`judge_and_file`: a FAIL (or, as a gate, no result) is one
+    red line and a failed host (pyinfra then runs nothing more on it), never a traceback; what
+    could not be judged is one yellow line each."""
     try:
-        judge_and_file(dp, dp.runs)
+        notes = judge_and_file(dp, dp.runs, gate)
     except RoleError as failure:
         host.log_styled(str(failure), fg="red", log_func=logger.error)
         return False
+    for note in notes:
+        host.log_styled(note, fg="yellow", log_func=logger.warning)
     return True
+
+
+def judge_gate_on_control_host(state: Any, host: Any, dp: DiagPlan) -> bool:
+    """:func:`judge_on_control_host` as the re-provisioning gate: no result stops the engine too."""
+    return judge_on_control_host(state, host, dp, gate=True)
 
 
 @deploy("nccl-tests: run, fetch, judge")
@@ -194,8 +237,9 @@ def activate(plan: HostPlan) -> None:
         run_steps(dp)
 
 
-def run_steps(dp: DiagPlan) -> None:
-    """Run each collective (the launcher only), fetch its outputs, judge them on the control host."""
+def run_steps(dp: DiagPlan, gate: bool = False) -> None:
+    """Run each collective (the launcher only), fetch its outputs, judge them on the control host
+    (``gate``: as the re-provisioning gate, see :func:`judge_and_file`)."""
     if not dp.launcher:
         return
     staging = _staging(dp)
@@ -227,14 +271,19 @@ def run_steps(dp: DiagPlan) -> None:
                 create_local_dir=True,
                 force=True,
             )
-    python.call(name="Judge the runs and write reports", function=judge_on_control_host, dp=dp)
+    python.call(
+        name="Judge the runs and write reports",
+        function=judge_gate_on_control_host if gate else judge_on_control_host,
+        dp=dp,
+    )
 
 
 def gate_steps(plan: HostPlan) -> None:
     """The diagnostic as a gate, for re-provisioning: build (if its inputs changed), run, judge.
 
     Called once the new driver has passed verification, so the GPU count the host reported
-    before the run (maybe none, from a broken driver) does not decide; a FAIL fails the host
+    before the run (maybe none, from a broken driver) does not decide; a FAIL, or a run that
+    produced no result (unless ``diag.gate_accepts_no_result`` gives a reason), fails the host
     before the caller's next step (starting the engine). Off with ``diag.reprovision_gate``.
     """
     dp = plan.diag
@@ -242,4 +291,4 @@ def gate_steps(plan: HostPlan) -> None:
         return
     build_steps(dp)
     prepare_steps(dp)
-    run_steps(dp)
+    run_steps(dp, gate=True)

@@ -43,6 +43,7 @@ from roles.gpu_facts.facts import (
 )
 from roles.gpu_facts.verify import driver_drift
 from roles.nvidia_driver.common import verify
+from roles.service import wait_for_health_command
 
 DRAIN_TIMEOUT_S = 300
 """The longest an engine may take to finish in-flight requests before it is stopped anyway."""
@@ -65,12 +66,6 @@ def drain_command(metrics_url: str, metric: str, timeout_s: int) -> str:
     )
     loop = f'while [ "$({count})" != 0 ]; do sleep {DRAIN_POLL_S}; done'
     return f"timeout {timeout_s} sh -c {shlex.quote(loop)} || true"
-
-
-def health_wait_command(health_url: str, timeout_s: int) -> str:
-    """Wait, at most ``timeout_s``, for the engine's health URL; a timeout fails the step."""
-    loop = f"until curl -fsS -o /dev/null {shlex.quote(health_url)}; do sleep 5; done"
-    return f"timeout {timeout_s} sh -c {shlex.quote(loop)}"
 
 
 def _engine_running(plan: HostPlan) -> bool:
@@ -116,7 +111,11 @@ def _start_engine(plan: HostPlan) -> None:
     if service.health_url:
         server.shell(
             name=f"Wait for {service.health_url} (at most {service.health_timeout_s} s)",
-            commands=[health_wait_command(service.health_url, service.health_timeout_s)],
+            commands=[
+                wait_for_health_command(
+                    service.health_url, service.health_timeout_s, f"{service.name}.service"
+                )
+            ],
         )
 
 

@@ -44,14 +44,44 @@ def configure(plan: HostPlan) -> None:
         )
 
 
-def wait_for_health_command(url: str, timeout_s: int) -> str:
-    """Poll /health every 2 s; on timeout, one line saying what was expected and what was found."""
-    q = shlex.quote(url)
+JOURNAL_LINES = 20
+JOURNAL_CHARS = 2000
+"""How much of the unit's journal a failed health wait quotes: the last lines, on one line."""
+
+
+def journal_tail_command(unit: str) -> str:
+    """The unit's last journal lines, control characters dropped, joined with `` | `` on one line
+    and cut to the last ``JOURNAL_CHARS`` characters."""
+    join = """awk 'NR > 1 { printf " | " } { printf "%s", $0 }'"""
     return (
-        f"deadline=$(( $(date +%s) + {timeout_s} )); code=000; "
+        f"journalctl -u {shlex.quote(unit)} -n {JOURNAL_LINES} --no-pager -o cat 2>/dev/null | "
+        rf"tr -d '\000-\010\013-\037\177' | {join} | tail -c {JOURNAL_CHARS}"
+    )
+
+
+def wait_for_health_command(url: str, timeout_s: int, unit: str) -> str:
+    """Poll /health every 2 s while watching ``unit``: answer 200 → done; the unit failed, stopped,
+    or restarted since the wait began (systemd's ``NRestarts``, counted per automatic restart) →
+    stop at once with one line quoting its last journal lines; otherwise, on timeout, one line
+    saying what was expected and what was found. A crash loop fails within one restart interval
+    (the unit's ``RestartSec=``), not after ``timeout_s``."""
+    q, u = shlex.quote(url), shlex.quote(unit)
+    restarts = (
+        f"n=$(systemctl show -p NRestarts --value {u} 2>/dev/null); n=${{n%%[!0-9]*}}; "
+        "echo ${n:-0}"
+    )
+    return (
+        f"deadline=$(( $(date +%s) + {timeout_s} )); code=000; before=$({restarts}); "
         f"while [ $(date +%s) -lt $deadline ]; do "
         f"code=$(curl --silent --output /dev/null --max-time 5 --write-out '%{{http_code}}' {q}); "
-        f'[ "$code" = 200 ] && exit 0; sleep 2; done; '
+        f'[ "$code" = 200 ] && exit 0; '
+        f"state=$(systemctl show -p ActiveState --value {u} 2>/dev/null); now=$({restarts}); "
+        f'if [ "$state" = failed ] || [ "$state" = inactive ] || [ "$now" -gt "$before" ]; then '
+        f"journal=$({journal_tail_command(unit)}); "
+        f"printf '%s\\n' \"health: expected {unit} to answer 200 at {url}, found it $state after "
+        f"$((now - before)) restart(s) while waiting — last journal lines: $journal — fix: correct "
+        f'the cause (journalctl -u {unit}), then run the deploy again" >&2; exit 1; fi; '
+        "sleep 2; done; "
         f'echo "health: expected 200 from {url} within {timeout_s}s, last answer $code" >&2; exit 1'
     )
 
@@ -171,7 +201,7 @@ def activate(plan: HostPlan) -> None:
     when = [any_changed(reload, *changed)] if healthy else []
     server.shell(
         name=f"Wait for {service.health_url}",
-        commands=[wait_for_health_command(service.health_url, service.health_timeout_s)],
+        commands=[wait_for_health_command(service.health_url, service.health_timeout_s, unit)],
         _if=when,
     )
     server.shell(name="Smoke completion", commands=[smoke_completion_command(plan)], _if=when)
@@ -191,6 +221,6 @@ def check_health(plan: HostPlan) -> None:
         )
     server.shell(
         name=f"Health {service.health_url}",
-        commands=[wait_for_health_command(service.health_url, 10)],
+        commands=[wait_for_health_command(service.health_url, 10, f"{service.name}.service")],
     )
     server.shell(name="Smoke completion", commands=[smoke_completion_command(plan)])

@@ -2,8 +2,10 @@
 (``HF_ENDPOINT``), or a bundle pushed from the control host — then verified and stamped.
 
 ``files/fetch_weights.py`` runs in a small hub venv on the host; the token is a 0600 credential
-given as ``HF_TOKEN_PATH``, never an argument. The stamp (written last by the script) is the fact
-that tells a re-run there is nothing to do.
+given as ``HF_TOKEN_PATH``, never an argument. The stamp (written last by the script) records
+every file's size; a re-run does nothing only when the stamp names this repo and revision and a
+stat of the files finds every one at its stamped size (``roles.sizes``): a shard deleted or cut
+short afterwards is fetched again.
 
 Example::
 
@@ -17,13 +19,14 @@ import json
 from io import StringIO
 from pathlib import Path
 
-from pyinfra import host
+from pyinfra import host, logger
 from pyinfra.api import deploy
 from pyinfra.facts.files import FileContents
 from pyinfra.operations import files, server
 
 from metalserve.plan import HostPlan, WeightsPlan
 from metalserve.sources import SourceKind
+from roles.sizes import FileSizes, size_drift
 from roles.venv import ensure_venv
 
 STAMP = ".metalserve-weights.json"
@@ -40,12 +43,33 @@ def read_stamp(weights: WeightsPlan) -> dict | None:
 
 
 def is_fetched(weights: WeightsPlan) -> bool:
+    """The stamp names these weights, and every file it lists is on the host at its size."""
     stamp = read_stamp(weights)
-    return (
-        bool(stamp)
-        and (stamp or {}).get("repo") == weights.repo_id
-        and (stamp or {}).get("revision") == weights.revision
-    )
+    if not stamp or (stamp.get("repo"), stamp.get("revision")) != (
+        weights.repo_id,
+        weights.revision,
+    ):
+        return False
+    sizes = stamp.get("sizes")
+    if not isinstance(sizes, dict) or not sizes:
+        return False  # a stamp without sizes cannot vouch for the files: fetch (and stamp) again
+    drift = size_drift(sizes, host.get_fact(FileSizes, path=weights.local_dir))
+    if drift:
+        host.log(
+            f"weights: {len(drift)} file(s) differ from the stamp ({', '.join(drift[:3])}): "
+            "fetching again",
+            log_func=logger.warning,
+        )
+    return not drift
+
+
+def bundle_sizes(folder: Path) -> dict[str, int]:
+    """Every file of a checkpoint folder on the control host and its size, as the stamp keeps."""
+    return {
+        p.relative_to(folder).as_posix(): p.stat().st_size
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.relative_to(folder).parts[0] != ".cache" and p.name != STAMP
+    }
 
 
 def fetch_environment(weights: WeightsPlan) -> dict[str, str]:
@@ -63,12 +87,16 @@ def install(plan: HostPlan) -> None:
     if weights is None or is_fetched(weights):
         return
     if weights.source.kind is SourceKind.BUNDLE:
+        bundle = Path(str(weights.source.path)).expanduser()
         files.sync(
-            name=f"Push the {weights.repo_id} checkpoint",
-            src=str(Path(str(weights.source.path)).expanduser()),
-            dest=weights.local_dir,
+            name=f"Push the {weights.repo_id} checkpoint", src=str(bundle), dest=weights.local_dir
         )
-        stamp = {"repo": weights.repo_id, "revision": weights.revision, "commit": "bundle"}
+        stamp = {
+            "repo": weights.repo_id,
+            "revision": weights.revision,
+            "commit": "bundle",
+            "sizes": bundle_sizes(bundle),
+        }
         files.put(
             name="Stamp the pushed checkpoint",
             src=StringIO(json.dumps(stamp, sort_keys=True) + "\n"),

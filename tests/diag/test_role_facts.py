@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import runpy
-import shutil
+import re
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
-from metalserve.io.modelfiles import checkpoint_for_spec
-from metalserve.plan import plan_alone
-from metalserve.spec import host_spec
+from metalserve.diag.spec import DiagSpec
 from roles.base import RoleError
 from roles.nccl_diag import judge_and_file, judge_on_control_host
 from roles.nccl_diag.facts import BuildStamp, NvidiaGpuCount
+from tests.diag import synthetic
 from tests.diag.synthetic import FIXTURES
+from tests.faultkit import diag_plan, stage_log
 
 # `nvidia-smi -L` on an 8×H100 HGX (format: "GPU <i>: <name> (UUID: GPU-<uuid>)")
 NVIDIA_SMI_L = [
@@ -43,21 +43,14 @@ def test_build_stamp_fact() -> None:
     assert fact.command("/var/lib/x y") == "cat '/var/lib/x y' 2>/dev/null || true"
 
 
-def _plan(tmp_path: Path, fail_host: bool = True):  # type: ignore[no-untyped-def]
-    name, data = runpy.run_path("inventories/h100.py")["hosts"][0]
-    data = dict(data["metalserve"])
-    data["diag"] = {"reports_dir": str(tmp_path), "fail_host": fail_host}
-    spec = host_spec(name, data)
-    return plan_alone(spec, checkpoint_for_spec(spec)).diag
+def _plan(tmp_path: Path, fail_host: bool = True, inventory: str = "inventories/h100.py",
+          **diag: object):  # type: ignore[no-untyped-def]  # fmt: skip
+    return diag_plan(tmp_path, inventory, fail_host=fail_host, **diag)
 
 
 def _stage(tmp_path: Path, dp, log: str, report: str | None) -> None:  # type: ignore[no-untyped-def]
-    staging = tmp_path / "incoming" / dp.host
-    staging.mkdir(parents=True)
-    shutil.copy(FIXTURES / log, staging / "all_reduce.log")
-    (staging / "all_reduce.json").write_text(
-        (FIXTURES / report).read_text() if report else ""  # touched empty when -J wrote nothing
-    )
+    stage_log(tmp_path, dp, (FIXTURES / log).read_text(),
+              (FIXTURES / report).read_text() if report else "")  # fmt: skip
 
 
 def test_a_passing_run_is_filed_under_a_dated_folder(tmp_path: Path) -> None:
@@ -118,3 +111,109 @@ def test_under_pyinfra_a_pass_lets_the_next_step_run(tmp_path: Path) -> None:
     host = _Host()
     assert judge_on_control_host(None, host, dp) is True
     assert host.lines == []
+
+
+# What a run that measured nothing leaves in its log: dash's "not found" for a missing binary, the
+# shell's report of a segfault or a SIGKILL (the OOM killer, a timeout), or nothing at all.
+STARTED = "# nccl-tests version 2.19.6 nccl-headers=22703 nccl-library=22703\n"
+NO_RESULT = {
+    "empty": ("", "the log is empty"),
+    "not-found": (
+        "sh: 1: /opt/metalserve/src/nccl-tests-v2.17.6/build/all_reduce_perf: not found\n",
+        "the log ends with 'sh: 1: /opt/metalserve/src/nccl-tests-v2.17.6/build/all_reduce_perf: "
+        "not found'",
+    ),
+    "segfault": (
+        STARTED + "Segmentation fault (core dumped)\n",
+        "the log ends with 'Segmentation fault (core dumped)'",
+    ),  # fmt: skip
+    "killed": (STARTED + "Killed\n", "the log ends with 'Killed'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NO_RESULT))
+def test_as_a_gate_a_run_that_produced_nothing_keeps_the_engine_stopped(
+    tmp_path: Path, case: str
+) -> None:
+    log, last_words = NO_RESULT[case]
+    dp = _plan(tmp_path)
+    stage_log(tmp_path, dp, log)
+    with pytest.raises(RoleError) as stopped:
+        judge_and_file(dp, dp.runs, gate=True)
+    message = str(stopped.value)
+    assert "\n" not in message
+    assert message.startswith(
+        f"host h100-01.example.internal: NCCL gate: all_reduce produced no result ({last_words}), "
+        "so nothing vouches for the new stack; the engine stays stopped — fix: "
+    )
+    assert "metalserve.diag.gate_accepts_no_result" in message
+
+
+def test_the_inventory_may_accept_no_result_with_a_reason(tmp_path: Path) -> None:
+    reason = "nccl-tests cannot run under this site's MIG layout; checked by hand"
+    dp = _plan(tmp_path, gate_accepts_no_result=reason)
+    stage_log(tmp_path, dp, NO_RESULT["killed"][0])
+    notes = judge_and_file(dp, dp.runs, gate=True)
+    assert notes == [
+        "host h100-01.example.internal: NCCL gate: all_reduce produced no result (the log ends "
+        f"with 'Killed'); accepted: {reason}"
+    ]
+
+
+def test_accepting_no_result_takes_a_reason() -> None:
+    with pytest.raises(ValidationError, match="gate_accepts_no_result"):
+        DiagSpec(gate_accepts_no_result="")
+
+
+def test_outside_the_gate_a_run_without_result_is_reported_not_failed(tmp_path: Path) -> None:
+    dp = _plan(tmp_path)
+    stage_log(tmp_path, dp, NO_RESULT["empty"][0])
+    assert judge_and_file(dp, dp.runs) == [
+        "host h100-01.example.internal: NCCL diagnostic: all_reduce produced no result (the log "
+        "is empty)"
+    ]
+
+
+def test_under_pyinfra_a_gate_without_result_is_one_red_line_and_a_failed_step(
+    tmp_path: Path,
+) -> None:
+    dp = _plan(tmp_path)
+    stage_log(tmp_path, dp, NO_RESULT["segfault"][0])
+    host = _Host()
+    assert judge_on_control_host(None, host, dp, gate=True) is False
+    (line,) = host.lines
+    assert "NCCL gate: all_reduce produced no result" in line and "Traceback" not in line
+
+
+# 4×H100 without NVSwitch: no public all_reduce figure, so bandwidth cannot be judged there
+NO_FIGURE = "inventories/h100x4.py"
+
+
+@pytest.mark.parametrize(
+    ("log", "reason"),
+    [
+        (synthetic.wrong_results(), "all_reduce: data corruption: #wrong > 0 at 4 size(s)"),
+        (synthetic.aborted(), "all_reduce: aborted: gpu02: Test NCCL failure common.cu:1128"),
+    ],
+    ids=["wrong-results", "aborted"],
+)
+def test_without_a_sourced_figure_wrong_results_and_aborts_still_fail_the_gate(
+    tmp_path: Path, log: str, reason: str
+) -> None:
+    dp = _plan(tmp_path, inventory=NO_FIGURE)
+    assert dp.expectation.busbw_gbps is None
+    stage_log(tmp_path, dp, log)
+    with pytest.raises(RoleError, match=re.escape(f"NCCL diagnostic FAIL — {reason}")):
+        judge_and_file(dp, dp.runs, gate=True)
+
+
+def test_without_a_sourced_figure_a_clean_run_is_bandwidth_unknown_not_pass(
+    tmp_path: Path,
+) -> None:
+    dp = _plan(tmp_path, inventory=NO_FIGURE)
+    stage_log(tmp_path, dp, synthetic.run_text(synthetic.sizes_at(300.0), hosts=("node",)))
+    (note,) = judge_and_file(dp, dp.runs, gate=True)
+    assert note.startswith(
+        "host h100x4-01.example.internal: NCCL diagnostic all_reduce UNKNOWN — bandwidth unknown: "
+        "busbw 300 GB/s at 1 GiB, but no sourced expected bus bandwidth for this profile"
+    )

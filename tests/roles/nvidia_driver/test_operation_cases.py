@@ -69,7 +69,8 @@ def test_a_reprovisioned_engine_starts_only_after_the_nccl_gate() -> None:
             # a worker's engine starts in the same run as the head's: the gate is judged on
             # rank 0, whose start comes after
             continue
-        judged = [i for i, c in enumerate(commands) if c == "function judge_on_control_host"]
+        # the gate's judge: a FAIL, or a run that produced no result, stops the host here
+        judged = [i for i, c in enumerate(commands) if c == "function judge_gate_on_control_host"]
         if "gate_off" in path.stem:
             assert judged == [], path.name
             continue

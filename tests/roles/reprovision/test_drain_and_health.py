@@ -7,11 +7,14 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
 from metalserve.engines import VllmSettings
-from roles.nvidia_driver.reprovision import drain_command, health_wait_command
+from roles.nvidia_driver.reprovision import drain_command
+from roles.service import wait_for_health_command
+from tests.faultkit import FakeUnit, timed_shell
 
 
 class FakeEngine:
@@ -88,8 +91,12 @@ def test_an_engine_that_does_not_answer_counts_as_drained() -> None:
     assert code == 0 and seconds < 5
 
 
-def test_health_wait_succeeds_when_healthy_and_fails_past_its_bound(engine: FakeEngine) -> None:
-    assert _timed(health_wait_command(f"{engine.url}/health", 10))[0] == 0
+def test_health_wait_succeeds_when_healthy_and_fails_past_its_bound(
+    engine: FakeEngine, tmp_path: Path
+) -> None:
+    unit = FakeUnit(tmp_path, state="active", http_code=None)  # the real curl asks the engine
+    health = f"{engine.url}/health"
+    assert timed_shell(wait_for_health_command(health, 10, unit.name), unit.env)[0] == 0
     engine.healthy = False
-    code, seconds = _timed(health_wait_command(f"{engine.url}/health", 3))
+    code, seconds, _ = timed_shell(wait_for_health_command(health, 3, unit.name), unit.env)
     assert code != 0 and seconds < 10

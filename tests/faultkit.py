@@ -1,0 +1,273 @@
+"""Fault injectors shared by the tests and ``bench/faults.py``: stand-ins for the tools a host
+script or a role's shell command calls, and a full disk inside a host script — nothing mounted,
+nothing of the machine's own touched.
+
+* ``run_host_script``: a host script run as the role runs it (its own Python process), with
+  Python code injected first — e.g. ``DOWNLOAD_FILLS_THE_DISK`` replaces huggingface_hub's
+  download with one that leaves a partial file and raises ``ENOSPC``.
+* ``fake_llamacpp``: a llama.cpp source folder whose ``convert_hf_to_gguf.py`` writes, fills the
+  disk or hangs (``FAKE_CONVERTER``), and a ``llama-quantize`` that writes its output;
+  ``FAKE_CMAKE`` builds stand-in binaries.
+* ``FakeUnit``: ``systemctl``, ``journalctl`` and ``curl`` on a PATH of their own, answering for a
+  unit that is healthy, failed, or crash-looping (``NRestarts`` growing every few seconds).
+
+Example::
+
+    unit = FakeUnit(tmp_path, restart_every_s=2)
+    subprocess.run(["sh", "-c", wait_for_health_command(url, 1800, unit.name)], env=unit.env)
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+FETCH_WEIGHTS = REPO / "roles" / "weights" / "files" / "fetch_weights.py"
+CONVERT_QUANTIZE = REPO / "roles" / "gguf" / "files" / "convert_quantize.py"
+TRACEBACK = "Traceback (most recent call last)"
+
+_RUN_AS_MAIN = """
+import runpy, sys
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+DOWNLOAD_FILLS_THE_DISK = """
+import errno
+from pathlib import Path
+
+import huggingface_hub
+
+def _fills_the_disk(repo_id, revision=None, local_dir=None, **_):
+    # where huggingface_hub keeps a file it is downloading into local_dir (_local_folder.py)
+    partial = Path(local_dir) / ".cache/huggingface/download/model-00001-of-00002.safetensors.f00d.incomplete"
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    partial.write_bytes(bytes(65536))
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+huggingface_hub.snapshot_download = _fills_the_disk
+"""
+
+
+def executable(path: Path, text: str) -> Path:
+    path.write_text(text)
+    path.chmod(0o755)
+    return path
+
+
+def run_host_script(
+    script: Path,
+    args: list[str],
+    env: dict[str, str] | None = None,
+    inject: str = "",
+    timeout_s: float = 120,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` with ``args`` in a Python process of its own, ``inject`` run first."""
+    argv = [sys.executable, "-c", inject + _RUN_AS_MAIN, str(script), *args]
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout_s)
+
+
+# --------------------------------------------------------------------------- GGUF conversion
+
+FAKE_CONVERTER = """#!/usr/bin/env python3
+# Stands in for llama.cpp's convert_hf_to_gguf.py: MODEL --outtype f16 --outfile FILE.
+import os, sys, time
+out = sys.argv[sys.argv.index("--outfile") + 1]
+how = os.environ.get("FAKE_CONVERTER", "ok")
+with open(out, "wb") as f:
+    f.write(bytes(4096 if how == "ok" else 1024))
+    f.flush()
+    if how == "full-disk":
+        raise OSError(28, "No space left on device")  # what the real one dies with
+    if how == "hang":
+        time.sleep(120)
+"""
+
+FAKE_QUANTIZE = """#!/bin/sh
+# Stands in for llama-quantize: IN OUT TYPE THREADS writes a quarter of IN to OUT.
+head -c $(( $(stat -c %s "$1") / 4 )) "$1" > "$2"
+"""
+
+
+def fake_llamacpp(root: Path) -> tuple[Path, Path]:
+    """A llama.cpp source folder with the stand-in converter, and the stand-in quantize binary."""
+    src = root / "llama.cpp-src"
+    src.mkdir(parents=True)
+    executable(src / "convert_hf_to_gguf.py", FAKE_CONVERTER)
+    return src, executable(root / "llama-quantize", FAKE_QUANTIZE)
+
+
+# --------------------------------------------------------------------------- llama.cpp build
+
+FAKE_CMAKE = """#!/bin/sh
+# Stands in for cmake: configure makes the build folder; --build writes one file per --target
+# (its size differs per target) and counts the builds in $CMAKE_BUILDS.
+if [ "$1" = --build ]; then
+  dir=$2; shift 2
+  while [ "$#" -gt 0 ] && [ "$1" != --target ]; do shift; done; shift
+  mkdir -p "$dir/bin"
+  for t in "$@"; do printf '%s' "binary of $t" > "$dir/bin/$t"; done
+  echo build >> "$CMAKE_BUILDS"
+else
+  while [ "$#" -gt 0 ]; do [ "$1" = -B ] && mkdir -p "$2"; shift; done
+fi
+"""
+
+
+class FakeBuild:
+    """The sandbox plan's llama.cpp build, installed under ``root`` from the fixture source and run
+    for real (``sh -c``, ``flock``, ``stat``) with ``FAKE_CMAKE`` on PATH."""
+
+    def __init__(self, root: Path) -> None:
+        from metalserve.io.modelfiles import checkpoint_for_spec
+        from metalserve.plan import plan_alone
+        from metalserve.spec import host_spec
+
+        data = {"profile": "sandbox-cpu", "model": {"repo_id": "local/tiny"},
+                "engine": {"name": "llamacpp"}}  # fmt: skip
+        spec = host_spec("h", data)
+        build = plan_alone(spec, checkpoint_for_spec(spec)).llamacpp
+        assert build is not None
+        install = root / "llama.cpp"
+        self.build = build.model_copy(
+            update={
+                "source_tarball": str(REPO / "tests/fixtures/llamacpp/llama.cpp-fixture.tar.gz"),
+                "prefix": f"{install}/{build.version}-{build.build_key}",
+                "current": f"{install}/current",
+            }
+        )
+        bin_dir = root / "fake-cmake"
+        bin_dir.mkdir(parents=True)
+        executable(bin_dir / "cmake", FAKE_CMAKE)
+        self.builds = root / "builds"
+        self.env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}",
+                    "CMAKE_BUILDS": str(self.builds)}  # fmt: skip
+
+    @property
+    def bin(self) -> Path:
+        return Path(self.build.prefix) / "bin"
+
+    def run(self) -> int:
+        """Run the build command; return how many builds have run so far."""
+        from roles.llamacpp import build_command
+
+        done = subprocess.run(["sh", "-c", build_command(self.build)], env=self.env,
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+        if done.returncode != 0:
+            raise RuntimeError(f"the build command failed: {done.stderr.strip()}")
+        return len(self.builds.read_text().splitlines()) if self.builds.exists() else 0
+
+
+# --------------------------------------------------------------------------- a systemd unit
+
+FAKE_SYSTEMCTL = """#!/bin/sh
+# systemctl show -p PROPERTY --value UNIT, answered from $FAKE_UNIT_DIR.
+dir=$FAKE_UNIT_DIR
+case "$3" in
+  NRestarts)
+    if [ -f "$dir/restart_every" ]; then
+      echo $(( ($(date +%s) - $(cat "$dir/started")) / $(cat "$dir/restart_every") ))
+    else
+      echo 0
+    fi ;;
+  ActiveState) cat "$dir/state" ;;
+esac
+"""
+
+FAKE_JOURNALCTL = """#!/bin/sh
+cat "$FAKE_UNIT_DIR/journal"
+"""
+
+FAKE_CURL = """#!/bin/sh
+# Answers every request with $FAKE_UNIT_DIR/http_code (000: nothing listens).
+cat "$FAKE_UNIT_DIR/http_code"
+"""
+
+CRASH_JOURNAL = (
+    "Started metalserve-llamacpp.service - metalserve llama.cpp.\n"
+    "main: loading model\n"
+    "gguf_init_from_file: failed to open GGUF file "
+    "'/var/lib/metalserve/gguf/metalserve--tiny-moe-Q4_K_M.gguf' (No such file or directory)\n"
+    "main: error: failed to load model\n"
+    "metalserve-llamacpp.service: Main process exited, code=exited, status=1/FAILURE\n"
+)
+
+
+class FakeUnit:
+    """A unit as ``systemctl``/``journalctl`` report it and ``curl`` reaches it."""
+
+    def __init__(
+        self,
+        root: Path,
+        name: str = "metalserve-llamacpp.service",
+        state: str = "activating",
+        restart_every_s: int | None = None,
+        started_ago_s: int = 0,
+        http_code: str | None = "000",
+        journal: str = CRASH_JOURNAL,
+    ) -> None:
+        """``http_code`` None: the real ``curl`` answers (an HTTP server of the test's own)."""
+        self.name = name
+        self.dir = root / "fake-unit"
+        bin_dir = self.dir / "bin"
+        bin_dir.mkdir(parents=True)
+        executable(bin_dir / "systemctl", FAKE_SYSTEMCTL)
+        executable(bin_dir / "journalctl", FAKE_JOURNALCTL)
+        if http_code is not None:
+            executable(bin_dir / "curl", FAKE_CURL)
+        (self.dir / "started").write_text(f"{int(time.time()) - started_ago_s}\n")
+        (self.dir / "journal").write_text(journal)
+        self.set(state=state, http_code=http_code)
+        if restart_every_s is not None:
+            (self.dir / "restart_every").write_text(f"{restart_every_s}\n")
+        self.env = {
+            **os.environ,
+            "PATH": f"{bin_dir}:{os.environ['PATH']}",
+            "FAKE_UNIT_DIR": str(self.dir),
+        }
+
+    def set(self, state: str | None = None, http_code: str | None = None) -> None:
+        if state is not None:
+            (self.dir / "state").write_text(f"{state}\n")
+        if http_code is not None:
+            (self.dir / "http_code").write_text(http_code)
+
+
+def timed_shell(
+    command: str, env: dict[str, str], timeout_s: float = 120
+) -> tuple[int, float, str]:
+    """Run ``command`` with ``sh -c``; its exit status, wall seconds and stderr."""
+    start = time.monotonic()
+    done = subprocess.run(["sh", "-c", command], env=env, capture_output=True, text=True,
+                          timeout=timeout_s)  # fmt: skip
+    return done.returncode, time.monotonic() - start, done.stderr
+
+
+# --------------------------------------------------------------------------- the NCCL gate
+
+
+def diag_plan(reports_dir: Path, inventory: str = "inventories/h100.py", **diag: object):  # type: ignore[no-untyped-def]
+    """The diagnostic plan of an inventory's first host, its reports under ``reports_dir``."""
+    import runpy
+
+    from metalserve.io.modelfiles import checkpoint_for_spec
+    from metalserve.plan import plan_alone
+    from metalserve.spec import host_spec
+
+    name, data = runpy.run_path(str(REPO / inventory))["hosts"][0]
+    metalserve = {**data["metalserve"], "diag": {"reports_dir": str(reports_dir), **diag}}
+    spec = host_spec(name, metalserve)
+    return plan_alone(spec, checkpoint_for_spec(spec)).diag
+
+
+def stage_log(reports_dir: Path, dp, log: str, report: str = "") -> None:  # type: ignore[no-untyped-def]
+    """Put a run's log (and ``-J`` report, touched empty when nccl-tests wrote none) where the
+    role's fetch leaves them on the control host."""
+    staging = reports_dir / "incoming" / dp.host
+    staging.mkdir(parents=True)
+    (staging / "all_reduce.log").write_text(log)
+    (staging / "all_reduce.json").write_text(report)
