@@ -206,7 +206,8 @@ def sandbox_cluster_data(
             "fabric": "ethernet",
             "host_ram_gb": 4,
         },
-        "engine": {**data["engine"], "port": CLUSTER_HTTP_PORT},
+        # every layer on the workers' rpc-server: the head holds none of the model itself
+        "engine": {**data["engine"], "port": CLUSTER_HTTP_PORT, "n_gpu_layers": "all"},
         "service": {**data["service"], "name": CLUSTER_SERVICE},
         "cluster": {
             "name": CLUSTER_NAME,
