@@ -62,12 +62,28 @@ def _after(plan: HostPlan) -> tuple[list[str], list[str]]:
     return after, requires
 
 
+_ENV_BARE = re.compile(r"[^\s\\\"'`$]*")
+_ENV_ESCAPED = re.compile(r"([\\\"`$])")
+
+
+def env_file_value(value: str) -> str:
+    """``value`` as an EnvironmentFile= line reads it back unchanged: bare when it has no blank,
+    quote, backslash or ``$``, else in double quotes with ``\\ " ` $`` escaped — systemd.exec(5),
+    EnvironmentFile=: shell-style quoting, a trailing backslash would join the next line. (The
+    value is one line: :data:`metalserve.types.EnvValue`.)"""
+    if _ENV_BARE.fullmatch(value):
+        return value
+    return '"' + _ENV_ESCAPED.sub(r"\\\1", value) + '"'
+
+
 def env_variables(plan: HostPlan) -> list[dict[str, str]]:
     reasons = {s.name: (s.reason, s.source) for s in plan.nccl.settings}
     out = []
     for name, value in plan.environment:
         reason, source = reasons.get(name, ("", ""))
-        out.append({"name": name, "value": value, "reason": reason, "source": source})
+        out.append(
+            {"name": name, "value": env_file_value(value), "reason": reason, "source": source}
+        )
     return out
 
 
