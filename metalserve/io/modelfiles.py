@@ -5,12 +5,12 @@ The pure parsing is in ``metalserve.architecture``; this module only opens the f
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from metalserve.architecture import architecture_from_config, weight_bytes_from_index
 from metalserve.checkpoint import Checkpoint, WeightFormat
-from metalserve.errors import SpecError
+from metalserve.errors import MetalserveError, SpecError
+from metalserve.io.textfiles import read_json_file
 from metalserve.spec import HostSpec
 
 INDEX = "model.safetensors.index.json"
@@ -19,14 +19,14 @@ _DTYPE_BITS = {"bfloat16": 16, "float16": 16, "float32": 32, "float8_e4m3fn": 8}
 
 
 def _read_json(path: Path) -> object:
+    expected = "a Hugging Face checkpoint's JSON file"
+    fix = "point metalserve.model.local_dir at a Hugging Face checkpoint directory"
+    if not path.exists():
+        raise SpecError(f"{path}: not found — is this a Hugging Face checkpoint directory?")
     try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise SpecError(
-            f"{path}: not found — is this a Hugging Face checkpoint directory?"
-        ) from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise SpecError(f"{path}: unreadable JSON ({exc})") from None
+        return read_json_file(path, expected, fix)
+    except MetalserveError as exc:
+        raise SpecError(str(exc)) from None
 
 
 def checkpoint_from_dir(directory: str | Path, repo_id: str | None = None) -> Checkpoint:
