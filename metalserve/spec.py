@@ -193,7 +193,7 @@ def _one_line(host: str, exc: ValidationError) -> SpecError:
         if not (i > 0 and loc[i - 1] == "engine" and p in ("vllm", "sglang", "llamacpp"))
     ]
     # a key of a mapping (env, nccl) is named as the user wrote it, escaped to stay on one line
-    loc = [p if re.fullmatch(r"[\w.-]+|\[key\]", p) else shown(p) for p in loc]
+    loc = [p if re.fullmatch(r"[\w.-]+", p) else shown(p) for p in loc if p != "[key]"]
     field = ".".join([DATA_KEY, *loc]) if loc else DATA_KEY
     message = str(err["msg"]).removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":

@@ -20,7 +20,7 @@ import unicodedata
 from collections.abc import Callable
 from typing import Annotated
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator
 
 SHOWN_CHARS = 60
 """How much of a refused value an error message repeats (one line, however long the value)."""
@@ -229,7 +229,14 @@ HostName = Annotated[
 """pyinfra's inventory name (``gpu01``, ``@local``, ``@docker/ubuntu:24.04``): it names the report
 folder on the control host and is written into every unit's header."""
 
-Port = Annotated[int, Field(ge=1, le=65535)]
+
+def _port(value: int) -> int:
+    if not 1 <= value <= 65535:
+        raise _refuse("a TCP port 1-65535", value, "pick a free port, e.g. 8000")
+    return value
+
+
+Port = Annotated[int, AfterValidator(_port)]
 
 # --------------------------------------------------------------------------- paths
 

@@ -68,9 +68,10 @@ _ENV_ESCAPED = re.compile(r"([\\\"`$])")
 
 def env_file_value(value: str) -> str:
     """``value`` as an EnvironmentFile= line reads it back unchanged: bare when it has no blank,
-    quote, backslash or ``$``, else in double quotes with ``\\ " ` $`` escaped — systemd.exec(5),
-    EnvironmentFile=: shell-style quoting, a trailing backslash would join the next line. (The
-    value is one line: :data:`metalserve.types.EnvValue`.)"""
+    quote, backslash or ``$``, else in double quotes with ``\\ " ` $`` escaped. Inside double
+    quotes systemd unescapes exactly those four, as POSIX sh does (systemd src/basic/env-file.c,
+    parse_env_file_internal; POSIX.1 XCU 2.2.3); unquoted, a trailing backslash would
+    join the next line. The value is one line already (:data:`metalserve.types.EnvValue`)."""
     if _ENV_BARE.fullmatch(value):
         return value
     return '"' + _ENV_ESCAPED.sub(r"\\\1", value) + '"'
