@@ -62,13 +62,14 @@ def _after(plan: HostPlan) -> tuple[list[str], list[str]]:
     return after, requires
 
 
-_ENV_BARE = re.compile(r"[^\s\\\"'`$]*")
+_ENV_BARE = re.compile(r"[A-Za-z0-9_@%+=:,./^-]*")
 _ENV_ESCAPED = re.compile(r"([\\\"`$])")
 
 
 def env_file_value(value: str) -> str:
-    """``value`` as an EnvironmentFile= line reads it back unchanged: bare when it has no blank,
-    quote, backslash or ``$``, else in double quotes with ``\\ " ` $`` escaped. Inside double
+    """``value`` as an EnvironmentFile= line reads it back unchanged: bare when it holds only
+    characters no shell or systemd reads as syntax, else in double quotes with ``\\ " ` $``
+    escaped. Inside double
     quotes systemd unescapes exactly those four, as POSIX sh does (systemd src/basic/env-file.c,
     parse_env_file_internal; POSIX.1 XCU 2.2.3); unquoted, a trailing backslash would
     join the next line. The value is one line already (:data:`metalserve.types.EnvValue`)."""

@@ -611,7 +611,7 @@ _CHANNEL = re.compile(r"NCCL INFO Channel \d+(?:/\d+)? ?: .*? via (\S+(?: pointe
 _USING_NETWORK = re.compile(r"NCCL INFO Using network (\w+)")
 _NET_INIT = re.compile(r"NCCL INFO NET/(IB|Socket) ?: Using")
 _COMM = re.compile(rf"nRanks {_N} nNodes {_N} localRanks {_N}")
-_NRANKS = re.compile(rf"NCCL INFO .*?\bnranks {_N}\b")
+_NRANKS = re.compile(rf"\bnranks {_N}\b")
 _NVLS_SUPPORT = re.compile(r"NVLS multicast support is (not )?available")
 _NVLS_CHANNELS = re.compile(rf"(?<!\d){_N} nvls channels")
 _SET_BY_ENV = re.compile(r"NCCL INFO (NCCL_\w+) set by environment to (\S+?)\.?$")
@@ -640,6 +640,18 @@ def transport_kind(via: str) -> str:
     return head
 
 
+def _from_first(
+    pattern: re.Pattern[str], line: str, marker: str, search: bool = False
+) -> re.Match[str] | None:
+    """``pattern`` at (or, ``search``, after) the first ``marker`` of ``line``: one scan of the
+    line, where a search for a lazy ``.*?`` pattern would rescan it from every occurrence of the
+    marker (a line repeating it thousands of times took minutes)."""
+    start = line.find(marker)
+    if start < 0:
+        return None
+    return pattern.search(line, start) if search else pattern.match(line, start)
+
+
 def parse_nccl_log(lines: Iterable[str]) -> TransportSummary:
     """Read the transport facts out of ``NCCL_DEBUG=INFO`` lines (other lines are ignored)."""
     channels: dict[str, int] = {}
@@ -649,7 +661,7 @@ def parse_nccl_log(lines: Iterable[str]) -> TransportSummary:
     for line in map(strip_launcher_prefix, lines):
         if "NCCL" not in line:
             continue
-        if m := _CHANNEL.search(line):
+        if m := _from_first(_CHANNEL, line, "NCCL INFO Channel "):
             via = m.group(1)
             kind = transport_kind(via)
             channels[kind] = channels.get(kind, 0) + 1
@@ -671,7 +683,7 @@ def parse_nccl_log(lines: Iterable[str]) -> TransportSummary:
             env[m.group(1)] = m.group(2)
         elif m := _WARN.search(line):
             warnings.append(m.group(1).strip())
-        elif "n_ranks" not in found and (m := _NRANKS.search(line)):
+        elif "n_ranks" not in found and (m := _from_first(_NRANKS, line, "NCCL INFO ", True)):
             found["n_ranks"] = int(m.group(1))
         if "nccl_version" not in found and (m := _NCCL_VERSION.search(line)):
             found["nccl_version"] = m.group(1)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from metalserve.errors import MetalserveError, SpecError
 from metalserve.io.modelfiles import checkpoint_for_spec
-from metalserve.io.textfiles import INVENTORY_LIMIT, regular_file_problem
+from metalserve.io.textfiles import INVENTORY_LIMIT, missing, regular_file_problem
 from metalserve.plan import HostPlan, plan_hosts
 from metalserve.spec import DATA_KEY, HostSpec, host_spec
 from metalserve.types import printable, shown
@@ -41,7 +41,7 @@ def load_hosts(path: str | Path) -> dict[str, object]:
     pyinfra's CLI, which monkey-patches the process with gevent.
     """
     path = Path(path)
-    if not path.exists():
+    if missing(path):
         raise MetalserveError(f"{printable(str(path))}: no such inventory file")
     found = regular_file_problem(path)
     if found is not None:  # a FIFO is named, never opened: reading it would wait for a writer

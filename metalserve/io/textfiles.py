@@ -47,6 +47,17 @@ def _refuse(path: Path, expected: str, found: str, fix: str) -> MetalserveError:
     )
 
 
+def missing(path: Path) -> bool:
+    """Nothing at ``path`` (a name too long or a symlink loop is there, but unreadable)."""
+    try:
+        path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        return True
+    except OSError:
+        return False
+    return False
+
+
 def regular_file_problem(path: Path) -> str | None:
     """What ``path`` is when it is not a regular file (``a FIFO``, ``nothing``…); None if it is.
     ``stat`` reads no data, so a FIFO is named without being opened."""

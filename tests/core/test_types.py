@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, get_args, get_origin
 
 import pytest
 from click.testing import CliRunner
-from pydantic import TypeAdapter, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, TypeAdapter, ValidationError
 
 from metalserve.cli import main
+from metalserve.spec import HostSpec
 from metalserve.types import (
     CatalogueId,
     DebianVersion,
@@ -239,3 +240,55 @@ def test_render_of_a_300_character_service_name_is_one_line_not_a_crash(tmp_path
     assert result.exit_code == 2 and result.stderr.count("\n") == 1
     assert "metalserve.service.name" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+CHECKED_ELSEWHERE = {
+    "HostSpec.profile": "must name a catalogue preset (HostSpec._profile_known)",
+    "HardwareSpec.gpu": "must name a catalogue GPU (composition._first_problem)",
+    "LlamaCppSettings.quant": "must be a quant type of QUANT_BITS_PER_WEIGHT",
+    "NvidiaStackPins.driver_version": "must match 580.105.08's shape (_driver_shape)",
+    "NvidiaStackPins.cuda_version": "must be a CUDA_MIN_DRIVER key (_driver_runs_the_toolkit)",
+    "VllmSettings.speculative_config": "JSON-encoded into one argv word (engines.base)",
+    "IfnameSelection.names": "interface names in NCCL's characters (ncclsyntax._check_ifname)",
+    "HcaDevice.name": "HCA names in NCCL's characters (ncclsyntax._check_hca_name)",
+}
+"""Plain ``str`` fields whose value is checked against a closed list or encoded whole."""
+
+
+def _models(annotation: object) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in get_args(annotation) for m in _models(arg)]
+
+
+def _holds_bare_str(annotation: object) -> bool:
+    if annotation is str:
+        return True
+    if get_origin(annotation) is Annotated:
+        return False  # a metalserve.types type (or another validated one)
+    return any(_holds_bare_str(arg) for arg in get_args(annotation))
+
+
+def _untyped_str_fields(model: type[BaseModel], seen: set[type[BaseModel]]) -> list[str]:
+    found: list[str] = []
+    if model in seen:
+        return found
+    seen.add(model)
+    for name, field in model.model_fields.items():
+        validated = any(
+            isinstance(m, AfterValidator | BeforeValidator) or getattr(m, "pattern", None)
+            for m in field.metadata
+        )
+        if _holds_bare_str(field.annotation) and not validated:
+            found.append(f"{model.__name__}.{name}")
+        for inner in _models(field.annotation):
+            found += _untyped_str_fields(inner, seen)
+    return found
+
+
+def test_every_text_field_of_the_inventory_is_a_type_or_checked_against_a_list() -> None:
+    """A new field of the inventory that takes raw text fails here until it is given a type of
+    metalserve.types (or a closed list, named above with where it is checked)."""
+    untyped = _untyped_str_fields(HostSpec, set())
+    assert sorted(set(untyped) - set(CHECKED_ELSEWHERE)) == []
+    assert set(CHECKED_ELSEWHERE) <= set(untyped)  # the list above names no field twice over
