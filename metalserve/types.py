@@ -85,7 +85,7 @@ def _one_line(limit: int) -> Callable[[str], str | None]:
         if len(value) > limit:
             return f"at most {limit} characters"
         bad = first_control_char(value)
-        return None if bad is None else f"no control characters or line breaks, found {bad!r}"
+        return None if bad is None else f"no control characters or line breaks; {bad!r} is one"
 
     return check
 

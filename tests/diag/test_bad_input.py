@@ -284,3 +284,29 @@ def test_long_pathological_lines_are_parsed_in_linear_time() -> None:
     with within(10):  # quadratic matching took ~30 s for the first fragment alone
         for fragment in fragments:
             parse_output(fragment * 10_000)
+
+
+J_REPORT = json.loads(fixture("h100-8_json-v3_azure-chm.json"))
+J_PATHS = [p for p in _paths(J_REPORT) if p]
+
+
+@settings(max_examples=150, deadline=None)
+@given(edits=st.lists(st.tuples(st.sampled_from(J_PATHS), json_leaves), min_size=1, max_size=3))
+def test_an_edited_nccl_tests_json_parses_or_is_one_line(
+    edits: list[tuple[tuple[Any, ...], Any]],
+) -> None:
+    """nccl-tests -J output with any field of the wrong type (a string rank, a list for the
+    arguments, a float size): a run with that field left out, or one ParseError line."""
+    data: Any = J_REPORT
+    for path, value in edits:
+        try:
+            data = _set(data, path, value)
+        except (KeyError, IndexError, TypeError):
+            continue
+    with within(10):
+        try:
+            parsed = parse_output(json.dumps(data))
+        except ParseError as error:
+            assert "\n" not in str(error)
+            return
+    judge(parsed, topology_of(PROFILES[PROFILE]), expectation_for(PROFILE))
