@@ -97,7 +97,11 @@ def _build_values_are_words(plan: HostPlan) -> None:
     assert build is not None
     outer = shlex.split(build_command(build))
     assert outer[:2] == ["mkdir", "-p"] and outer[-2] == "-c"
-    script = shlex.split(outer[-1])
+    # the guard reads the stamp inside "$(…)", which shlex does not parse: its path must be there
+    # shell-quoted; the build steps after it are plain words
+    guard, steps = outer[-1].split(" || {", 1)
+    assert f"cat {shlex.quote(f'{build.prefix}/.metalserve-build')} 2>/dev/null" in guard
+    script = shlex.split(steps.removesuffix("; }"))
     partial = f"{build.prefix}.partial"
     for value in (build.source_tarball, build.prefix, partial, *build.cmake_flags, *build.targets):
         assert value in script, value
