@@ -358,5 +358,7 @@ def _every_directive() -> frozenset[str]:
     return frozenset(d.name for unit in units for d in unit.directives)
 
 
-RELAXABLE = _every_directive() - set(GOVERNED_BY)
+DIRECTIVES = _every_directive()
+"""Every directive a unit can get, on any kind of node."""
+RELAXABLE = DIRECTIVES - set(GOVERNED_BY)
 """What an inventory may relax: every directive metalserve sets but those governed by another."""

@@ -40,6 +40,7 @@ from metalserve.sizing import SizingReport, audit_claims, request_for, size, sma
 from metalserve.sources import AptSource, LlamaCppSource, PythonSource, SourceKind, WeightsSource
 from metalserve.spec import HostSpec
 from metalserve.stack import FabricPlan, NvidiaPlan, fabric_plan, nvidia_plan
+from metalserve.types import RepoId, Revision, ServedName, ServiceName, UserName
 
 CUDA_HOME = "/usr/local/cuda"
 """Where NVIDIA's cuda-toolkit packages put the active toolkit (a symlink to cuda-<version>)."""
@@ -94,8 +95,8 @@ class EnginePlan(Frozen):
 
 
 class WeightsPlan(Frozen):
-    repo_id: str
-    revision: str
+    repo_id: RepoId
+    revision: Revision
     source: WeightsSource
     local_dir: str = Field(description="the verified checkpoint on the host")
     token_file: str | None = Field(description="0600 file on the host, given as HF_TOKEN_PATH")
@@ -132,14 +133,14 @@ class GgufPlan(Frozen):
 
 
 class ServicePlan(Frozen):
-    name: str
+    name: ServiceName
     unit_path: str
     env_file: str
-    user: str
+    user: UserName
     port: int
     health_url: str | None
     completion_url: str | None
-    served_model: str
+    served_model: ServedName
     health_timeout_s: int
     keep_warm_minutes: int | None
     credentials: tuple[tuple[str, str], ...] = Field(description="(name, file on host) pairs")

@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from metalserve.hardware import Frozen
+from metalserve.types import FlagText, LocalPath, Sha256, SourceUrl, Url
 
 
 class SourceKind(StrEnum):
@@ -21,8 +22,8 @@ class SourceKind(StrEnum):
 
 class AptSource(Frozen):
     kind: SourceKind = SourceKind.ONLINE
-    url: str | None = Field(default=None, description="mirror: a flat repo URL ('deb URL ./')")
-    path: str | None = Field(
+    url: Url | None = Field(default=None, description="mirror: a flat repo URL ('deb URL ./')")
+    path: LocalPath | None = Field(
         default=None,
         description="bundle: a flat repo directory (debs + Packages) on the control host",
     )
@@ -38,29 +39,31 @@ class AptSource(Frozen):
 
 class PythonSource(Frozen):
     kind: SourceKind = SourceKind.ONLINE
-    index_url: str | None = Field(default=None, description="mirror: a PEP 503 index or find-links")
-    wheelhouse: str | None = Field(
+    index_url: Url | None = Field(default=None, description="mirror: a PEP 503 index or find-links")
+    wheelhouse: LocalPath | None = Field(
         default=None, description="bundle: a directory on the control host"
     )
 
 
 class LlamaCppSource(Frozen):
     kind: Literal["tarball", "git", "local"] = "tarball"
-    url: str | None = Field(default=None, description="tarball URL or git remote")
-    path: str | None = Field(default=None, description="local: a tarball on the control host")
-    sha256: str | None = None
+    url: SourceUrl | None = Field(default=None, description="tarball URL or git remote")
+    path: LocalPath | None = Field(default=None, description="local: a tarball on the control host")
+    sha256: Sha256 | None = None
 
 
 class WeightsSource(Frozen):
     kind: SourceKind = SourceKind.ONLINE
-    endpoint: str | None = Field(default=None, description="mirror: HF_ENDPOINT of a hub mirror")
-    trust_plain_http: str | None = Field(
+    endpoint: Url | None = Field(default=None, description="mirror: HF_ENDPOINT of a hub mirror")
+    trust_plain_http: FlagText | None = Field(
         default=None,
         min_length=3,
         max_length=200,
         description="why the HF token may go to this plain-HTTP mirror (e.g. a host-only link)",
     )
-    path: str | None = Field(default=None, description="bundle: a snapshot dir on the control host")
+    path: LocalPath | None = Field(
+        default=None, description="bundle: a snapshot dir on the control host"
+    )
 
     @model_validator(mode="after")
     def _needs_location(self) -> WeightsSource:

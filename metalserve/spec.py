@@ -8,9 +8,17 @@ Example::
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from pydantic import Field, IPvAnyNetwork, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    IPvAnyNetwork,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from metalserve.catalog.nvidia_stack import NvidiaStack
 from metalserve.catalog.profiles import PROFILES
@@ -22,6 +30,26 @@ from metalserve.hardening import GOVERNED_BY, RELAXABLE
 from metalserve.hardware import Frozen, HardwareProfile
 from metalserve.nccl import FabricSpec
 from metalserve.sources import Sources
+from metalserve.types import (
+    Address,
+    CatalogueId,
+    ClusterName,
+    EnvName,
+    EnvValue,
+    FlagText,
+    HostName,
+    LocalPath,
+    NcclName,
+    NcclValue,
+    Port,
+    RepoId,
+    Revision,
+    ServedName,
+    ServiceName,
+    UserName,
+    repo_id_problem,
+    shown,
+)
 
 DATA_KEY = "metalserve"
 SECRET_WORDS = ("TOKEN", "SECRET", "PASSWORD", "API_KEY", "APIKEY")
@@ -31,13 +59,15 @@ class ModelRef(Frozen):
     """A catalogue checkpoint; or a hub repo id, a local directory on the control host, or both
     (the directory is then read to plan and size the repo without fetching it)."""
 
-    checkpoint: str | None = Field(
+    checkpoint: CatalogueId | None = Field(
         default=None, description="a catalogue id, e.g. zai-org/GLM-5.2-FP8"
     )
-    repo_id: str | None = Field(default=None, description="any Hugging Face repo id")
-    revision: str = "main"
-    local_dir: str | None = Field(default=None, description="a checkpoint dir on the control host")
-    served_name: str | None = None
+    repo_id: RepoId | None = Field(default=None, description="any Hugging Face repo id")
+    revision: Revision = "main"
+    local_dir: LocalPath | None = Field(
+        default=None, description="a checkpoint dir on the control host"
+    )
+    served_name: ServedName | None = None
 
     @model_validator(mode="after")
     def _one_model(self) -> ModelRef:
@@ -45,6 +75,13 @@ class ModelRef(Frozen):
             raise ValueError("give a catalogue checkpoint, or repo_id/local_dir, not both")
         if not (self.checkpoint or self.repo_id or self.local_dir):
             raise ValueError("give one of checkpoint, repo_id or local_dir")
+        if self.local_dir and not self.repo_id:
+            folder = self.local_dir.rstrip("/").rsplit("/", 1)[-1]
+            if repo_id_problem(folder) is not None:
+                raise ValueError(
+                    f"local_dir: expected a folder named like a repo (A-Z a-z 0-9 . _ -), found "
+                    f"{shown(folder)}; it names the model on the host — fix: give model.repo_id"
+                )
         return self
 
     @property
@@ -54,29 +91,22 @@ class ModelRef(Frozen):
         return ref.rstrip("/")
 
 
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
-ADDRESS_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9.:-]{0,252}$"
-"""A host name, IPv4 or IPv6 address: nothing a shell, a unit or a URL would read as syntax."""
-
-
 class ClusterSpec(Frozen):
     """Multi-node: which cluster this host belongs to and its place in it. Every host sharing
     ``name`` is planned together with it (hosts of one multi-node setup without a name form one
     cluster per hardware)."""
 
-    name: str | None = Field(default=None, pattern=NAME_PATTERN)
+    name: ClusterName | None = None
     node_rank: int = Field(ge=0, le=1023)
-    address: str | None = Field(
+    address: Address | None = Field(
         default=None,
-        pattern=ADDRESS_PATTERN,
         description="this node's address on the cluster network; default: the inventory name",
     )
-    head_address: str | None = Field(
+    head_address: Address | None = Field(
         default=None,
-        pattern=ADDRESS_PATTERN,
         description="rank 0's address, if given it must be rank 0's own address",
     )
-    port: int = Field(default=29500, ge=1, le=65535)
+    port: Port = 29500
 
 
 class AccessSpec(Frozen):
@@ -97,7 +127,7 @@ class AccessSpec(Frozen):
         description="write and load the nftables table; off only where the site's own firewall "
         "enforces the same (say so in firewall_off_reason)",
     )
-    firewall_off_reason: str | None = Field(default=None, min_length=3, max_length=200)
+    firewall_off_reason: FlagText | None = Field(default=None, min_length=3, max_length=200)
     ssh_port: int = Field(default=22, ge=1, le=65535, description="never dropped by metalserve")
 
     @model_validator(mode="after")
@@ -113,18 +143,18 @@ class SecretsSpec(Frozen):
     """Secrets are files on the control host; the deploy copies them 0600 and units load them as
     systemd credentials. Their contents never enter argv, unit files or logs."""
 
-    hf_token_file: str | None = None
-    api_key_file: str | None = None
+    hf_token_file: LocalPath | None = None
+    api_key_file: LocalPath | None = None
 
 
 class ServiceSpec(Frozen):
-    name: str | None = Field(default=None, pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
-    user: str = Field(default="metalserve", pattern=r"^[a-z_][a-z0-9_-]*$")
+    name: ServiceName | None = None
+    user: UserName = "metalserve"
     keep_warm_minutes: int | None = Field(
         default=None, ge=1, description="ping /health this often (seed 004: every 14 min)"
     )
     health_timeout_s: int = Field(default=1800, ge=10)
-    relax: dict[str, str] = Field(
+    relax: dict[str, FlagText] = Field(
         default_factory=dict,
         description="systemd directive -> why this host needs it off (metalserve/hardening.py)",
     )
@@ -151,15 +181,15 @@ class ServiceSpec(Frozen):
 
 
 class HostSpec(Frozen):
-    host: str
+    host: HostName
     profile: str | None = Field(default=None, description="a catalogue preset, e.g. h200-sxm-8")
     hardware: HardwareSpec | None = Field(default=None, description="or a composition of parts")
     model: ModelRef
     engine: EngineSettings
     fabric: FabricSpec | None = None
     cluster: ClusterSpec | None = None
-    nccl: dict[str, str] = Field(default_factory=dict, description="NCCL_* overrides")
-    env: dict[str, str] = Field(
+    nccl: dict[NcclName, NcclValue] = Field(default_factory=dict, description="NCCL_* overrides")
+    env: dict[EnvName, EnvValue] = Field(
         default_factory=dict,
         description="extra engine environment (no secrets), e.g. HF_XET_HIGH_PERFORMANCE",
     )
@@ -226,21 +256,31 @@ def _one_line(host: str, exc: ValidationError) -> SpecError:
         for i, p in enumerate(loc)
         if not (i > 0 and loc[i - 1] == "engine" and p in ("vllm", "sglang", "llamacpp"))
     ]
+    # a key of a mapping (env, nccl) is named as the user wrote it, escaped to stay on one line
+    loc = [p if re.fullmatch(r"[\w.-]+", p) else shown(p) for p in loc if p != "[key]"]
     field = ".".join([DATA_KEY, *loc]) if loc else DATA_KEY
     message = str(err["msg"]).removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         message = "unknown key"
     got = err.get("input")
-    if err["type"] not in ("missing", "extra_forbidden") and not isinstance(got, dict | list):
-        message += f" (got {got!r})"
-    if " — " in message:  # the validator already says what to do
+    if " — " in message:  # the validator already says what it found and what to do
         return SpecError(f"host {host}: {field}: {message}")
+    if err["type"] not in ("missing", "extra_forbidden") and not isinstance(got, dict | list):
+        message += f" (got {shown(got)})"
     fix = _FIXES.get(err["type"], "correct the value in the inventory")
     return SpecError.at(host, field, message, fix)
 
 
+_HOST_NAME: TypeAdapter[str] = TypeAdapter(HostName)
+
+
 def host_spec(host: str, data: Any) -> HostSpec:
     """The validated spec of one host, or a one-line ``SpecError`` naming host, field and fix."""
+    try:
+        _HOST_NAME.validate_python(host)
+    except ValidationError as exc:
+        message = str(exc.errors(include_url=False)[0]["msg"]).removeprefix("Value error, ")
+        raise SpecError(f"host {shown(host)}: inventory host name: {message}") from None
     if not isinstance(data, dict):
         raise SpecError.at(
             host, DATA_KEY, "missing or not a mapping", "add the metalserve host data"

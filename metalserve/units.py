@@ -62,12 +62,30 @@ def _after(plan: HostPlan) -> tuple[list[str], list[str]]:
     return after, requires
 
 
+_ENV_BARE = re.compile(r"[A-Za-z0-9_@%+=:,./^-]*")
+_ENV_ESCAPED = re.compile(r"([\\\"`$])")
+
+
+def env_file_value(value: str) -> str:
+    """``value`` as an EnvironmentFile= line reads it back unchanged: bare when it holds only
+    characters no shell or systemd reads as syntax, else in double quotes with ``\\ " ` $``
+    escaped. Inside double
+    quotes systemd unescapes exactly those four, as POSIX sh does (systemd src/basic/env-file.c,
+    parse_env_file_internal; POSIX.1 XCU 2.2.3); unquoted, a trailing backslash would
+    join the next line. The value is one line already (:data:`metalserve.types.EnvValue`)."""
+    if _ENV_BARE.fullmatch(value):
+        return value
+    return '"' + _ENV_ESCAPED.sub(r"\\\1", value) + '"'
+
+
 def env_variables(plan: HostPlan) -> list[dict[str, str]]:
     reasons = {s.name: (s.reason, s.source) for s in plan.nccl.settings}
     out = []
     for name, value in plan.environment:
         reason, source = reasons.get(name, ("", ""))
-        out.append({"name": name, "value": value, "reason": reason, "source": source})
+        out.append(
+            {"name": name, "value": env_file_value(value), "reason": reason, "source": source}
+        )
     return out
 
 

@@ -23,13 +23,15 @@ STAMP = ".metalserve-requirements"
 
 
 def build_command(venv: str, requirements: tuple[str, ...], pip_args: list[str]) -> str:
+    q = shlex.quote
     stamp = f"{venv}/{STAMP}"
-    pip = " ".join(shlex.quote(a) for a in [*pip_args, *requirements])
+    pip = shlex.join([*pip_args, *requirements])
+    # requirements are the catalogue's pins (metalserve.catalog.pins): no quote or % among them
     lines = "\\n".join(requirements)
     return (
-        f"rm -rf {venv} && python3 -m venv {venv} && "
-        f"{venv}/bin/pip install --quiet --no-cache-dir --no-compile {pip} && "
-        f"printf '{lines}\\n' > {stamp}.tmp && mv {stamp}.tmp {stamp}"
+        f"rm -rf {q(venv)} && python3 -m venv {q(venv)} && "
+        f"{q(f'{venv}/bin/pip')} install --quiet --no-cache-dir --no-compile {pip} && "
+        f"printf '{lines}\\n' > {q(f'{stamp}.tmp')} && mv {q(f'{stamp}.tmp')} {q(stamp)}"
     )
 
 

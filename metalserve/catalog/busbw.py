@@ -162,6 +162,10 @@ def _sourced_figure(hardware: HardwareProfile) -> BusBwExpectation:
     )
 
 
+OVERRIDE_SOURCE = "inventory override (metalserve.diag.expected_busbw)"
+"""The source of a figure the inventory (or ``diag parse --expected-busbw``) set."""
+
+
 def expectation_for(
     hardware: HardwareProfile | str, override_gbps: float | None = None
 ) -> BusBwExpectation:
@@ -186,6 +190,6 @@ def expectation_for(
         update={
             "busbw_gbps": override_gbps,
             "basis": f"set in the inventory (catalogue: {known.busbw_gbps or 'none'})",
-            "source": "inventory override (metalserve.diag.expected_busbw)",
+            "source": OVERRIDE_SOURCE,
         }
     )

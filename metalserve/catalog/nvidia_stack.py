@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 from metalserve.errors import PlanError
 from metalserve.hardware import GpuModel
+from metalserve.types import DebianVersion
 
 __all__ = [
     "BLACKLISTED_MODULES",
@@ -115,7 +116,7 @@ class NvidiaStackPins(_Frozen):
 
     driver_version: str = "580.105.08"
     cuda_version: str = "13.0"
-    nccl_version: str = "2.28.9-1+cuda13.0"
+    nccl_version: DebianVersion = "2.28.9-1+cuda13.0"
 
     @field_validator("driver_version")
     @classmethod

@@ -15,6 +15,7 @@ import click
 from metalserve.errors import MetalserveError
 from metalserve.io.inventory import plan_inventory
 from metalserve.plan import HostPlan
+from metalserve.types import printable
 
 
 class _OneLineErrors(click.Group):
@@ -22,7 +23,7 @@ class _OneLineErrors(click.Group):
         try:
             return super().invoke(ctx)
         except MetalserveError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {printable(str(exc))}", err=True)
             sys.exit(2)
 
 
@@ -188,6 +189,8 @@ def render(inventory: str, only: str, out: str) -> None:
     root = Path(out)
     for f in render_files(plan_):
         target = root / f.path.lstrip("/")
+        if ".." in Path(f.path).parts:  # paths come from typed names; a '..' would be a bug
+            raise MetalserveError(f"{f.path}: expected a path inside --out — fix: report this")
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(f.content)
         target.chmod(int(f.mode, 8))

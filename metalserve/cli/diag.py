@@ -12,6 +12,7 @@ Example::
 from __future__ import annotations
 
 import functools
+import re
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -24,9 +25,10 @@ from metalserve.catalog.busbw import expectation_for
 from metalserve.catalog.profiles import PROFILES
 from metalserve.diag.judge import Topology, judge, topology_of
 from metalserve.diag.parse import merge_outputs
-from metalserve.diag.report import build_report, compare, comparison_text, summary_text
+from metalserve.diag.report import build_report, checked, compare, comparison_text, summary_text
 from metalserve.errors import MetalserveError
 from metalserve.io.reports import read_report, read_text, write_report
+from metalserve.types import printable
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -40,7 +42,7 @@ def _operator_errors(command: Callable[P, R]) -> Callable[P, R]:
         try:
             return command(*args, **kwargs)
         except MetalserveError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {printable(str(exc))}", err=True)
             sys.exit(BAD_INPUT)
 
     return wrapper
@@ -55,6 +57,18 @@ def _topology(profile_id: str) -> Topology | None:
 _existing = click.Path(exists=False, dir_okay=False, path_type=Path)
 
 
+def _terminal_safe(text: str) -> str:
+    """Text from a report or a log with its control characters escaped, line by line: what a file
+    holds is shown, never run by the terminal (an escape sequence, a carriage return)."""
+    return "\n".join(printable(line) for line in text.split("\n"))
+
+
+def _stem_of(log: Path) -> str:
+    """The log's own name as the reports' stem, with what a file name should not hold replaced."""
+    stem = re.sub(r"[^A-Za-z0-9._+-]", "_", log.stem).lstrip(".")[:128]
+    return stem or "report"
+
+
 @click.group("diag")
 def diag_group() -> None:
     """NCCL diagnostics: judge nccl-tests runs against what the hardware should reach."""
@@ -64,8 +78,9 @@ def diag_group() -> None:
 @click.argument("report", type=_existing)
 @_operator_errors
 def show(report: Path) -> None:
-    """Print the summary of a saved diag report (.json)."""
-    click.echo(summary_text(read_report(report)), nl=False)
+    """Print the summary of a saved diag report (.json), its results judged again."""
+    shown, claimed = checked(read_report(report))
+    click.echo(_terminal_safe(summary_text(shown, claimed)), nl=False)
 
 
 @diag_group.command("compare")
@@ -74,7 +89,8 @@ def show(report: Path) -> None:
 @_operator_errors
 def compare_command(before: Path, after: Path) -> None:
     """Show how run AFTER differs from run BEFORE (e.g. around a driver upgrade)."""
-    click.echo(comparison_text(compare(read_report(before), read_report(after))), nl=False)
+    (a, _), (b, _) = checked(read_report(before)), checked(read_report(after))
+    click.echo(_terminal_safe(comparison_text(compare(a, b))), nl=False)
 
 
 @diag_group.command("parse")
@@ -106,7 +122,7 @@ def parse_command(
         profile_id=profile_id,
         created_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     )
-    click.echo(summary_text(report), nl=False)
+    click.echo(_terminal_safe(summary_text(report)), nl=False)
     if out_dir is not None:
-        for path in write_report(report, out_dir, stem or log.stem):
-            click.echo(f"wrote {path}")
+        for path in write_report(report, out_dir, stem if stem is not None else _stem_of(log)):
+            click.echo(f"wrote {printable(str(path))}")

@@ -138,7 +138,7 @@ def human_bytes(size: int) -> str:
 
 # --------------------------------------------------------------------------- single checks
 
-_MISSING_GPUS = re.compile(r"(\d+) requested but only (\d+) were found")
+_MISSING_GPUS = re.compile(r"(?<!\d)(\d{1,9}) requested but only (\d{1,9}) were found")
 
 
 _ABORT_HINTS = {

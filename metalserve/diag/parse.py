@@ -238,8 +238,13 @@ def _number(token: str) -> float | None:
     return value if math.isfinite(value) else None
 
 
+_N = r"(\d{1,18})(?!\d)"
+"""A count or size as nccl-tests and NCCL print them: a number of more digits is no such line
+(and past 4300 digits Python would refuse to read it)."""
+
+
 def _integer(token: str) -> int | None:
-    return int(token) if re.fullmatch(r"-?\d+", token.strip()) else None
+    return int(token) if re.fullmatch(r"-?\d{1,18}", token.strip()) else None
 
 
 # --------------------------------------------------------------------------- the table
@@ -355,15 +360,15 @@ _VERSION = re.compile(
 _NCCL_VERSION = re.compile(r"NCCL version (\d+\.\d+\.\d+)")
 _STARTING = re.compile(r"Collective test (starting|concluded): (\S+)")
 _PARAMS = re.compile(
-    r"nThread (\d+) nGpus (\d+) minBytes (\d+) maxBytes (\d+)"
+    rf"nThread {_N} nGpus {_N} minBytes {_N} maxBytes {_N}"
     r"(?:.*?validation: (\d+))?"
 )
-_REDUCING = re.compile(r"Reducing maxBytes to (\d+)")
+_REDUCING = re.compile(rf"Reducing maxBytes to {_N}")
 _RANK = re.compile(
-    r"^Rank\s+(\d+)\s+(?:Group\s+(\d+)\s+)?(?:Pid\s+(\d+)\s+)?on\s+(\S+)\s+"
-    r"device\s+(\d+)\s+\[([^\]]*)\]\s*(.*)$"
+    rf"^Rank\s+{_N}\s+(?:Group\s+{_N}\s+)?(?:Pid\s+{_N}\s+)?on\s+(\S+)\s+"
+    rf"device\s+{_N}\s+\[([^\]]*)\]\s*(.*)$"
 )
-_OOB = re.compile(r"Out of bounds values\s*:\s*(\d+)")
+_OOB = re.compile(rf"Out of bounds values\s*:\s*{_N}")
 _AVG = re.compile(r"Avg bus bandwidth\s*:\s*(\S+)\s*(OK|FAILED)?")
 _TEST_FAILURE = re.compile(r"^(?:(\S+): )?Test (CUDA|NCCL) failure (\S+:\d+) '?(.*?)'?\s*$")
 _OLD_NCCL_FAILURE = re.compile(r"^NCCL failure (\S+:\d+) '(.*)'")
@@ -502,7 +507,7 @@ def _json_number(value: Any) -> float | None:
 
 def _json_version(nccl_code: Any) -> str | None:
     """NCCL's version code: 22304 → 2.23.4 (≥2.9 encoding: major*10000 + minor*100 + patch)."""
-    if not isinstance(nccl_code, int) or nccl_code < 10000:
+    if _json_int(nccl_code) is None or nccl_code < 10000:
         return None
     return f"{nccl_code // 10000}.{nccl_code // 100 % 100}.{nccl_code % 100}"
 
@@ -510,6 +515,22 @@ def _json_version(nccl_code: Any) -> str | None:
 def _json_object(data: dict[str, Any], key: str) -> dict[str, Any]:
     value = data.get(key)
     return value if isinstance(value, dict) else {}
+
+
+def _json_list(data: dict[str, Any], key: str) -> list[Any]:
+    value = data.get(key)
+    return value if isinstance(value, list) else []
+
+
+def _json_int(value: Any) -> int | None:
+    """A JSON integer that fits 64 bits; anything else (a string, a float, true) is not one."""
+    if isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63:
+        return value
+    return None
+
+
+def _json_str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def parse_json(text: str) -> NcclTestsRun:
@@ -524,6 +545,11 @@ def parse_json(text: str) -> NcclTestsRun:
             f"expected an nccl-tests JSON report, found invalid JSON ({exc.msg} at line {exc.lineno})"
             " — fix: pass the file written by -J, or the text output"
         ) from None
+    except (ValueError, RecursionError):  # a number past 4300 digits, nesting too deep
+        raise ParseError(
+            "expected an nccl-tests JSON report, found JSON Python cannot read (a number of "
+            "thousands of digits or nesting too deep) — fix: pass the file written by -J"
+        ) from None
     if not isinstance(data, dict) or "results" not in data:
         raise ParseError(
             "expected an nccl-tests JSON report with a 'results' list, found other JSON"
@@ -531,12 +557,12 @@ def parse_json(text: str) -> NcclTestsRun:
         )
     rows: list[ResultRow] = []
     skipped = 0
-    for item in data.get("results") or []:
+    for item in _json_list(data, "results"):
         if not isinstance(item, dict):
             skipped += 1
             continue
-        size, count = item.get("size"), item.get("count")
-        if not isinstance(size, int) or not isinstance(count, int):
+        size, count = _json_int(item.get("size")), _json_int(item.get("count"))
+        if size is None or count is None or size < 0 or count < 0:
             skipped += 1
             continue
         oop, ip = _json_placement(item.get("out_of_place")), _json_placement(item.get("in_place"))
@@ -548,7 +574,7 @@ def parse_json(text: str) -> NcclTestsRun:
                 size=size,
                 count=count,
                 type=str(item.get("type", "")),
-                redop=item.get("redop"),
+                redop=_json_str(item.get("redop")),
                 root=_integer(str(item.get("root", ""))),
                 out_of_place=oop,
                 in_place=ip,
@@ -557,35 +583,35 @@ def parse_json(text: str) -> NcclTestsRun:
     config = _json_object(data, "config")
     devices = tuple(
         RankDevice(
-            rank=d["rank"],
-            group=d.get("group"),
-            pid=d.get("pid"),
+            rank=rank,
+            group=_json_int(d.get("group")),
+            pid=_json_int(d.get("pid")),
             host=str(d.get("hostname", "")),
-            device=d.get("device", 0),
+            device=_json_int(d.get("device")) or 0,
             bus_id=str(d.get("device_hex", "")),
             name=str(d.get("device_info", "")),
         )
-        for d in config.get("devices") or []
-        if isinstance(d, dict) and isinstance(d.get("rank"), int)
+        for d in _json_list(config, "devices")
+        if isinstance(d, dict) and (rank := _json_int(d.get("rank"))) is not None
     )
     average = _json_object(data, "average_bus_bandwidth")
     oob = _json_object(data, "out_of_bounds")
     okay = average.get("okay")
-    args = data.get("args") or []
-    errors = [e for e in data.get("errors") or [] if isinstance(e, str) and e.strip()]
+    args = _json_list(data, "args")
+    errors = [e for e in _json_list(data, "errors") if isinstance(e, str) and e.strip()]
     return NcclTestsRun(
         format=OutputFormat.JSON,
         collective=str(args[0]).rsplit("/", 1)[-1] if args else None,
         nccl_version=_json_version(data.get("nccl_version")),
-        n_threads=config.get("nthreads"),
-        n_gpus_per_thread=config.get("ngpus"),
-        min_bytes=config.get("minimum_bytes"),
-        max_bytes=config.get("maximum_bytes"),
+        n_threads=_json_int(config.get("nthreads")),
+        n_gpus_per_thread=_json_int(config.get("ngpus")),
+        min_bytes=_json_int(config.get("minimum_bytes")),
+        max_bytes=_json_int(config.get("maximum_bytes")),
         validation=bool(config["validation"]) if "validation" in config else None,
         devices=devices,
         rows=tuple(rows),
         skipped_row_lines=skipped,
-        out_of_bounds=oob.get("count") if isinstance(oob.get("count"), int) else None,
+        out_of_bounds=_json_int(oob.get("count")),
         avg_busbw=_json_number(average.get("bandwidth")),
         avg_busbw_text=str(average["bandwidth"]) if "bandwidth" in average else None,
         min_bw_check={"true": "OK", "false": "FAILED"}.get(str(okay)),
@@ -599,10 +625,10 @@ def parse_json(text: str) -> NcclTestsRun:
 _CHANNEL = re.compile(r"NCCL INFO Channel \d+(?:/\d+)? ?: .*? via (\S+(?: pointer)?)")
 _USING_NETWORK = re.compile(r"NCCL INFO Using network (\w+)")
 _NET_INIT = re.compile(r"NCCL INFO NET/(IB|Socket) ?: Using")
-_COMM = re.compile(r"nRanks (\d+) nNodes (\d+) localRanks (\d+)")
-_NRANKS = re.compile(r"NCCL INFO .*?\bnranks (\d+)\b")
+_COMM = re.compile(rf"nRanks {_N} nNodes {_N} localRanks {_N}")
+_NRANKS = re.compile(rf"\bnranks {_N}\b")
 _NVLS_SUPPORT = re.compile(r"NVLS multicast support is (not )?available")
-_NVLS_CHANNELS = re.compile(r"(\d+) nvls channels")
+_NVLS_CHANNELS = re.compile(rf"(?<!\d){_N} nvls channels")
 _SET_BY_ENV = re.compile(r"NCCL INFO (NCCL_\w+) set by environment to (\S+?)\.?$")
 _WARN = re.compile(r"NCCL WARN (.+)$")
 _GDR_ENABLED = re.compile(r"GPU Direct RDMA \((DMABUF|nvidia-peermem)\) enabled")
@@ -630,6 +656,18 @@ def transport_kind(via: str) -> str:
     return head
 
 
+def _from_first(
+    pattern: re.Pattern[str], line: str, marker: str, search: bool = False
+) -> re.Match[str] | None:
+    """``pattern`` at (or, ``search``, after) the first ``marker`` of ``line``: one scan of the
+    line, where a search for a lazy ``.*?`` pattern would rescan it from every occurrence of the
+    marker (a line repeating it thousands of times took minutes)."""
+    start = line.find(marker)
+    if start < 0:
+        return None
+    return pattern.search(line, start) if search else pattern.match(line, start)
+
+
 def parse_nccl_log(lines: Iterable[str]) -> TransportSummary:
     """Read the transport facts out of ``NCCL_DEBUG=INFO`` lines (other lines are ignored)."""
     channels: dict[str, int] = {}
@@ -642,7 +680,7 @@ def parse_nccl_log(lines: Iterable[str]) -> TransportSummary:
             continue
         if m := _GDR_ENABLED.search(line):
             mechanisms[m.group(1)] = None
-        if m := _CHANNEL.search(line):
+        if m := _from_first(_CHANNEL, line, "NCCL INFO Channel "):
             via = m.group(1)
             kind = transport_kind(via)
             channels[kind] = channels.get(kind, 0) + 1
@@ -664,7 +702,7 @@ def parse_nccl_log(lines: Iterable[str]) -> TransportSummary:
             env[m.group(1)] = m.group(2)
         elif m := _WARN.search(line):
             warnings.append(m.group(1).strip())
-        elif "n_ranks" not in found and (m := _NRANKS.search(line)):
+        elif "n_ranks" not in found and (m := _from_first(_NRANKS, line, "NCCL INFO ", True)):
             found["n_ranks"] = int(m.group(1))
         if "nccl_version" not in found and (m := _NCCL_VERSION.search(line)):
             found["nccl_version"] = m.group(1)

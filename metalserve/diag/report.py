@@ -17,9 +17,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from metalserve.diag.judge import Judgement, Reason, Verdict, human_bytes
+from metalserve.catalog.busbw import OVERRIDE_SOURCE, BusBwExpectation, expectation_for
+from metalserve.catalog.profiles import PROFILES
+from metalserve.diag.judge import Judgement, Reason, Verdict, human_bytes, judge, topology_of
 from metalserve.diag.parse import NcclTestsRun, ParsedOutput, TransportSummary
 from metalserve.errors import ParseError
+from metalserve.types import printable
 
 SCHEMA_VERSION: Literal[1] = 1
 """Bump when a field changes meaning or goes away; readers refuse other versions."""
@@ -85,6 +88,11 @@ def load_report(text: str, name: str = "report") -> DiagReport:
             f"{name}: expected a metalserve diag report (JSON), found invalid JSON "
             f"({exc.msg}, line {exc.lineno}) — fix: pass the .json written by diag parse or the role"
         ) from None
+    except (ValueError, RecursionError) as exc:  # a number past 4300 digits, nesting too deep
+        raise ParseError(
+            f"{name}: expected a metalserve diag report (JSON), found unreadable JSON "
+            f"({printable(str(exc))[:80]}) — fix: pass the .json written by diag parse or the role"
+        ) from None
     version = data.get("schema_version") if isinstance(data, dict) else None
     if version != SCHEMA_VERSION:
         raise ParseError(
@@ -94,12 +102,56 @@ def load_report(text: str, name: str = "report") -> DiagReport:
     try:
         return DiagReport.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
+        first = exc.errors(include_url=False)[0]
+        where = printable(".".join(str(p) for p in first["loc"]))[:120]
         raise ParseError(
             f"{name}: expected a valid diag report, found {where}: {first['msg']} — fix: "
             "regenerate it with 'metalserve diag parse LOG'"
         ) from None
+
+
+# --------------------------------------------------------------------------- a loaded report
+
+
+def expectation_of(report: DiagReport) -> BusBwExpectation | None:
+    """The figure a loaded report is judged against: the catalogue's for a known profile (or the
+    override the report records, which the summary names as its source); for another profile, the
+    figure the report records."""
+    j = report.judgement
+    override = j.expected_busbw if j.expected_source == OVERRIDE_SOURCE else None
+    if report.profile_id in PROFILES:
+        return expectation_for(report.profile_id, override)
+    if j.expected_busbw is None or not j.expected_busbw > 0:
+        return None
+    return BusBwExpectation(
+        profile_id=report.profile_id or "unknown",
+        busbw_gbps=j.expected_busbw,
+        basis="as recorded in the report",
+        source=j.expected_source or "the report",
+    )
+
+
+def checked(report: DiagReport) -> tuple[DiagReport, Verdict | None]:
+    """A loaded report as it may be shown: its results judged again (profile from the catalogue,
+    figure from :func:`expectation_of`). Where the report claims a milder verdict than the judge
+    gives — or than its own reasons — the judge's verdict is shown and the claim returned beside
+    it; a report can make itself look worse, never better."""
+    profile = PROFILES.get(report.profile_id or "")
+    again = judge(
+        ParsedOutput(run=report.run, transport=report.transport),
+        topology_of(profile) if profile is not None else None,
+        expectation_of(report),
+    )
+    claimed = report.judgement.verdict
+    stored = max(
+        (claimed, *(r.verdict for r in report.judgement.reasons)), key=lambda v: v.severity
+    )
+    if again.verdict.severity > stored.severity:
+        return report.model_copy(update={"judgement": again}), claimed
+    if stored is not claimed:
+        judgement = report.judgement.model_copy(update={"verdict": stored})
+        return report.model_copy(update={"judgement": judgement}), claimed
+    return report, None
 
 
 # --------------------------------------------------------------------------- summary
@@ -118,17 +170,23 @@ def _row(label: str, value: str) -> str:
     return f"  {label:<19} {value}"
 
 
-def summary_text(report: DiagReport) -> str:
-    """A short summary a person reads after a run: the verdict first, then why."""
+def summary_text(report: DiagReport, claimed: Verdict | None = None) -> str:
+    """A short summary a person reads after a run: the verdict first, then why. ``claimed``: the
+    verdict a loaded report gave itself where the judge gives another (see :func:`checked`)."""
     run, j = report.run, report.judgement
     lines = [report.title, _row("verdict", j.verdict.value)]
+    if claimed is not None:
+        lines.append(
+            _row("report claimed", f"{claimed.value} — not what the judge gives for its results")
+        )
     if run.avg_busbw_text is not None:
         lines.append(
             _row("avg bus bandwidth", f"{run.avg_busbw_text} GB/s (as nccl-tests printed)")
         )
     if (peak := run.peak_busbw) is not None:
-        at = next(r.size for r in run.rows if r.best_busbw == peak)
-        lines.append(_row("peak bus bandwidth", f"{peak:g} GB/s at {human_bytes(at)}"))
+        at = next((r.size for r in run.rows if r.best_busbw == peak), None)
+        where = f" at {human_bytes(at)}" if at is not None else ""
+        lines.append(_row("peak bus bandwidth", f"{peak:g} GB/s{where}"))
     if j.measured_busbw is not None and j.expected_busbw is not None and j.ratio is not None:
         lines.append(
             _row(

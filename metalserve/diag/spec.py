@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from metalserve.catalog import pins
 from metalserve.diag.commands import Collective, Mode
+from metalserve.types import Address, HostPath, LocalPath, Revision, Sha256, SourceUrl
 
 NCCL_TESTS_REF = pins.NCCL_TESTS.version
 """Default nccl-tests release: the newest tag of NVIDIA/nccl-tests checked for this code (its
@@ -28,10 +29,10 @@ class NcclTestsSource(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: Literal["git", "tarball", "local"] = "git"
-    url: str = Field(default=NCCL_TESTS_GIT, description="git remote or tarball URL")
-    ref: str = Field(default=NCCL_TESTS_REF, description="git tag, or the tarball's release")
-    path: str | None = Field(default=None, description="local: a .tar.gz on the control host")
-    sha256: str | None = None
+    url: SourceUrl = Field(default=NCCL_TESTS_GIT, description="git remote or tarball URL")
+    ref: Revision = Field(default=NCCL_TESTS_REF, description="git tag, or the tarball's release")
+    path: LocalPath | None = Field(default=None, description="local: a .tar.gz on the control host")
+    sha256: Sha256 | None = None
 
     @model_validator(mode="after")
     def _local_needs_path(self) -> NcclTestsSource:
@@ -49,7 +50,10 @@ class DiagSpec(BaseModel):
     mode: Mode = Mode.QUICK
     collectives: tuple[Collective, ...] = Field(default=(Collective.ALL_REDUCE,), min_length=1)
     expected_busbw: float | None = Field(
-        default=None, gt=0, description="GB/s; replaces the catalogue's all_reduce figure"
+        default=None,
+        gt=0,
+        allow_inf_nan=False,
+        description="GB/s; replaces the catalogue's all_reduce figure",
     )
     fail_host: bool = Field(default=True, description="a FAIL verdict fails the host")
     reprovision_gate: bool = Field(
@@ -63,16 +67,16 @@ class DiagSpec(BaseModel):
         description="why the re-provisioning gate may start the engine although nccl-tests "
         "produced no result (empty log, crash, binary not found, killed); unset: it may not",
     )
-    cuda_home: str = "/usr/local/cuda"
-    nccl_home: str | None = Field(default=None, description="None: NCCL from the system paths")
-    mpi_home: str = Field(
+    cuda_home: HostPath = "/usr/local/cuda"
+    nccl_home: HostPath | None = Field(default=None, description="None: NCCL from the system paths")
+    mpi_home: HostPath = Field(
         default="/usr/lib/x86_64-linux-gnu/openmpi", description="Debian/Ubuntu openmpi-bin"
     )
-    hosts: tuple[str, ...] = Field(
+    hosts: tuple[Address, ...] = Field(
         default=(),
         description="multi-node: the nodes mpirun starts ranks on, node-rank order; "
         "default: the inventory's hosts of the same profile",
     )
-    reports_dir: str = Field(
+    reports_dir: LocalPath = Field(
         default="diag-reports", description="on the control host; a dated folder per run"
     )

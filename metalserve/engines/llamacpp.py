@@ -8,6 +8,7 @@ from pydantic import field_validator
 
 from metalserve.catalog.pins import LLAMA_CPP
 from metalserve.engines.base import EngineBase, NodeRole, flag
+from metalserve.types import Address, FlagText, PackageVersion, Port, ServedName
 
 QUANT_BITS_PER_WEIGHT: dict[str, float] = {
     "Q4_K_S": 4.58, "Q4_K_M": 4.85, "Q5_K_M": 5.69, "Q6_K": 6.56, "Q8_0": 8.5, "F16": 16.0,
@@ -27,7 +28,7 @@ class LlamaCppSettings(EngineBase):
     """
 
     name: Literal["llamacpp"] = "llamacpp"
-    version: str = LLAMA_CPP.version
+    version: PackageVersion = LLAMA_CPP.version
     quant: str = "Q4_K_M"
     n_gpu_layers: int | Literal["auto", "all"] | None = flag("--n-gpu-layers")
     tensor_split: list[int] | None = flag("--tensor-split", join=",")
@@ -35,21 +36,21 @@ class LlamaCppSettings(EngineBase):
     ctx_size: int | None = flag("--ctx-size", ge=0)
     parallel: int | None = flag("--parallel", ge=1)
     flash_attn: Literal["on", "off", "auto"] | None = flag("--flash-attn")
-    cache_type_k: str | None = flag("--cache-type-k")
-    cache_type_v: str | None = flag("--cache-type-v")
-    override_tensor: str | None = flag("--override-tensor")
+    cache_type_k: FlagText | None = flag("--cache-type-k")
+    cache_type_v: FlagText | None = flag("--cache-type-v")
+    override_tensor: FlagText | None = flag("--override-tensor")
     n_cpu_moe: int | None = flag("--n-cpu-moe", ge=0)
     threads: int | None = flag("--threads", ge=1)
     load_mode: Literal["auto", "none", "mmap", "mlock", "mmap+mlock", "dio"] | None = flag(
         "--load-mode"
     )
     metrics: bool | None = flag("--metrics")
-    alias: str | None = flag("--alias")
-    rpc: list[str] | None = flag(
+    alias: ServedName | None = flag("--alias")
+    rpc: list[FlagText] | None = flag(
         "--rpc", join=",", description="set by the cluster plan: the workers' rpc-server addresses"
     )
-    host: str | None = flag("--host")
-    port: int | None = flag("--port", ge=1, le=65535)
+    host: Address | None = flag("--host")
+    port: Port | None = flag("--port")
 
     @property
     def listen_port(self) -> int:

@@ -6,6 +6,7 @@ from typing import ClassVar, Literal, Self
 
 from metalserve.catalog.pins import SGLANG
 from metalserve.engines.base import EngineBase, NodeRole, flag
+from metalserve.types import Address, FlagText, PackageVersion, Port, ServedName
 
 ASSUMED_MEM_FRACTION_STATIC = 0.88
 """SGLang picks --mem-fraction-static from the GPU's memory at start; sizing assumes this when unset."""
@@ -28,9 +29,9 @@ class SglangSettings(EngineBase):
     """
 
     name: Literal["sglang"] = "sglang"
-    version: str = SGLANG.version
+    version: PackageVersion = SGLANG.version
     entrypoint: Literal["serve", "launch_server"] = "serve"
-    served_model_name: str | None = flag("--served-model-name")
+    served_model_name: ServedName | None = flag("--served-model-name")
     trust_remote_code: bool | None = flag("--trust-remote-code")
     tp_size: int | None = flag("--tp-size", ge=1)
     dp_size: int | None = flag("--dp-size", ge=1)
@@ -38,19 +39,19 @@ class SglangSettings(EngineBase):
     ep_size: int | None = flag("--ep-size", ge=1)
     mem_fraction_static: float | None = flag("--mem-fraction-static", gt=0, le=1)
     context_length: int | None = flag("--context-length", ge=1)
-    kv_cache_dtype: str | None = flag("--kv-cache-dtype")
+    kv_cache_dtype: FlagText | None = flag("--kv-cache-dtype")
     enable_mixed_chunk: bool | None = flag("--enable-mixed-chunk")
-    reasoning_parser: str | None = flag("--reasoning-parser")
-    tool_call_parser: str | None = flag("--tool-call-parser")
-    speculative_algorithm: str | None = flag("--speculative-algorithm")
+    reasoning_parser: FlagText | None = flag("--reasoning-parser")
+    tool_call_parser: FlagText | None = flag("--tool-call-parser")
+    speculative_algorithm: FlagText | None = flag("--speculative-algorithm")
     speculative_num_steps: int | None = flag("--speculative-num-steps", ge=1)
     speculative_eagle_topk: int | None = flag("--speculative-eagle-topk", ge=1)
     speculative_num_draft_tokens: int | None = flag("--speculative-num-draft-tokens", ge=1)
     nnodes: int | None = flag("--nnodes", ge=1)
     node_rank: int | None = flag("--node-rank", ge=0)
-    dist_init_addr: str | None = flag("--dist-init-addr")
-    host: str | None = flag("--host")
-    port: int | None = flag("--port", ge=1, le=65535)
+    dist_init_addr: FlagText | None = flag("--dist-init-addr")
+    host: Address | None = flag("--host")
+    port: Port | None = flag("--port")
 
     @property
     def listen_port(self) -> int:

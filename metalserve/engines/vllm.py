@@ -8,6 +8,7 @@ from pydantic import model_validator
 
 from metalserve.catalog.pins import VLLM
 from metalserve.engines.base import EngineBase, NodeRole, flag
+from metalserve.types import Address, FlagText, HostPath, PackageVersion, Port, ServedName
 
 DEFAULT_GPU_MEMORY_UTILIZATION = 0.92
 """vLLM 0.33 default for --gpu-memory-utilization (vllm/config/cache.py)."""
@@ -24,39 +25,39 @@ class VllmSettings(EngineBase):
     """
 
     name: Literal["vllm"] = "vllm"
-    version: str = VLLM.version
-    served_model_name: str | None = flag("--served-model-name")
+    version: PackageVersion = VLLM.version
+    served_model_name: ServedName | None = flag("--served-model-name")
     trust_remote_code: bool | None = flag("--trust-remote-code")
     tensor_parallel_size: int | None = flag("--tensor-parallel-size", ge=1)
     pipeline_parallel_size: int | None = flag("--pipeline-parallel-size", ge=1)
     data_parallel_size: int | None = flag("--data-parallel-size", ge=1)
     data_parallel_size_local: int | None = flag("--data-parallel-size-local", ge=1)
     data_parallel_start_rank: int | None = flag("--data-parallel-start-rank", ge=0)
-    data_parallel_address: str | None = flag("--data-parallel-address")
-    data_parallel_rpc_port: int | None = flag("--data-parallel-rpc-port", ge=1, le=65535)
+    data_parallel_address: Address | None = flag("--data-parallel-address")
+    data_parallel_rpc_port: Port | None = flag("--data-parallel-rpc-port")
     enable_expert_parallel: bool | None = flag("--enable-expert-parallel")
     gpu_memory_utilization: float | None = flag("--gpu-memory-utilization", gt=0, le=1)
     max_model_len: int | None = flag("--max-model-len", ge=1)
     max_num_seqs: int | None = flag("--max-num-seqs", ge=1)
-    kv_cache_dtype: str | None = flag("--kv-cache-dtype")
+    kv_cache_dtype: FlagText | None = flag("--kv-cache-dtype")
     enable_prefix_caching: bool | None = flag(
         "--enable-prefix-caching", negative="--no-enable-prefix-caching"
     )
     max_num_batched_tokens: int | None = flag("--max-num-batched-tokens", ge=1)
-    reasoning_parser: str | None = flag("--reasoning-parser")
-    tool_call_parser: str | None = flag("--tool-call-parser")
+    reasoning_parser: FlagText | None = flag("--reasoning-parser")
+    tool_call_parser: FlagText | None = flag("--tool-call-parser")
     enable_auto_tool_choice: bool | None = flag("--enable-auto-tool-choice")
     speculative_config: dict[str, Any] | None = flag("--speculative-config")
-    safetensors_load_strategy: str | None = flag("--safetensors-load-strategy")
+    safetensors_load_strategy: FlagText | None = flag("--safetensors-load-strategy")
     enforce_eager: bool | None = flag("--enforce-eager")
-    download_dir: str | None = flag("--download-dir")
+    download_dir: HostPath | None = flag("--download-dir")
     nnodes: int | None = flag("--nnodes", ge=1)
     node_rank: int | None = flag("--node-rank", ge=0)
-    master_addr: str | None = flag("--master-addr")
-    master_port: int | None = flag("--master-port", ge=1, le=65535)
+    master_addr: Address | None = flag("--master-addr")
+    master_port: Port | None = flag("--master-port")
     headless: bool | None = flag("--headless")
-    host: str | None = flag("--host")
-    port: int | None = flag("--port", ge=1, le=65535)
+    host: Address | None = flag("--host")
+    port: Port | None = flag("--port")
 
     @property
     def listen_port(self) -> int:

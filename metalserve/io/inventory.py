@@ -7,8 +7,10 @@ from pathlib import Path
 
 from metalserve.errors import MetalserveError, SpecError
 from metalserve.io.modelfiles import checkpoint_for_spec
+from metalserve.io.textfiles import INVENTORY_LIMIT, missing, regular_file_problem
 from metalserve.plan import HostPlan, plan_hosts
 from metalserve.spec import DATA_KEY, HostSpec, host_spec
+from metalserve.types import printable, shown
 
 
 def _is_host(item: object) -> bool:
@@ -39,18 +41,29 @@ def load_hosts(path: str | Path) -> dict[str, object]:
     pyinfra's CLI, which monkey-patches the process with gevent.
     """
     path = Path(path)
-    if not path.is_file():
-        raise MetalserveError(f"{path}: no such inventory file")
+    if missing(path):
+        raise MetalserveError(f"{printable(str(path))}: no such inventory file")
+    found = regular_file_problem(path)
+    if found is not None:  # a FIFO is named, never opened: reading it would wait for a writer
+        raise MetalserveError(
+            f"{printable(str(path))}: expected an inventory file, found {found} — fix: pass the "
+            "pyinfra inventory (.py)"
+        )
+    if path.stat().st_size > INVENTORY_LIMIT:
+        raise MetalserveError(
+            f"{printable(str(path))}: expected an inventory of at most {INVENTORY_LIMIT >> 20} "
+            "MiB, found a larger file — fix: pass the pyinfra inventory (.py)"
+        )
     try:
         namespace = runpy.run_path(str(path))
     except SystemExit as exc:  # sys.exit() in an inventory must not end `check` with its code
         raise MetalserveError(
-            f"{path}: the inventory exited (sys.exit({exc.code!r})) while loading — fix: define "
-            "hosts without exiting"
+            f"{path}: the inventory exited (sys.exit({shown(exc.code)})) while loading — fix: "
+            "define hosts without exiting"
         ) from None
     except Exception as exc:  # noqa: BLE001 - an inventory is user code; report it in one line
         raise MetalserveError(
-            f"{path}: cannot load inventory: {type(exc).__name__}: {exc}"
+            f"{path}: cannot load inventory: {type(exc).__name__}: {printable(str(exc))[:200]}"
         ) from None
     data: dict[str, dict] = {}
     for name, value in namespace.items():
@@ -82,6 +95,6 @@ def plan_inventory(path: str | Path, only: str | None = None) -> list[HostPlan]:
     keeps one host's plan."""
     hosts = load_hosts(path)
     if only is not None and only not in hosts:
-        raise SpecError(f"{path}: no host {only!r} (hosts: {', '.join(hosts)})")
+        raise SpecError(f"{path}: no host {shown(only)} (hosts: {shown(', '.join(hosts))})")
     plans = plan_specs([host_spec(name, data) for name, data in hosts.items()])
     return [p for p in plans if only is None or p.host == only]

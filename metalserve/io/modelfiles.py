@@ -5,13 +5,14 @@ The pure parsing is in ``metalserve.architecture``; this module only opens the f
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from metalserve.architecture import architecture_from_config, weight_bytes_from_index
 from metalserve.checkpoint import Checkpoint, WeightFormat
-from metalserve.errors import SpecError
+from metalserve.errors import MetalserveError, SpecError
+from metalserve.io.textfiles import missing, read_json_file, regular_file_problem
 from metalserve.spec import HostSpec
+from metalserve.types import printable
 
 INDEX = "model.safetensors.index.json"
 
@@ -19,14 +20,14 @@ _DTYPE_BITS = {"bfloat16": 16, "float16": 16, "float32": 32, "float8_e4m3fn": 8}
 
 
 def _read_json(path: Path) -> object:
+    expected = "a Hugging Face checkpoint's JSON file"
+    fix = "point metalserve.model.local_dir at a Hugging Face checkpoint directory"
+    if missing(path):
+        raise SpecError(f"{path}: not found — is this a Hugging Face checkpoint directory?")
     try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise SpecError(
-            f"{path}: not found — is this a Hugging Face checkpoint directory?"
-        ) from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise SpecError(f"{path}: unreadable JSON ({exc})") from None
+        return read_json_file(path, expected, fix)
+    except MetalserveError as exc:
+        raise SpecError(str(exc)) from None
 
 
 def checkpoint_from_dir(directory: str | Path, repo_id: str | None = None) -> Checkpoint:
@@ -35,7 +36,7 @@ def checkpoint_from_dir(directory: str | Path, repo_id: str | None = None) -> Ch
     root = Path(directory).expanduser()
     config = _read_json(root / "config.json")
     arch = architecture_from_config(config)
-    if (root / INDEX).exists():
+    if not missing(root / INDEX):
         weight_bytes = weight_bytes_from_index(_read_json(root / INDEX))
         source = f"{root / INDEX} metadata.total_size"
     else:
@@ -44,7 +45,7 @@ def checkpoint_from_dir(directory: str | Path, repo_id: str | None = None) -> Ch
             raise SpecError(
                 f"{root}: no {INDEX} and no *.safetensors — not a safetensors checkpoint"
             )
-        weight_bytes = sum(s.stat().st_size for s in shards)
+        weight_bytes = sum(s.stat().st_size for s in shards if regular_file_problem(s) is None)
         source = f"sum of {len(shards)} safetensors files in {root}"
     dtype = config.get("torch_dtype") if isinstance(config, dict) else None
     return Checkpoint(
@@ -62,6 +63,15 @@ def checkpoint_from_dir(directory: str | Path, repo_id: str | None = None) -> Ch
 
 def checkpoint_for_spec(spec: HostSpec) -> Checkpoint | None:
     """The checkpoint of a spec whose model lies in a local directory; None otherwise."""
-    if spec.model.local_dir:
+    if not spec.model.local_dir:
+        return None
+    try:
         return checkpoint_from_dir(spec.model.local_dir, spec.model.repo_id)
-    return None
+    except MetalserveError as exc:
+        raise SpecError(f"host {spec.host}: metalserve.model.local_dir: {exc}") from None
+    except (OSError, RuntimeError) as exc:  # a name too long, no such ~user, not readable
+        found = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise SpecError(
+            f"host {spec.host}: metalserve.model.local_dir: expected a readable checkpoint "
+            f"directory, found {printable(found.lower())} — fix: point it at one"
+        ) from None

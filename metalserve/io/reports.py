@@ -18,6 +18,7 @@ from io import BytesIO
 from pathlib import Path
 
 import matplotlib
+from pydantic import TypeAdapter, ValidationError
 
 matplotlib.use("Agg")  # no display on servers and CI; must precede pyplot
 import matplotlib.pyplot as plt  # noqa: E402
@@ -26,6 +27,10 @@ from metalserve.catalog.busbw import THRESHOLDS  # noqa: E402
 from metalserve.diag.judge import human_bytes  # noqa: E402
 from metalserve.diag.report import DiagReport, load_report, report_json, summary_text  # noqa: E402
 from metalserve.errors import MetalserveError  # noqa: E402
+from metalserve.io.textfiles import JSON_LIMIT, LOG_LIMIT, read_text_file  # noqa: E402
+from metalserve.types import FileStem, printable  # noqa: E402
+
+_FILE_STEM: TypeAdapter[str] = TypeAdapter(FileStem)
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -90,7 +95,7 @@ def plot_png(report: DiagReport) -> bytes:
 
 def write_report(report: DiagReport, folder: Path, stem: str) -> tuple[Path, Path, Path]:
     """Write ``stem.json``, ``stem.txt`` and ``stem.png`` into ``folder``."""
-    json_path, text_path, png_path = (folder / f"{stem}{s}" for s in (".json", ".txt", ".png"))
+    json_path, text_path, png_path = report_paths(folder, stem)
     _atomic_write(json_path, report_json(report).encode())
     _atomic_write(text_path, summary_text(report).encode())
     _atomic_write(png_path, plot_png(report))
@@ -98,22 +103,28 @@ def write_report(report: DiagReport, folder: Path, stem: str) -> tuple[Path, Pat
 
 
 def read_report(path: Path) -> DiagReport:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise MetalserveError(
-            f"{path}: expected a readable diag report, found {exc.strerror or exc} — fix: pass "
-            "the .json path printed by diag parse or fetched by deploy/diagnose.py"
-        ) from None
-    return load_report(text, name=str(path))
+    text = read_text_file(
+        path,
+        "a readable diag report (.json)",
+        JSON_LIMIT,
+        "pass the .json path printed by diag parse or fetched by deploy/diagnose.py",
+    )
+    return load_report(text, name=printable(str(path)))
 
 
 def read_text(path: Path) -> str:
     """A saved nccl-tests output, tolerating stray bytes from interleaved ranks."""
+    return read_text_file(
+        path, "a saved nccl-tests output", LOG_LIMIT, "pass the log file written by the run", True
+    )
+
+
+def report_paths(folder: Path, stem: str) -> tuple[Path, Path, Path]:
+    """``stem.json``, ``stem.txt`` and ``stem.png`` inside ``folder``: ``stem`` is a file name
+    (:data:`metalserve.types.FileStem`), so nothing lands outside the folder."""
     try:
-        return path.read_bytes().decode("utf-8", errors="replace")
-    except OSError as exc:
-        raise MetalserveError(
-            f"{path}: expected a saved nccl-tests output, found {exc.strerror or exc} — fix: "
-            "pass the log file written by the run"
-        ) from None
+        _FILE_STEM.validate_python(stem)
+    except ValidationError as exc:
+        message = str(exc.errors(include_url=False)[0]["msg"]).removeprefix("Value error, ")
+        raise MetalserveError(f"--stem: {message}") from None
+    return (folder / f"{stem}.json", folder / f"{stem}.txt", folder / f"{stem}.png")

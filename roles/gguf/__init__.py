@@ -13,6 +13,7 @@ Example::
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 from pyinfra import host, logger
@@ -65,12 +66,17 @@ def is_current(plan: HostPlan, gguf: GgufPlan, build: LlamaCppBuildPlan) -> bool
 def convert_command(plan: HostPlan, gguf: GgufPlan, build: LlamaCppBuildPlan, script: str) -> str:
     # flock: a conversion orphaned by a killed deploy may still run; the second one to get the
     # lock finds the stamped output and does nothing.
-    return (
-        f"flock {gguf.out_path}.lock "
-        f"{gguf.converter_venv}/bin/python {script} --llamacpp-src {build.current}/src "
-        f"--llamacpp-commit {build.version} --quantize {build.bin}/llama-quantize "
-        f"--model-dir {gguf.model_dir} --f16 {gguf.f16_path} --out {gguf.out_path} "
-        f"--type {gguf.quant} --drop-f16"
+    return shlex.join(
+        [
+            "flock",
+            f"{gguf.out_path}.lock",
+            f"{gguf.converter_venv}/bin/python",
+            script,
+            *("--llamacpp-src", f"{build.current}/src", "--llamacpp-commit", build.version),
+            *("--quantize", f"{build.bin}/llama-quantize", "--model-dir", gguf.model_dir),
+            *("--f16", gguf.f16_path, "--out", gguf.out_path, "--type", gguf.quant),
+            "--drop-f16",
+        ]
     )
 
 

@@ -75,10 +75,15 @@ def parse_gpu_query(output: list[str]) -> GpuQuery:
     """
     gpus: list[Gpu] = []
     problems: list[str] = []
-    for row in csv.reader((line for line in output if line.strip()), skipinitialspace=True):
+    for line in (line for line in output if line.strip()):
+        try:  # one line at a time: a stray quote or line break spoils that line only
+            row = next(csv.reader([line], skipinitialspace=True))
+        except csv.Error:
+            problems.append(line.strip())
+            continue
         memory_field = row[1].strip() if len(row) > 1 else ""
         if len(row) != len(GPU_QUERY_FIELDS) or not (
-            memory_field.isdigit() or memory_field == _UNIFIED_MEMORY
+            re.fullmatch(r"[0-9]{1,12}", memory_field) or memory_field == _UNIFIED_MEMORY
         ):
             problems.append(", ".join(row).strip())
             continue

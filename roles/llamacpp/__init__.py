@@ -49,7 +49,7 @@ def stamp_command(build: LlamaCppBuildPlan, prefix: str) -> str:
     (a missing binary prints no line). The build writes it; the build's own skip check under the
     lock compares it with the stamp on disk."""
     header = "\\n".join(stamp_lines(build))
-    return f"(printf '{header}\\n' && cd {prefix}/bin && stat -c 'size %n %s' {' '.join(build.targets)})"
+    return f"(printf '{header}\\n' && cd {shlex.quote(prefix + '/bin')} && stat -c 'size %n %s' {shlex.join(build.targets)})"
 
 
 def recorded_sizes(stamp: list[str]) -> dict[str, object]:
@@ -80,54 +80,61 @@ def is_built(build: LlamaCppBuildPlan) -> bool:
 
 def fetch_command(build: LlamaCppBuildPlan) -> str:
     """Download (tarball URL) or export (git) the source to the tarball path, verified, atomically."""
+    q = shlex.quote
     dest, partial = build.source_tarball, f"{build.source_tarball}.partial"
     if build.source.kind == "git":
         # The pin is a short commit id, which a server will not fetch by name: take the history
         # without file contents (blobless) and let git resolve the id locally.
         clone = dest.removesuffix(".tar.gz") + ".git"
         fetch = (
-            f"rm -rf {clone} && git clone -q --filter=blob:none --no-checkout "
-            f"{shlex.quote(str(build.source.url))} {clone} && "
-            f"git -C {clone} checkout -q {shlex.quote(build.version)} && "
-            f"tar -czf {partial} -C {clone} --exclude .git --transform 's,^\\.,llama.cpp,' . && "
-            f"rm -rf {clone}"
+            f"rm -rf {q(clone)} && git clone -q --filter=blob:none --no-checkout "
+            f"{q(str(build.source.url))} {q(clone)} && "
+            f"git -C {q(clone)} checkout -q {q(build.version)} && "
+            f"tar -czf {q(partial)} -C {q(clone)} --exclude .git --transform 's,^\\.,llama.cpp,' . && "
+            f"rm -rf {q(clone)}"
         )
     else:
-        fetch = f"curl --fail --location --silent --show-error -o {partial} {shlex.quote(str(build.source.url))}"
+        fetch = (
+            "curl --fail --location --silent --show-error "
+            f"-o {q(partial)} {q(str(build.source.url))}"
+        )
     verify = ""
     if build.source.sha256:
-        verify = f" && echo '{build.source.sha256}  {partial}' | sha256sum --check --status"
-    return f"mkdir -p {Path(dest).parent} && {fetch}{verify} && mv {partial} {dest}"
+        verify = f" && echo {q(f'{build.source.sha256}  {partial}')} | sha256sum --check --status"
+    return f"mkdir -p {q(str(Path(dest).parent))} && {fetch}{verify} && mv {q(partial)} {q(dest)}"
 
 
 def build_command(build: LlamaCppBuildPlan) -> str:
+    q = shlex.quote
     work = f"{Path(build.prefix).parent}/.build-{build.build_key}"
     partial = f"{build.prefix}.partial"
-    flags = " ".join(build.cmake_flags)
-    copies = " && ".join(f"cp {work}/build/bin/{t} {partial}/bin/" for t in build.targets)
+    copies = " && ".join(
+        f"cp {q(f'{work}/build/bin/{t}')} {q(f'{partial}/bin/')}" for t in build.targets
+    )
     steps = " && ".join(
         [
-            f"rm -rf {work} {partial}",
-            f"mkdir -p {work}/src {partial}/bin",
-            f"tar -xzf {build.source_tarball} -C {work}/src --strip-components=1",
-            f"cmake -S {work}/src -B {work}/build {flags}",
-            f"cmake --build {work}/build -j$(nproc) --target {' '.join(build.targets)}",
+            f"rm -rf {q(work)} {q(partial)}",
+            f"mkdir -p {q(f'{work}/src')} {q(f'{partial}/bin')}",
+            f"tar -xzf {q(build.source_tarball)} -C {q(f'{work}/src')} --strip-components=1",
+            f"cmake -S {q(f'{work}/src')} -B {q(f'{work}/build')} {shlex.join(build.cmake_flags)}",
+            f"cmake --build {q(f'{work}/build')} -j$(nproc) --target {shlex.join(build.targets)}",
             copies,
-            f"mv {work}/src {partial}/src",
-            f"{stamp_command(build, partial)} > {partial}/{STAMP}",
-            f"rm -rf {build.prefix}",
-            f"mv {partial} {build.prefix}",
-            f"rm -rf {work}",
+            f"mv {q(f'{work}/src')} {q(f'{partial}/src')}",
+            f"{stamp_command(build, partial)} > {q(f'{partial}/{STAMP}')}",
+            f"rm -rf {q(build.prefix)}",
+            f"mv {q(partial)} {q(build.prefix)}",
+            f"rm -rf {q(work)}",
         ]
     )
     # One build at a time per host: a build orphaned by a killed deploy may still be running.
     # Whoever gets the lock second finds the stamp, and the binaries at its sizes, and stops.
     done = (
-        f'[ "$(cat {build.prefix}/{STAMP} 2>/dev/null)" = '
+        f'[ "$(cat {q(f"{build.prefix}/{STAMP}")} 2>/dev/null)" = '
         f'"$( {stamp_command(build, build.prefix)} 2>/dev/null)" ]'  # "$( (": not "$((" arithmetic
     )
     script = f"{done} || {{ {steps}; }}"
-    return f"mkdir -p {Path(build.prefix).parent} && flock {Path(build.prefix).parent}/.build.lock sh -c {shlex.quote(script)}"
+    parent = str(Path(build.prefix).parent)
+    return f"mkdir -p {q(parent)} && flock {q(f'{parent}/.build.lock')} sh -c {q(script)}"
 
 
 @deploy("llama.cpp: install")

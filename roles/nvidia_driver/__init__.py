@@ -17,6 +17,7 @@ Example (a deploy file)::
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
 from pyinfra import host, logger
@@ -152,7 +153,10 @@ def _nvidia_repository(driver: DriverTarget) -> None:
         deb = f"/tmp/{KEYRING_DEB}"
         server.shell(
             name="Install NVIDIA's repository key (cuda-keyring)",
-            commands=[f"curl -fsSL --retry 3 -o {deb} {url} && dpkg -i {deb} && rm -f {deb}"],
+            commands=[
+                f"curl -fsSL --retry 3 -o {shlex.quote(deb)} {shlex.quote(url)} && "
+                f"dpkg -i {shlex.quote(deb)} && rm -f {shlex.quote(deb)}"
+            ],
         )
     repository_changed = write_file(
         repository_list_path(driver.distro, driver.arch),
@@ -249,7 +253,7 @@ def reload_modules(modules: GpuKernelModules, why: str) -> None:
     swapped: dict[str, bool] = {}
 
     def swap_modules(state: Any, host: Any) -> bool:
-        unload = f"modprobe -r {' '.join(modules.nvidia)} && " if modules.nvidia else ""
+        unload = f"modprobe -r {shlex.join(modules.nvidia)} && " if modules.nvidia else ""
         swapped["ok"] = bool(host.run_shell_command(f"{unload}modprobe -a nvidia nvidia_uvm")[0])
         return True  # a failed swap is not an error: the reboot below takes over
 

@@ -8,6 +8,7 @@ second run yields no command. Used by the driver, fabric manager, CUDA, NCCL and
 from __future__ import annotations
 
 import hashlib
+import shlex
 from collections.abc import Callable
 from io import StringIO
 from typing import Any
@@ -63,11 +64,11 @@ def apt_install(packages: tuple[str, ...] | list[str], source: AptSource, purpos
     only (the one ``roles.packages`` configures, which carries the NVIDIA packages too), after
     refreshing its index; online it reads the host's sources, NVIDIA's repository among them."""
     if source.kind is SourceKind.ONLINE:
-        commands = [f"{APT_INSTALL_ONLINE} {' '.join(packages)}"]
+        commands = [f"{APT_INSTALL_ONLINE} {shlex.join(packages)}"]
     else:
         commands = [
             update_command(),
-            f"{APT_INSTALL_ONLINE} {ONLY_SITE_SOURCE} {' '.join(packages)}",
+            f"{APT_INSTALL_ONLINE} {ONLY_SITE_SOURCE} {shlex.join(packages)}",
         ]
     server.shell(name=f"Install {purpose}", commands=commands)
 
@@ -101,7 +102,7 @@ def install_pinned(pin: AptPin, label: str, source: AptSource) -> bool:
     if unheld:
         server.shell(
             name=f"Hold {label} against unattended upgrades",
-            commands=[f"apt-mark hold {' '.join(unheld)}"],
+            commands=[f"apt-mark hold {shlex.join(unheld)}"],
         )
     return bool(off_pin)
 

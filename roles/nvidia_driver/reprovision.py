@@ -103,7 +103,7 @@ def _start_engine(plan: HostPlan) -> None:
     """Start the engine, a cluster's workers before its head: pyinfra runs each operation on every
     host before the next, so the workers' start (the first line) precedes the head's."""
     service = plan.service
-    start = f"systemctl start {service.name}.service"
+    start = f"systemctl start {shlex.quote(f'{service.name}.service')}"
     if not plan.engine.head:
         server.shell(name=f"Start {service.name} (worker)", commands=[start])
     if plan.engine.head:

@@ -9,6 +9,7 @@ activate  daemon-reload and start/enable; restart only when a file changed; wait
 
 from __future__ import annotations
 
+import json
 import shlex
 from io import StringIO
 
@@ -89,9 +90,8 @@ def wait_for_health_command(url: str, timeout_s: int, unit: str) -> str:
 def smoke_completion_command(plan: HostPlan) -> str:
     """One short completion; prints the text, fails with one line if none comes back."""
     service = plan.service
-    body = (
-        '{"model": "' + service.served_model + '", "prompt": "Hello", "max_tokens": 8, '
-        '"temperature": 0}'
+    body = json.dumps(
+        {"model": service.served_model, "prompt": "Hello", "max_tokens": 8, "temperature": 0}
     )
     auth = ""
     header = next((c for c in plan.credentials if c.name == API_KEY_HEADER_CREDENTIAL), None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 
 from pyinfra.api import FactBase
@@ -18,12 +19,17 @@ class HttpStatus(FactBase[int]):
     def command(self, url: str) -> str:
         return (
             "curl --silent --output /dev/null --max-time 5 --write-out '%{http_code}' "
-            f"{url} || true"
+            f"{shlex.quote(url)} || true"
         )
 
     def process(self, output: list[str]) -> int:
-        text = "".join(output).strip()
-        return int(text) if text.isdigit() else 0
+        return _small_int("".join(output).strip())
+
+
+def _small_int(text: str) -> int:
+    """A status or timestamp as printed (ASCII digits, at most 18), else 0: anything else is not
+    an answer, and a thousand-digit line must not cost a traceback."""
+    return int(text) if re.fullmatch(r"[0-9]{1,18}", text) else 0
 
 
 def reach_command(endpoint: str, timeout_s: int = 2) -> str:
@@ -66,5 +72,4 @@ class UnitActiveSince(FactBase[int]):
         )
 
     def process(self, output: list[str]) -> int:
-        text = "".join(output).strip()
-        return int(text) if text.isdigit() else 0
+        return _small_int("".join(output).strip())

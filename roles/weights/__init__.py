@@ -16,6 +16,7 @@ Example::
 from __future__ import annotations
 
 import json
+import shlex
 from io import StringIO
 from pathlib import Path
 
@@ -108,10 +109,25 @@ def install(plan: HostPlan) -> None:
     files.put(name="Weights fetcher", src=str(SCRIPT), dest=script, mode="755")
     server.shell(
         name=f"Fetch and verify {weights.repo_id}@{weights.revision}",
-        commands=[
-            f"flock {weights.local_dir}.lock "
-            f"{weights.hub_venv}/bin/python {script} --repo {weights.repo_id} "
-            f"--revision {weights.revision} --local-dir {weights.local_dir}"
-        ],
+        commands=[fetch_command(weights, script)],
         _env=fetch_environment(weights),
+    )
+
+
+def fetch_command(weights: WeightsPlan, script: str) -> str:
+    """The fetcher under a lock, every value one shell word (flock: a fetch orphaned by a killed
+    deploy may still run)."""
+    return shlex.join(
+        [
+            "flock",
+            f"{weights.local_dir}.lock",
+            f"{weights.hub_venv}/bin/python",
+            script,
+            "--repo",
+            weights.repo_id,
+            "--revision",
+            weights.revision,
+            "--local-dir",
+            weights.local_dir,
+        ]
     )

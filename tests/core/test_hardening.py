@@ -172,9 +172,9 @@ def test_relaxing_a_policy_removes_what_only_means_something_with_it() -> None:
     ("relax", "says"),
     [
         ({"ProtectEverything": REASON}, "'ProtectEverything' is not a directive metalserve sets"),
-        ({"ProtectClock": ""}, "ProtectClock: the reason must be one line of text"),
+        ({"ProtectClock": ""}, "relax.ProtectClock: expected one line of text"),
         ({"ProtectClock": "   "}, "ProtectClock: the reason must be one line of text"),
-        ({"ProtectClock": "ok\nExecStartPre=/bin/sh"}, "ProtectClock: the reason must be one line"),
+        ({"ProtectClock": "ok\nExecStartPre=/bin/sh"}, "relax.ProtectClock: expected one line"),
         ({"DeviceAllow": REASON}, "DeviceAllow goes with DevicePolicy — fix: relax DevicePolicy"),
     ],
 )
@@ -184,7 +184,7 @@ def test_a_bad_relaxation_is_refused_in_one_line_naming_the_field(
     with pytest.raises(SpecError) as err:
         host_spec("gpu01", _h200(relax=relax))
     message = str(err.value)
-    assert message.startswith("host gpu01: metalserve.service.relax: ")
+    assert message.startswith("host gpu01: metalserve.service.relax")
     assert says in message and " — fix: " in message and "\n" not in message
 
 
