@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from metalserve.catalog import pins
 from metalserve.diag.commands import Collective, Mode
-from metalserve.types import Address, HostPath, LocalPath, Revision, Sha256, SourceUrl
+from metalserve.types import Address, FlagText, HostPath, LocalPath, Revision, Sha256, SourceUrl
 
 NCCL_TESTS_REF = pins.NCCL_TESTS.version
 """Default nccl-tests release: the newest tag of NVIDIA/nccl-tests checked for this code (its
@@ -61,7 +61,7 @@ class DiagSpec(BaseModel):
         description="re-provisioning runs the diagnostic before the engine starts again; "
         "a FAIL, or a run that produced no result, keeps the engine stopped",
     )
-    gate_accepts_no_result: str | None = Field(
+    gate_accepts_no_result: FlagText | None = Field(
         default=None,
         min_length=1,
         description="why the re-provisioning gate may start the engine although nccl-tests "
