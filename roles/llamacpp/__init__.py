@@ -156,7 +156,14 @@ def install(plan: HostPlan) -> None:
         server.shell(
             name=f"Build llama.cpp {build.version} ({', '.join(build.targets)})",
             commands=[build_command(build)],
-            _env={"CCACHE_DIR": CCACHE_DIR},
+            # paths under the llama.cpp root are hashed relative to the compile directory, so a
+            # build in another .build-<key> folder (new flags, new toolkit) reuses every object
+            # that did not change (ccache manual: "Compiling in different directories")
+            _env={
+                "CCACHE_DIR": CCACHE_DIR,
+                "CCACHE_BASEDIR": str(Path(build.prefix).parent),
+                "CCACHE_NOHASHDIR": "1",
+            },
         )
     files.link(
         name=f"Make llama.cpp {build.version}-{build.build_key} current",

@@ -12,6 +12,7 @@ seconds into a long operation, and the relay is started again before the re-run.
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from collections.abc import Iterator
@@ -30,7 +31,15 @@ from metalserve.sandbox.layout import SandboxLayout
 from metalserve.sandbox.procs import find_processes, stop_process
 from metalserve.sandbox.state import SandboxState
 
-pytestmark = pytest.mark.e2e
+pytestmark = [
+    pytest.mark.e2e,
+    # three more hosts and three llama.cpp builds: about 40 minutes on the 2-core CI machine,
+    # which the rest of the tier already fills; run it on purpose with METALSERVE_E2E_FAULTS=1
+    pytest.mark.skipif(
+        os.environ.get("METALSERVE_E2E_FAULTS") != "1",
+        reason="the 3-host fault run is opt-in: METALSERVE_E2E_FAULTS=1",
+    ),
+]
 
 DEPLOY_TIMEOUT_S = 40 * 60
 CUT_DURING = "into /opt/metalserve/venvs/convert-"
