@@ -347,34 +347,39 @@ def _opted_out(result: CheckResult, skip: Mapping[str, str]) -> CheckResult:
 def _gpu_checks(target: PreflightTarget, facts: HostFacts) -> list[CheckResult]:
     in_container = IN_CONTAINER.format(kind=facts.container) if facts.container else None
     kernel_checks = [
-        ("driver-installed", "the pinned nvidia.ko installed", check_installed_module),
-        ("kernel-headers", "headers for the running kernel", check_headers),
-        ("secure-boot", "Secure Boot off or nvidia.ko signed", lambda t, f: check_secure_boot(f)),
-        ("rival-modules", "no nouveau/nova loaded", lambda t, f: check_rivals(f)),
+        ("driver-installed", check_installed_module),
+        ("kernel-headers", check_headers),
+        ("secure-boot", lambda t, f: check_secure_boot(f)),
+        ("rival-modules", lambda t, f: check_rivals(f)),
     ]
     results = [check_loaded_driver(target, facts), check_userspace(target, facts)]
-    for name, expected, check in kernel_checks:
-        results.append(skipped(name, expected, in_container) if in_container else check(target, facts))
+    for name, check in kernel_checks:
+        if in_container:
+            results.append(skipped(name, GPU_CHECKS[name], in_container))
+        else:
+            results.append(check(target, facts))
     results.append(check_held(target, facts))
     results.append(check_persistence(facts))
     if target.fabric_manager:
         results.append(check_fabric_manager(facts))
     else:
-        results.append(skipped("fabric-manager", "fabric manager", "no NVSwitch in this node"))
+        results.append(
+            skipped("fabric-manager", GPU_CHECKS["fabric-manager"], "no NVSwitch in this node")
+        )
     return results
 
 
-GPU_CHECKS = (
-    "driver-loaded",
-    "driver-userspace",
-    "driver-installed",
-    "kernel-headers",
-    "secure-boot",
-    "rival-modules",
-    "packages-held",
-    "persistence-mode",
-    "fabric-manager",
-)
+GPU_CHECKS = {
+    "driver-loaded": "the pinned nvidia.ko loaded",
+    "driver-userspace": "nvidia-smi answering at the pinned driver",
+    "driver-installed": "the pinned nvidia.ko installed",
+    "kernel-headers": "headers for the running kernel",
+    "secure-boot": "Secure Boot off or nvidia.ko signed",
+    "rival-modules": "no nouveau/nova loaded",
+    "packages-held": "the pinned packages held",
+    "persistence-mode": "persistence mode on",
+    "fabric-manager": "fabric manager and NVLink fabric up",
+}
 CHECKS = (*GPU_CHECKS, "shm-size", "weights-space", "roce-gid-index")
 """Every check's name, as ``metalserve.preflight.skip`` names them."""
 
@@ -384,7 +389,7 @@ def host_checks(target: PreflightTarget, facts: HostFacts) -> tuple[CheckResult,
     if target.gpu:
         results = _gpu_checks(target, facts)
     else:
-        results = [skipped(name, name, NO_GPU) for name in GPU_CHECKS]
+        results = [skipped(name, expected, NO_GPU) for name, expected in GPU_CHECKS.items()]
     if target.nccl:
         results.append(check_shm(facts.shm))
     else:

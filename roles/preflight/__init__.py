@@ -217,6 +217,15 @@ def line(host_name: str, result: CheckResult) -> str:
     )
 
 
+def skips_by_reason(results: tuple[CheckResult, ...]) -> dict[str, list[str]]:
+    """The skipped checks grouped by why, so a CPU host says it once, not once per GPU check."""
+    grouped: dict[str, list[str]] = {}
+    for result in results:
+        if result.verdict is Verdict.SKIP:
+            grouped.setdefault(result.found, []).append(result.check)
+    return grouped
+
+
 def fail_host(state: Any, host: Any, lines: list[str], report: str) -> bool:
     """pyinfra's callback: every FAIL as one red line, and the host failed (nothing more runs on
     it), never a traceback."""
@@ -231,8 +240,10 @@ def check(plan: HostPlan) -> None:
     report = host_report(plan)
     path = write_report(report)
     for result in report.results:
-        if result.verdict in (Verdict.WARN, Verdict.SKIP):
+        if result.verdict is Verdict.WARN:
             host.log(line(plan.host, result), log_func=logger.warning)
+    for why, names in skips_by_reason(report.results).items():
+        host.log(f"preflight skipped {', '.join(names)}: {why}", log_func=logger.info)
     bad = failed(report.results)
     if bad:
         python.call(
