@@ -174,8 +174,10 @@ def check_secure_boot(facts: HostFacts) -> CheckResult:
     expected = "Secure Boot off, or nvidia.ko signed by an enrolled key"
     if facts.secure_boot == "enabled":
         signed = facts.module_signer is not None
-        found = f"enabled, nvidia.ko signed by {facts.module_signer}" if signed else (
-            "enabled, nvidia.ko unsigned"
+        found = (
+            f"enabled, nvidia.ko signed by {facts.module_signer}"
+            if signed
+            else ("enabled, nvidia.ko unsigned")
         )
         return _result(
             "secure-boot",
@@ -340,7 +342,11 @@ def _opted_out(result: CheckResult, skip: Mapping[str, str]) -> CheckResult:
     if reason is None or result.verdict is Verdict.PASS:
         return result
     return result.model_copy(
-        update={"verdict": Verdict.SKIP, "found": f"{result.found} (opted out: {reason})", "fix": ""}
+        update={
+            "verdict": Verdict.SKIP,
+            "found": f"{result.found} (opted out: {reason})",
+            "fix": "",
+        }
     )
 
 

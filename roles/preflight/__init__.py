@@ -169,7 +169,9 @@ def manifest_of(plan: HostPlan, facts: HostFacts) -> NodeManifest:
     if nvidia is not None:
         if nvidia.fabric_manager:
             installed = read_fact(DebPackages)
-            versions = {v for name in nvidia.fabricmanager_pin.packages for v in installed.get(name, [])}
+            versions = {
+                v for name in nvidia.fabricmanager_pin.packages for v in installed.get(name, [])
+            }
             fm = ", ".join(sorted(versions)) or None
         cuda = read_fact(NvidiaCudaToolkits).default_version
         nccl = ", ".join(sorted(set(read_fact(NvidiaNcclLibraries).values()))) or None
