@@ -465,3 +465,30 @@ def cluster_checks(reports: Iterable[HostReport]) -> tuple[CheckResult, ...]:
                 )
             )
     return tuple(results)
+
+
+def table_text(reports: Iterable[HostReport]) -> str:
+    """Every host's checks, then the cross-node checks, one row each; what is not a PASS gets its
+    expected value and fix on the next line, indented. Ends with the count per verdict."""
+    reports = sorted(reports, key=lambda r: (r.cluster, r.host))
+    rows = [(r.host, result) for r in reports for result in r.results]
+    rows += [("(cluster)", result) for result in cluster_checks(reports)]
+    width = max((len(host) for host, _ in rows), default=4)
+    check_width = max((len(result.check) for _, result in rows), default=5)
+    lines = []
+    for host, result in rows:
+        lines.append(
+            f"{host:<{width}}  {result.check:<{check_width}}  {result.verdict.value:<4}  "
+            f"{result.found}"
+        )
+        if result.verdict in (Verdict.FAIL, Verdict.WARN):
+            lines.append(f"{'':<{width}}    expected {result.expected} — fix: {result.fix}")
+    counts = {v: sum(1 for _, r in rows if r.verdict is v) for v in Verdict}
+    lines.append(", ".join(f"{n} {v.value}" for v, n in counts.items()))
+    return "\n".join(lines) + "\n"
+
+
+def any_failed(reports: Iterable[HostReport]) -> bool:
+    reports = list(reports)
+    every = [r for report in reports for r in report.results] + list(cluster_checks(reports))
+    return bool(failed(every))

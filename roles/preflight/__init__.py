@@ -25,6 +25,7 @@ from pyinfra.api import deploy
 from pyinfra.facts.deb import DebPackages
 from pyinfra.operations import python
 
+from metalserve.io.preflight import write_host_report
 from metalserve.plan import HostPlan
 from metalserve.preflight import (
     CheckResult,
@@ -200,17 +201,6 @@ def host_report(plan: HostPlan) -> HostReport:
     )
 
 
-def write_report(report: HostReport) -> Path:
-    """The host's report on the control host, replaced whole (a reader never sees half of it)."""
-    folder = reports_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{report.host}.json"
-    part = path.with_suffix(".json.part")
-    part.write_text(report.model_dump_json(indent=2) + "\n")
-    part.replace(path)
-    return path
-
-
 def line(host_name: str, result: CheckResult) -> str:
     fix = f" — fix: {result.fix}" if result.fix else ""
     return (
@@ -240,7 +230,7 @@ def fail_host(state: Any, host: Any, lines: list[str], report: str) -> bool:
 @deploy("Preflight: read-only checks")
 def check(plan: HostPlan) -> None:
     report = host_report(plan)
-    path = write_report(report)
+    path = write_host_report(report, reports_dir())
     for result in report.results:
         if result.verdict is Verdict.WARN:
             host.log(line(plan.host, result), log_func=logger.warning)
