@@ -44,7 +44,7 @@ def test_there_is_a_fixture_for_every_fact() -> None:
     from pyinfra.api import FactBase
 
     covered = {path.parent.name for path in CASES}
-    for module in ("gpu_facts", "fabric"):
+    for module in ("gpu_facts", "fabric", "preflight"):
         facts = importlib.import_module(f"roles.{module}.facts")
         for name, obj in vars(facts).items():
             if (
