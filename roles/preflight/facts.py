@@ -6,7 +6,6 @@ Each is a command plus a pure ``process()``, tested on recorded outputs in
 
 from __future__ import annotations
 
-import csv
 import shlex
 from typing import Any
 
@@ -27,9 +26,11 @@ def parse_persistence(output: list[str]) -> dict[str, bool]:
         {'00000000:18:00.0': True, '00000000:2a:00.0': False}
     """
     modes: dict[str, bool] = {}
-    for row in csv.reader((line for line in output if line.strip()), skipinitialspace=True):
-        if len(row) == 2 and row[1].strip() in ("Enabled", "Disabled"):
-            modes[row[0].strip().lower()] = row[1].strip() == "Enabled"
+    for line in output:
+        # one line at a time: a stray quote or line break in one line spoils only that line
+        bus_id, comma, mode = line.strip().partition(",")
+        if comma and mode.strip() in ("Enabled", "Disabled") and "\n" not in bus_id:
+            modes[bus_id.strip().lower()] = mode.strip() == "Enabled"
     return modes
 
 
