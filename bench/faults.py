@@ -469,9 +469,10 @@ def api_key_scan(tmp: Path) -> Seen:
         hub_root=tmp / "hub", api_key_file=key, hub_endpoint="http://10.77.0.1:8390",
     )  # fmt: skip
     apt = "http://10.77.0.1:8080/apt"
+    clients = ("10.77.0.1/32",)  # the controller, as in the sandbox
     data = {
-        "ms-host1": sandbox_metalserve_data(apt, inputs),
-        **{f"ms-host{rank + 2}": sandbox_cluster_data(apt, inputs, 2, rank, f"10.77.0.{12 + rank}")
+        "ms-host1": sandbox_metalserve_data(apt, inputs, clients),
+        **{f"ms-host{rank + 2}": sandbox_cluster_data(apt, inputs, clients, 2, rank, f"10.77.0.{12 + rank}")
            for rank in range(2)},
     }  # fmt: skip
     scanned = []
@@ -535,6 +536,77 @@ def table(rows: list[Row]) -> str:
         f"tracebacks {t['tracebacks']}"
     )
     return "\n".join(lines)
+
+
+def _refused_by_check(tmp: Path, data: dict[str, object]) -> Seen:
+    """``metalserve check`` on an inventory holding ``data``: refused in one line, exit 2."""
+    inventory = tmp / "inventory.py"
+    inventory.write_text(f"hosts = [('gpu01', {{'metalserve': {data!r}}})]\n")
+    run = subprocess.run(
+        [sys.executable, "-m", "metalserve.cli", "check", str(inventory)],
+        capture_output=True, text=True, timeout=120, cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+    lines = run.stderr.strip().splitlines()
+    return Seen(
+        held=run.returncode == 2 and len(lines) == 1,
+        what=f"exit {run.returncode}: {run.stderr.strip()[:120]}",
+        output=run.stdout + run.stderr,
+    )
+
+
+_VLLM = {"profile": "h200-sxm-8", "model": {"checkpoint": "zai-org/GLM-5.2-FP8"},
+         "engine": {"name": "vllm", "tensor_parallel_size": 8}}  # fmt: skip
+
+
+@attack("shell syntax in model.repo_id ('a/b; rm -rf /') reaching the weights command")
+def repo_id_injection(tmp: Path) -> Seen:
+    return _refused_by_check(tmp, {**_VLLM, "model": {"repo_id": "a/b; rm -rf /"}})
+
+
+@attack("a line break in model.served_name writing a live ExecStartPre= into the unit")
+def served_name_injection(tmp: Path) -> Seen:
+    served = "glm\nExecStartPre=/bin/sh -c 'id > /tmp/pwned'"
+    return _refused_by_check(tmp, {**_VLLM, "model": {**_VLLM["model"], "served_name": served}})
+
+
+@attack("an engine on every interface with no client allow-list (open endpoint)")
+def open_endpoint(tmp: Path) -> Seen:
+    return _refused_by_check(tmp, {**_VLLM, "engine": {**_VLLM["engine"], "host": "0.0.0.0"}})
+
+
+@attack("hub mirror: a repo folder linked to /etc/ssh served to clients")
+def mirror_symlink_escape(tmp: Path) -> Seen:
+    from metalserve.mirror.hub import running_mirror
+
+    root = tmp / "hub"
+    (root / "acme").mkdir(parents=True)
+    (root / "acme" / "ssh").symlink_to("/etc/ssh")
+    with running_mirror(root) as url:
+        status = subprocess.run(
+            ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5",
+             f"{url}/acme/ssh/resolve/main/ssh_config"],
+            capture_output=True, text=True, timeout=30,
+        ).stdout.strip()  # fmt: skip
+    return Seen(held=status.startswith("4"), what=f"GET ssh_config through the link: {status}")
+
+
+@attack("hub mirror: %0d%0a in the path injecting a Set-Cookie header")
+def mirror_header_injection(tmp: Path) -> Seen:
+    from metalserve.mirror.hub import running_mirror
+
+    (tmp / "hub").mkdir()
+    with running_mirror(tmp / "hub") as url:
+        head = subprocess.run(
+            ["curl", "-s", "-i", "--max-time", "5", f"{url}/acme/x%0d%0aSet-Cookie:%20a=b/resolve/main/f"],
+            capture_output=True, text=True, timeout=30,
+        ).stdout  # fmt: skip
+    headers = head.split("\r\n\r\n", 1)[0]
+    return Seen(
+        held="set-cookie" not in headers.lower() and head.startswith("HTTP/1"),
+        what=f"status line {head.splitlines()[0] if head else 'none'!r}, Set-Cookie absent",
+        output=head,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
