@@ -14,6 +14,7 @@ Example::
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 from collections.abc import Mapping, Sequence
 from typing import Literal
@@ -33,9 +34,10 @@ from metalserve.engines.llamacpp import RPC_SERVER, rpc_server_argv
 from metalserve.errors import PlanError, SpecError
 from metalserve.firewall import ALL_INTERFACES, FirewallPlan, firewall_plan
 from metalserve.hardening import Node, ServiceHardening, service_hardening
-from metalserve.hardware import Frozen, HardwareProfile, NetworkFabric
+from metalserve.hardware import Frozen, HardwareProfile, Interconnect, NetworkFabric
 from metalserve.layout import Layout
 from metalserve.nccl import NcclEnvironment, distributed_environment, nccl_environment
+from metalserve.preflight import PreflightPlan
 from metalserve.sizing import SizingReport, audit_claims, request_for, size, smallest_setup
 from metalserve.sources import AptSource, LlamaCppSource, PythonSource, SourceKind, WeightsSource
 from metalserve.spec import HostSpec
@@ -182,6 +184,7 @@ class HostPlan(Frozen):
     gguf: GgufPlan | None
     service: ServicePlan
     diag: DiagPlan | None = Field(description="nccl-tests on this node; none without a GPU")
+    preflight: PreflightPlan
     warnings: tuple[str, ...] = ()
 
     def environment_dict(self) -> dict[str, str]:
@@ -561,6 +564,25 @@ def _firewall(
     )
 
 
+def _preflight(
+    spec: HostSpec, cluster: Cluster, node: ClusterNode, nccl: NcclEnvironment
+) -> PreflightPlan:
+    """Peers probe each other's rendezvous port; the address check needs an IP to look for."""
+    profile = cluster.hardware
+    try:
+        literal = bool(ipaddress.ip_address(node.address))
+    except ValueError:
+        literal = False  # a name: the peers' probe resolves and reaches it, or says it does not
+    return PreflightPlan(
+        skip=tuple(spec.preflight.skip.items()),
+        pcie_p2p=profile.interconnect is Interconnect.PCIE and profile.gpus_per_node > 1,
+        socket_ifname=nccl.get("NCCL_SOCKET_IFNAME"),
+        cluster_address=node.address if cluster.multi_node and literal else None,
+        port=cluster.port if cluster.multi_node else None,
+        peers=tuple((n.host, n.address) for n in cluster.peers_of(spec.host)),
+    )
+
+
 def _url_host(address: str) -> str:
     return f"[{address}]" if ":" in address else address
 
@@ -715,6 +737,7 @@ def build_plan(spec: HostSpec, cluster: Cluster, checkpoint: Checkpoint | None =
             spec.nvidia.pins,
             nccl.as_dict(),
         ),
+        preflight=_preflight(spec, cluster, node, nccl),
         warnings=tuple(warnings),
     )
 

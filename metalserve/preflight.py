@@ -15,15 +15,48 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from enum import StrEnum
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from metalserve.hardware import Frozen
+from metalserve.ncclsyntax import IfnameSelection
 from metalserve.stack import KernelModuleFlavor
 
 REPROVISION = "run deploy/reprovision.py"
+
+
+class Purpose(StrEnum):
+    """The deploy preflight runs before. A check that deploy itself brings to the plan (the
+    driver stack's pins) is shown but not judged there: before a first serve nothing is installed
+    yet, and before a re-provision the old driver is the reason to run it."""
+
+    PREFLIGHT = "preflight"
+    SERVE = "serve"
+    REPROVISION = "reprovision"
+    DIAGNOSE = "diagnose"
+
+
+CONVERGED_CHECKS = frozenset(
+    {
+        "driver-loaded",
+        "driver-userspace",
+        "driver-installed",
+        "kernel-headers",
+        "packages-held",
+        "persistence-mode",
+        "fabric-manager",
+        "gpudirect",
+    }
+)
+CONVERGED_FIELDS = frozenset({"driver", "fabric_manager", "cuda", "nccl", "rdma"})
+"""Manifest fields the same deploys bring to the pins on every node."""
+
+_CONVERGED_BY = {
+    Purpose.SERVE: "deploy/serve.py installs it to the pins and verifies it",
+    Purpose.REPROVISION: "deploy/reprovision.py brings it to the pins and verifies it",
+}
 
 
 class Verdict(StrEnum):
@@ -66,6 +99,14 @@ class DiskSpace(Frozen):
     used_bytes: int | None = Field(default=None, description="bytes already under the path")
 
 
+class NetInterface(Frozen):
+    """One network interface as ``ip -o addr`` and ``/sys/class/net/*/mtu`` show it."""
+
+    name: str
+    mtu: int | None = None
+    addresses: tuple[str, ...] = Field(default=(), description="its IPv4/IPv6 addresses")
+
+
 class HostFacts(Frozen):
     """What one host reports, as plain values (the role converts its facts into these)."""
 
@@ -91,6 +132,15 @@ class HostFacts(Frozen):
     roce_gid_indices: Mapping[str, int | None] = Field(
         default_factory=dict, description="HCA -> first RoCE v2 IPv4 GID index (None: none)"
     )
+    newest_kernel: str | None = Field(default=None, description="the newest kernel installed")
+    newest_kernel_modules: tuple[str, ...] = Field(
+        default=(), description="nvidia*.ko files built for the newest kernel"
+    )
+    peermem_loaded: bool | None = None
+    acs_bridges: tuple[str, ...] | None = Field(
+        default=None, description="PCI bridges with ACS source validation on; None: not read"
+    )
+    interfaces: tuple[NetInterface, ...] = ()
 
 
 class PreflightTarget(Frozen):
@@ -106,6 +156,12 @@ class PreflightTarget(Frozen):
     weights_bytes: int | None = None
     roce_devices: tuple[str, ...] = ()
     gid_index: int | None = None
+    peermem: bool = Field(default=False, description="GPUDirect RDMA through nvidia-peermem")
+    pcie_p2p: bool = Field(default=False, description="several GPUs talking over PCIe only")
+    socket_ifname: str | None = Field(default=None, description="NCCL_SOCKET_IFNAME as given")
+    cluster_address: str | None = Field(
+        default=None, description="this node's address on the cluster network (multi-node)"
+    )
     skip: Mapping[str, str] = Field(default_factory=dict, description="check -> the reason")
 
 
@@ -336,7 +392,135 @@ def check_gid_index(target: PreflightTarget, facts: HostFacts) -> CheckResult:
     )
 
 
-def _opted_out(result: CheckResult, skip: Mapping[str, str]) -> CheckResult:
+def check_newest_kernel(facts: HostFacts) -> CheckResult:
+    """The newest installed kernel, the one the next reboot takes, has an nvidia.ko: DKMS builds
+    only where that kernel's headers are installed (pain point 1: a kernel update, a reboot, and
+    no driver). A WARN: nothing breaks before that reboot."""
+    name = "driver-next-boot"
+    newest = facts.newest_kernel
+    if newest is None or newest == facts.kernel:
+        return _result(
+            name,
+            True,
+            "an nvidia.ko for the kernel the next boot takes",
+            "no newer kernel",
+            "",
+            Verdict.WARN,
+        )
+    found = (
+        f"{newest} has {', '.join(facts.newest_kernel_modules)}"
+        if facts.newest_kernel_modules
+        else f"{newest} (newer than the running {facts.kernel}) has no nvidia.ko"
+    )
+    return _result(
+        name,
+        bool(facts.newest_kernel_modules),
+        f"an nvidia.ko for {newest}, the kernel the next boot takes",
+        found,
+        f"apt-get install linux-headers-{newest} (DKMS then builds nvidia.ko for it), or remove "
+        "that kernel before rebooting",
+        Verdict.WARN,
+    )
+
+
+def check_gpudirect(target: PreflightTarget, facts: HostFacts) -> CheckResult:
+    """Where the plan routes GPUDirect RDMA through nvidia-peermem, the module is loaded; without
+    it NCCL falls back to staging every transfer through host memory."""
+    return _result(
+        "gpudirect",
+        bool(facts.peermem_loaded),
+        "nvidia_peermem loaded (the plan's GPUDirect RDMA path)",
+        "loaded" if facts.peermem_loaded else "nvidia_peermem not loaded",
+        "modprobe nvidia-peermem (it needs MLNX_OFED/DOCA-OFED; deploy/serve.py sets it up)",
+        Verdict.FAIL,
+    )
+
+
+ACS_SOURCE = (
+    "https://docs.nvidia.com/deeplearning/nccl/user-guide/docs/troubleshooting.html"
+    "#pci-access-control-services-acs"
+)
+
+
+def check_acs(facts: HostFacts) -> CheckResult:
+    """GPUs talking peer to peer over PCIe (RTX 4090, RTX PRO 6000, L40S boxes): ACS on a bridge
+    redirects every peer transfer to the root complex, a large slowdown or a hang in NCCL
+    (NCCL's troubleshooting guide, "PCI Access Control Services": ``lspci -vvv | grep ACSCtl``
+    showing ``SrcValid+``)."""
+    name = "pcie-acs"
+    expected = "ACS source validation off on every PCI bridge (GPU peer-to-peer over PCIe)"
+    if facts.acs_bridges is None:
+        return CheckResult(
+            check=name,
+            verdict=Verdict.WARN,
+            expected=expected,
+            found="not read (lspci missing or not root)",
+            fix="apt-get install pciutils, then run preflight again",
+        )
+    return _result(
+        name,
+        not facts.acs_bridges,
+        expected,
+        f"SrcValid+ on {', '.join(facts.acs_bridges)}" if facts.acs_bridges else "off everywhere",
+        f"disable ACS in the BIOS (or setpci ECAP_ACS+0x6.w=0000 per bridge): {ACS_SOURCE}",
+        Verdict.FAIL,
+    )
+
+
+def _with_address(interfaces: Iterable[NetInterface]) -> list[NetInterface]:
+    return [i for i in interfaces if i.addresses]
+
+
+def check_socket_ifname(target: PreflightTarget, facts: HostFacts) -> CheckResult:
+    """NCCL_SOCKET_IFNAME selects exactly one interface with an address here: none and NCCL's
+    bootstrap fails ("no socket interface found"); several and it may pick one the other nodes
+    cannot reach."""
+    value = str(target.socket_ifname)
+    selection = IfnameSelection.parse(value)
+    chosen = [i for i in _with_address(facts.interfaces) if selection.selects(i.name)]
+    found = (
+        ", ".join(f"{i.name} ({', '.join(i.addresses)})" for i in chosen)
+        if chosen
+        else "no interface with an address matches"
+    )
+    return _result(
+        "socket-ifname",
+        len(chosen) == 1,
+        f"NCCL_SOCKET_IFNAME={value} matching exactly one interface",
+        found,
+        "set fabric.socket_ifname (or nccl.NCCL_SOCKET_IFNAME) to the cluster network's interface, "
+        "e.g. ['eth1'] (matched exactly); `ip -o addr` lists them",
+        Verdict.FAIL,
+    )
+
+
+def cluster_interface(target: PreflightTarget, facts: HostFacts) -> NetInterface | None:
+    """The interface that holds this node's cluster address."""
+    return next(
+        (i for i in facts.interfaces if target.cluster_address in i.addresses),
+        None,
+    )
+
+
+def check_cluster_address(target: PreflightTarget, facts: HostFacts) -> CheckResult:
+    """This node holds the address the plan gives the other nodes for it: else they dial a
+    stranger, or nobody."""
+    address = str(target.cluster_address)
+    interface = cluster_interface(target, facts)
+    return _result(
+        "cluster-address",
+        interface is not None,
+        f"{address} on one of this node's interfaces",
+        f"on {interface.name}"
+        if interface
+        else "on none of "
+        + (", ".join(i.name for i in _with_address(facts.interfaces)) or "its interfaces"),
+        "set cluster.address to this node's own address on the cluster network",
+        Verdict.FAIL,
+    )
+
+
+def opted_out(result: CheckResult, skip: Mapping[str, str]) -> CheckResult:
     """A check the inventory opted out of, with its reason; its finding is still shown."""
     reason = skip.get(result.check)
     if reason is None or result.verdict is Verdict.PASS:
@@ -354,6 +538,7 @@ def _gpu_checks(target: PreflightTarget, facts: HostFacts) -> list[CheckResult]:
     in_container = IN_CONTAINER.format(kind=facts.container) if facts.container else None
     kernel_checks = [
         ("driver-installed", check_installed_module),
+        ("driver-next-boot", lambda t, f: check_newest_kernel(f)),
         ("kernel-headers", check_headers),
         ("secure-boot", lambda t, f: check_secure_boot(f)),
         ("rival-modules", lambda t, f: check_rivals(f)),
@@ -366,12 +551,22 @@ def _gpu_checks(target: PreflightTarget, facts: HostFacts) -> list[CheckResult]:
             results.append(check(target, facts))
     results.append(check_held(target, facts))
     results.append(check_persistence(facts))
-    if target.fabric_manager:
-        results.append(check_fabric_manager(facts))
+    results.append(
+        check_fabric_manager(facts)
+        if target.fabric_manager
+        else skipped("fabric-manager", GPU_CHECKS["fabric-manager"], "no NVSwitch in this node")
+    )
+    results.append(
+        check_gpudirect(target, facts)
+        if target.peermem
+        else skipped("gpudirect", GPU_CHECKS["gpudirect"], "the plan uses no nvidia-peermem")
+    )
+    if not target.pcie_p2p:
+        results.append(skipped("pcie-acs", GPU_CHECKS["pcie-acs"], "no GPU peer-to-peer over PCIe"))
+    elif in_container:
+        results.append(skipped("pcie-acs", GPU_CHECKS["pcie-acs"], in_container))
     else:
-        results.append(
-            skipped("fabric-manager", GPU_CHECKS["fabric-manager"], "no NVSwitch in this node")
-        )
+        results.append(check_acs(facts))
     return results
 
 
@@ -379,33 +574,120 @@ GPU_CHECKS = {
     "driver-loaded": "the pinned nvidia.ko loaded",
     "driver-userspace": "nvidia-smi answering at the pinned driver",
     "driver-installed": "the pinned nvidia.ko installed",
+    "driver-next-boot": "an nvidia.ko for the kernel the next boot takes",
     "kernel-headers": "headers for the running kernel",
     "secure-boot": "Secure Boot off or nvidia.ko signed",
     "rival-modules": "no nouveau/nova loaded",
     "packages-held": "the pinned packages held",
     "persistence-mode": "persistence mode on",
     "fabric-manager": "fabric manager and NVLink fabric up",
+    "gpudirect": "nvidia_peermem loaded where the plan uses it",
+    "pcie-acs": "ACS off for GPU peer-to-peer over PCIe",
 }
-CHECKS = (*GPU_CHECKS, "shm-size", "weights-space", "roce-gid-index")
+NETWORK_CHECKS = {
+    "shm-size": "/dev/shm for NCCL",
+    "weights-space": "room for the weights",
+    "roce-gid-index": "RoCE GID index",
+    "socket-ifname": "NCCL_SOCKET_IFNAME matching one interface",
+    "cluster-address": "this node's cluster address on one of its interfaces",
+}
+PEER_CHECKS = {
+    "cluster-ports": "the rendezvous port of every other node reachable",
+}
+HOST_CHECKS = (*GPU_CHECKS, *NETWORK_CHECKS)
+"""What :func:`host_checks` judges, in its order; the peer checks run at execution time."""
+CHECKS = (*HOST_CHECKS, *PEER_CHECKS)
 """Every check's name, as ``metalserve.preflight.skip`` names them."""
 
 
-def host_checks(target: PreflightTarget, facts: HostFacts) -> tuple[CheckResult, ...]:
+def _network_checks(target: PreflightTarget, facts: HostFacts) -> list[CheckResult]:
+    def unless(applies: bool, name: str, check: Callable[[], CheckResult], why: str) -> CheckResult:
+        return check() if applies else skipped(name, NETWORK_CHECKS[name], why)
+
+    return [
+        unless(target.nccl, "shm-size", lambda: check_shm(facts.shm), "NCCL does not run here"),
+        check_weights_space(target, facts.weights),
+        unless(
+            target.gid_index is not None and bool(target.roce_devices),
+            "roce-gid-index",
+            lambda: check_gid_index(target, facts),
+            "no RoCE fabric in the plan",
+        ),
+        unless(
+            target.socket_ifname is not None,
+            "socket-ifname",
+            lambda: check_socket_ifname(target, facts),
+            "NCCL_SOCKET_IFNAME left to NCCL",
+        ),
+        unless(
+            target.cluster_address is not None,
+            "cluster-address",
+            lambda: check_cluster_address(target, facts),
+            "a single node, or an address given as a name",
+        ),
+    ]
+
+
+def _converged(result: CheckResult, purpose: Purpose) -> CheckResult:
+    """Before a deploy that brings a check to the plan itself, its finding is shown, not judged."""
+    why = _CONVERGED_BY.get(purpose)
+    if why is None or result.check not in CONVERGED_CHECKS or result.verdict is Verdict.PASS:
+        return result
+    return result.model_copy(
+        update={"verdict": Verdict.SKIP, "found": f"{result.found} ({why})", "fix": ""}
+    )
+
+
+def host_checks(
+    target: PreflightTarget, facts: HostFacts, purpose: Purpose = Purpose.PREFLIGHT
+) -> tuple[CheckResult, ...]:
     """Every check on one host, in a fixed order; each names itself once."""
     if target.gpu:
         results = _gpu_checks(target, facts)
     else:
         results = [skipped(name, expected, NO_GPU) for name, expected in GPU_CHECKS.items()]
-    if target.nccl:
-        results.append(check_shm(facts.shm))
-    else:
-        results.append(skipped("shm-size", "/dev/shm for NCCL", "NCCL does not run on this node"))
-    results.append(check_weights_space(target, facts.weights))
-    if target.gid_index is not None and target.roce_devices:
-        results.append(check_gid_index(target, facts))
-    else:
-        results.append(skipped("roce-gid-index", "RoCE GID index", "no RoCE fabric in the plan"))
-    return tuple(_opted_out(result, target.skip) for result in results)
+    results += _network_checks(target, facts)
+    return tuple(opted_out(_converged(r, purpose), target.skip) for r in results)
+
+
+class PreflightSpec(Frozen):
+    """Inventory data (``metalserve.preflight``): checks this host opts out of, each with why.
+    The check still runs and its finding is shown, as SKIP with the reason.
+
+    Example (host data)::
+
+        "preflight": {"skip": {"secure-boot": "signed by the site's own MOK, enrolled at rack-in"}}
+    """
+
+    skip: dict[str, str] = Field(default_factory=dict, description="check -> why it is skipped")
+
+    @field_validator("skip")
+    @classmethod
+    def _known_with_reason(cls, skip: dict[str, str]) -> dict[str, str]:
+        for name, reason in skip.items():
+            if name not in CHECKS:
+                raise ValueError(
+                    f"{name!r} is not a preflight check (known: {', '.join(CHECKS)}) — fix: name "
+                    "one of them"
+                )
+            if len(reason.strip()) < 3 or not reason.isprintable() or len(reason) > 200:
+                raise ValueError(
+                    f"{name}: the reason must be one line saying why this host may skip it — "
+                    "fix: give the reason"
+                )
+        return skip
+
+
+class PreflightPlan(Frozen):
+    """What preflight checks on this node beyond the other sections: the opt-outs, the cluster
+    network, and the peers whose rendezvous port must answer."""
+
+    skip: tuple[tuple[str, str], ...] = Field(default=(), description="(check, reason) pairs")
+    pcie_p2p: bool = Field(description="several GPUs in this node talk peer to peer over PCIe")
+    socket_ifname: str | None = Field(description="NCCL_SOCKET_IFNAME as NCCL is given it")
+    cluster_address: str | None = Field(description="this node's cluster address, if an IP")
+    port: int | None = Field(description="the rendezvous port the peers must reach")
+    peers: tuple[tuple[str, str], ...] = Field(default=(), description="(host, address) pairs")
 
 
 def failed(results: Iterable[CheckResult]) -> tuple[CheckResult, ...]:
@@ -422,14 +704,32 @@ class NodeManifest(Frozen):
     nccl: str | None = None
     engine: str = Field(description="the engine and version the plan installs")
     gid_index: str | None = Field(default=None, description="HCA:index, as found, per RoCE HCA")
+    rdma: str | None = Field(default=None, description="rdma-core / MLNX_OFED version")
+    mtu: str | None = Field(default=None, description="interface:MTU of the cluster network")
 
 
-MANIFEST_FIELDS = ("kernel", "driver", "fabric_manager", "cuda", "nccl", "engine", "gid_index")
+MANIFEST_FIELDS = (
+    "kernel",
+    "driver",
+    "fabric_manager",
+    "cuda",
+    "nccl",
+    "rdma",
+    "engine",
+    "gid_index",
+    "mtu",
+)
 
 _DRIFT_FIX = {
     "kernel": "boot every node into the same kernel (apt-mark hold linux-image-*)",
     "gid_index": "give every node's HCAs the same addressing, so NCCL_IB_GID_INDEX fits all",
+    "mtu": "one MTU on every node's cluster interface and on the switch ports (ip link set mtu)",
 }
+
+CLOCK_SPREAD_MAX_S = 1.0
+"""NTP (chrony, systemd-timesyncd) keeps hosts on one LAN within milliseconds of each other; a
+second apart means a node is not synchronised, and its logs no longer line up with the others'
+when a multi-node hang is reconstructed."""
 
 
 class HostReport(Frozen):
@@ -439,32 +739,89 @@ class HostReport(Frozen):
     cluster: str
     results: tuple[CheckResult, ...]
     manifest: NodeManifest
+    purpose: Purpose = Purpose.PREFLIGHT
+    run: str = Field(default="", description="the deploy run that wrote it")
+    clock_offset_s: float | None = Field(
+        default=None, description="this node's clock minus the control host's, measured"
+    )
+
+
+def _manifest_checks(name: str, members: list[HostReport]) -> list[CheckResult]:
+    purpose = members[0].purpose
+    results = []
+    for field in MANIFEST_FIELDS:
+        values = {r.host: getattr(r.manifest, field) for r in members}
+        found = "; ".join(f"{h}: {v or 'none'}" for h, v in sorted(values.items()))
+        result = _result(
+            f"{name}: {field} equal",
+            len(set(values.values())) == 1,
+            f"one {field} on every node of {name}",
+            found,
+            _DRIFT_FIX.get(field, REPROVISION + " (it brings every node to the pins)"),
+            Verdict.FAIL,
+        )
+        why = _CONVERGED_BY.get(purpose)
+        if why and field in CONVERGED_FIELDS and result.verdict is Verdict.FAIL:
+            result = result.model_copy(
+                update={"verdict": Verdict.SKIP, "found": f"{found} ({why})", "fix": ""}
+            )
+        results.append(result)
+    return results
+
+
+def check_clocks(name: str, members: list[HostReport]) -> CheckResult:
+    """The nodes' clocks within :data:`CLOCK_SPREAD_MAX_S` of each other (each measured against
+    the control host, whose own error cancels out)."""
+    offsets = {r.host: r.clock_offset_s for r in members if r.clock_offset_s is not None}
+    check = f"{name}: clocks in sync"
+    expected = f"every node's clock within {CLOCK_SPREAD_MAX_S:g} s of the others"
+    if len(offsets) < 2:
+        return skipped(check, expected, "not measured (run by a deploy, not read back alone)")
+    spread = max(offsets.values()) - min(offsets.values())
+    found = (
+        f"{spread:.3f} s apart ("
+        + ", ".join(f"{h}: {o:+.3f} s" for h, o in sorted(offsets.items()))
+        + " against the control host)"
+    )
+    return _result(
+        check,
+        spread <= CLOCK_SPREAD_MAX_S,
+        expected,
+        found,
+        "timedatectl set-ntp true (chrony or systemd-timesyncd) on the nodes that are off",
+        Verdict.FAIL,
+    )
 
 
 def cluster_checks(reports: Iterable[HostReport]) -> tuple[CheckResult, ...]:
-    """Per cluster of several nodes: each manifest field equal on every node. A field that differs
-    is one FAIL naming every node's value."""
+    """Per cluster of several nodes: each manifest field equal on every node (a field that
+    differs is one FAIL naming every node's value), and the clocks together."""
     clusters: dict[str, list[HostReport]] = {}
     for report in reports:
         clusters.setdefault(report.cluster, []).append(report)
     results: list[CheckResult] = []
     for name, members in sorted(clusters.items()):
-        if len(members) < 2:
-            continue
-        for field in MANIFEST_FIELDS:
-            values = {r.host: getattr(r.manifest, field) for r in members}
-            found = "; ".join(f"{h}: {v or 'none'}" for h, v in sorted(values.items()))
-            results.append(
-                _result(
-                    f"{name}: {field} equal",
-                    len(set(values.values())) == 1,
-                    f"one {field} on every node of {name}",
-                    found,
-                    _DRIFT_FIX.get(field, REPROVISION + " (it brings every node to the pins)"),
-                    Verdict.FAIL,
-                )
-            )
+        if len(members) >= 2:
+            results += _manifest_checks(name, members)
+            results.append(check_clocks(name, members))
     return tuple(results)
+
+
+def check_peer_ports(port: int, outcomes: Mapping[str, str]) -> CheckResult:
+    """From this node, each other node's rendezvous port answers a TCP connect (peer -> "ok" or
+    the error): a firewall, a route or a wrong address shows here, not as an engine that hangs
+    at start waiting for its workers."""
+    bad = {peer: why for peer, why in outcomes.items() if why != "ok"}
+    found = "; ".join(f"{peer}: {why}" for peer, why in sorted(outcomes.items()))
+    return _result(
+        "cluster-ports",
+        not bad,
+        f"tcp/{port} of every other node reachable from here",
+        found or "no other node",
+        f"open tcp/{port} between the nodes (host firewall, switch ACL, security group) and check "
+        f"the route to {', '.join(sorted(bad))}",
+        Verdict.FAIL,
+    )
 
 
 def table_text(reports: Iterable[HostReport]) -> str:

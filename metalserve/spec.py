@@ -29,6 +29,7 @@ from metalserve.errors import MetalserveError, SpecError
 from metalserve.hardening import GOVERNED_BY, RELAXABLE
 from metalserve.hardware import Frozen, HardwareProfile
 from metalserve.nccl import FabricSpec
+from metalserve.preflight import PreflightSpec
 from metalserve.sources import Sources
 from metalserve.types import (
     Address,
@@ -199,6 +200,7 @@ class HostSpec(Frozen):
     service: ServiceSpec = ServiceSpec()
     diag: DiagSpec = DiagSpec()
     nvidia: NvidiaStack = NvidiaStack()
+    preflight: PreflightSpec = PreflightSpec()
 
     @field_validator("env")
     @classmethod

@@ -1,4 +1,5 @@
-"""Facts only preflight reads: GPU persistence mode, and the space of a filesystem path.
+"""Facts only preflight reads: GPU persistence mode, the space of a filesystem path, the network
+interfaces, the newest kernel's modules, PCI ACS, and a listening port.
 
 Each is a command plus a pure ``process()``, tested on recorded outputs in
 ``tests/fixtures/facts/preflight.*``.
@@ -12,7 +13,8 @@ from typing import Any
 from pyinfra.api import FactBase
 
 from metalserve.errors import ParseError
-from metalserve.preflight import DiskSpace
+from metalserve.hardware import Frozen
+from metalserve.preflight import DiskSpace, NetInterface
 
 
 def parse_persistence(output: list[str]) -> dict[str, bool]:
@@ -103,3 +105,150 @@ class PathSpace(FactBase[DiskSpace | None]):
 
     def process(self, output: list[str]) -> DiskSpace | None:
         return parse_path_space(output)
+
+
+def parse_interfaces(output: list[str]) -> tuple[NetInterface, ...]:
+    """Parse ``ip -o addr show`` (``2: eth0    inet 10.0.0.2/24 brd … scope global eth0``) and
+    ``mtu <name> <bytes>`` lines; ``eth0@if5`` (a veth's peer) is named ``eth0``.
+
+    Example::
+
+        >>> parse_interfaces(["2: eth0    inet 10.0.0.2/24 scope global eth0", "mtu eth0 9000"])
+        (NetInterface(name='eth0', mtu=9000, addresses=('10.0.0.2',)),)
+    """
+    addresses: dict[str, list[str]] = {}
+    mtus: dict[str, int] = {}
+    for line in output:
+        words = line.split()
+        if len(words) == 3 and words[0] == "mtu" and words[2].isdigit():
+            mtus[words[1]] = int(words[2])
+        elif len(words) >= 4 and words[0].rstrip(":").isdigit() and words[2] in ("inet", "inet6"):
+            name = words[1].split("@", 1)[0]
+            addresses.setdefault(name, []).append(words[3].split("/", 1)[0])
+    names = dict.fromkeys([*addresses, *mtus])
+    return tuple(
+        NetInterface(name=n, mtu=mtus.get(n), addresses=tuple(addresses.get(n, ()))) for n in names
+    )
+
+
+class NetInterfaces(FactBase[tuple[NetInterface, ...]]):
+    """Every network interface with its addresses and MTU."""
+
+    default = tuple
+
+    def command(self) -> str:
+        return (
+            "ip -o addr show 2>/dev/null || true; "
+            'for d in /sys/class/net/*; do echo "mtu ${d##*/} $(cat "$d/mtu" 2>/dev/null)"; done'
+        )
+
+    def process(self, output: list[str]) -> tuple[NetInterface, ...]:
+        return parse_interfaces(output)
+
+
+class NewestKernel(Frozen):
+    release: str | None
+    modules: tuple[str, ...] = ()
+
+
+def parse_newest_kernel(output: list[str]) -> NewestKernel:
+    """Parse ``newest <release>`` and ``module <file>`` lines.
+
+    Example::
+
+        >>> parse_newest_kernel(["newest 6.8.0-60-generic", "module nvidia.ko.zst"])
+        NewestKernel(release='6.8.0-60-generic', modules=('nvidia.ko.zst',))
+    """
+    release = None
+    modules: list[str] = []
+    for line in output:
+        key, _, value = line.strip().partition(" ")
+        if key == "newest" and value.strip():
+            release = value.strip()
+        elif key == "module" and value.strip():
+            modules.append(value.strip())
+    return NewestKernel(release=release, modules=tuple(sorted(modules)))
+
+
+class NewestKernelModules(FactBase[NewestKernel]):
+    """The newest kernel under /lib/modules (the one the next boot takes by default) and the
+    nvidia*.ko files built for it (by DKMS or a precompiled package)."""
+
+    def command(self) -> str:
+        return (
+            "k=$(ls -1 /lib/modules 2>/dev/null | sort -V | tail -n 1); "
+            'echo "newest $k"; '
+            'if [ -n "$k" ]; then find "/lib/modules/$k" -name \'nvidia*.ko*\' '
+            "-printf 'module %f\\n' 2>/dev/null; fi; true"
+        )
+
+    def process(self, output: list[str]) -> NewestKernel:
+        return parse_newest_kernel(output)
+
+
+ACS_UNREADABLE = "unavailable"
+
+
+def parse_acs(output: list[str]) -> tuple[str, ...] | None:
+    """Parse ``<bdf> ACSCtl: SrcValid+ TransBlk- …`` lines (``lspci -vvv`` as root, each ACSCtl
+    line prefixed with its device); the devices with source validation on. ``None`` when lspci
+    could not be run.
+
+    Example::
+
+        >>> parse_acs(["0000:00:01.0 ACSCtl: SrcValid+ TransBlk- ReqRedir+ CmpltRedir+",
+        ...            "0000:00:03.0 ACSCtl: SrcValid- TransBlk- ReqRedir- CmpltRedir-"])
+        ('0000:00:01.0',)
+    """
+    if any(line.strip() == ACS_UNREADABLE for line in output):
+        return None
+    on = []
+    for line in output:
+        device, _, rest = line.strip().partition(" ")
+        if "ACSCtl:" in rest and "SrcValid+" in rest.split():
+            on.append(device)
+    return tuple(on)
+
+
+class PciAcs(FactBase[tuple[str, ...] | None]):
+    """PCI devices with ACS source validation on (NCCL's troubleshooting guide: ``lspci -vvv |
+    grep ACSCtl``); ``None`` without lspci."""
+
+    def command(self) -> str:
+        return (
+            f"command -v lspci >/dev/null || {{ echo {ACS_UNREADABLE}; exit 0; }}; "
+            "lspci -D -vvv 2>/dev/null | "
+            "awk '/^[0-9a-f]/{dev=$1} /ACSCtl:/{$1=$1; print dev, $0}'"
+        )
+
+    def process(self, output: list[str]) -> tuple[str, ...] | None:
+        return parse_acs(output)
+
+
+class PortListening(FactBase[bool]):
+    """Whether something listens on TCP ``port`` (``ss -Hltn``)."""
+
+    default = bool
+
+    def command(self, port: int) -> str:
+        return f"ss -Hltn 'sport = :{int(port)}' 2>/dev/null || true"
+
+    def process(self, output: list[str]) -> bool:
+        return any(line.strip() for line in output)
+
+
+def parse_port_probes(output: list[str], hosts: tuple[str, ...]) -> dict[str, str]:
+    """Parse ``<host> ok`` / ``<host> <error>`` lines of the peers' probe; a host with no line
+    (the probe cut short) is "no answer".
+
+    Example::
+
+        >>> parse_port_probes(["h2 ok", "h3 Connection refused"], ("h2", "h3", "h4"))
+        {'h2': 'ok', 'h3': 'Connection refused', 'h4': 'no answer'}
+    """
+    found: dict[str, str] = {}
+    for line in output:
+        name, _, outcome = line.strip().partition(" ")
+        if name in hosts and name not in found:
+            found[name] = outcome.strip() or "no answer"
+    return {h: found.get(h, "no answer") for h in hosts}
