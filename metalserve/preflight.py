@@ -22,6 +22,7 @@ from pydantic import Field, field_validator
 
 from metalserve.hardware import Frozen
 from metalserve.ncclsyntax import IfnameSelection
+from metalserve.types import FlagText
 from metalserve.stack import KernelModuleFlavor
 
 REPROVISION = "run deploy/reprovision.py"
@@ -659,7 +660,9 @@ class PreflightSpec(Frozen):
         "preflight": {"skip": {"secure-boot": "signed by the site's own MOK, enrolled at rack-in"}}
     """
 
-    skip: dict[str, str] = Field(default_factory=dict, description="check -> why it is skipped")
+    skip: dict[str, FlagText] = Field(
+        default_factory=dict, description="check -> why it is skipped"
+    )
 
     @field_validator("skip")
     @classmethod
@@ -776,7 +779,7 @@ def check_clocks(name: str, members: list[HostReport]) -> CheckResult:
     check = f"{name}: clocks in sync"
     expected = f"every node's clock within {CLOCK_SPREAD_MAX_S:g} s of the others"
     if len(offsets) < 2:
-        return skipped(check, expected, "not measured (run by a deploy, not read back alone)")
+        return skipped(check, expected, "not measured: preflight measures them during a deploy")
     spread = max(offsets.values()) - min(offsets.values())
     found = (
         f"{spread:.3f} s apart ("

@@ -209,12 +209,12 @@ def manifest_of(plan: HostPlan, facts: HostFacts) -> NodeManifest:
     gids = ", ".join(
         f"{d}:{'none' if i is None else i}" for d, i in sorted(facts.roce_gid_indices.items())
     )
-    installed = read_fact(DebPackages)
-    rdma = ", ".join(
-        f"{name} {version}"
-        for name in (plan.fabric.packages if plan.fabric else ())
-        for version in installed.get(name, [])
-    )
+    rdma = ""
+    if plan.fabric is not None:
+        installed = read_fact(DebPackages)
+        rdma = ", ".join(
+            f"{name} {version}" for name in plan.fabric.packages for version in installed.get(name, [])
+        )
     interface = cluster_interface(target_of(plan), facts)
     return NodeManifest(
         rdma=rdma or None,
