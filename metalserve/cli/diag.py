@@ -79,12 +79,13 @@ def diag_group() -> None:
 
 
 @diag_group.command("show")
-@click.argument("report", type=_existing)
+@click.argument("report_or_log", type=_existing)
 @_operator_errors
-def show(report: Path) -> None:
+def show(report_or_log: Path) -> None:
     """Print the summary of a saved diag report (.json), its results judged again, or of a raw
     nccl-tests output (text or -J JSON), judged as diag parse judges it without --profile."""
-    shown, claimed = shown_report(read_report_or_output(report), printable(str(report)), _now())
+    text = read_report_or_output(report_or_log)
+    shown, claimed = shown_report(text, printable(str(report_or_log)), _now())
     click.echo(_terminal_safe(summary_text(shown, claimed)), nl=False)
 
 
