@@ -157,3 +157,19 @@ GPUS: dict[str, GpuModel] = {
     g.id: g
     for g in (H200_SXM, H100_SXM, H100_PCIE, A100_SXM, L40S, RTX_4090, RTX_PRO_6000, B200, GB10)
 }
+
+_VENDOR_PREFIX = "NVIDIA "
+"""Older drivers name a GPU without it: ``A100-SXM4-40GB`` in the nccl-tests output kept by
+microsoft/superbenchmark (tests/data/nccl_allreduce.log), ``NVIDIA A100-SXM4-40GB`` in later ones."""
+
+
+def gpu_named(name: str) -> GpuModel | None:
+    """The catalogue GPU the driver calls ``name``: nvidia-smi's ``name``, which is also the CUDA
+    device name nccl-tests prints after each rank (``prop.name``, NVIDIA/nccl-tests src/common.cu).
+    Exact, so ``NVIDIA H200 NVL`` is not the H200 SXM; ``None`` for a GPU the catalogue lacks.
+
+    >>> gpu_named("NVIDIA H100 80GB HBM3").id, gpu_named("NVIDIA H200 NVL")
+    ('h100-sxm', None)
+    """
+    wanted = name.strip().removeprefix(_VENDOR_PREFIX)
+    return next((g for g in GPUS.values() if g.name.removeprefix(_VENDOR_PREFIX) == wanted), None)

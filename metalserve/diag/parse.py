@@ -721,13 +721,14 @@ def parse_nccl_log(lines: Iterable[str]) -> TransportSummary:
     )
 
 
-def _looks_like_json(text: str) -> bool:
+def looks_like_json(text: str) -> bool:
+    """JSON (an nccl-tests ``-J`` report, a saved diag report) rather than text output."""
     return text.lstrip().startswith("{")
 
 
 def parse_output(text: str) -> ParsedOutput:
     """Read one saved stream: nccl-tests text or JSON, plus any NCCL INFO/WARN lines in it."""
-    if _looks_like_json(text):
+    if looks_like_json(text):
         return ParsedOutput(run=parse_json(text), transport=TransportSummary())
     run = parse_nccl_tests(text)
     transport = parse_nccl_log(text.splitlines())
