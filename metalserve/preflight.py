@@ -22,8 +22,8 @@ from pydantic import Field, field_validator
 
 from metalserve.hardware import Frozen
 from metalserve.ncclsyntax import IfnameSelection
-from metalserve.types import FlagText
 from metalserve.stack import KernelModuleFlavor
+from metalserve.types import FlagText
 
 REPROVISION = "run deploy/reprovision.py"
 

@@ -213,7 +213,9 @@ def manifest_of(plan: HostPlan, facts: HostFacts) -> NodeManifest:
     if plan.fabric is not None:
         installed = read_fact(DebPackages)
         rdma = ", ".join(
-            f"{name} {version}" for name in plan.fabric.packages for version in installed.get(name, [])
+            f"{name} {version}"
+            for name in plan.fabric.packages
+            for version in installed.get(name, [])
         )
     interface = cluster_interface(target_of(plan), facts)
     return NodeManifest(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from metalserve.preflight import (
-    CHECKS,
     HOST_CHECKS,
     SHM_MIN_BYTES,
     DiskSpace,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from metalserve.preflight import CHECKS, HOST_CHECKS, HostReport, Verdict
+from metalserve.preflight import HOST_CHECKS, HostReport, Verdict
 from tests.opcases import OPCASE_HOME, case_files, load_case, run_case
 
 HERE = Path(__file__).parent
