@@ -567,8 +567,17 @@ def _firewall(
 def _preflight(
     spec: HostSpec, cluster: Cluster, node: ClusterNode, nccl: NcclEnvironment
 ) -> PreflightPlan:
-    """Peers probe each other's rendezvous port; the address check needs an IP to look for."""
+    """The nodes this one dials on the rendezvous port, as the engine does: llama.cpp's head
+    dials every worker's rpc-server; torch.distributed's workers (vLLM, SGLang) dial the head's
+    store. The address check needs an IP to look for."""
     profile = cluster.hardware
+    head = cluster.head
+    if isinstance(spec.engine, LlamaCppSettings):
+        reach = cluster.workers if node == head else ()
+        dials = "the head dials each worker's rpc-server"
+    else:
+        reach = (head,) if node != head else ()
+        dials = "each worker dials the head"
     try:
         literal = bool(ipaddress.ip_address(node.address))
     except ValueError:
@@ -579,7 +588,8 @@ def _preflight(
         socket_ifname=nccl.get("NCCL_SOCKET_IFNAME"),
         cluster_address=node.address if cluster.multi_node and literal else None,
         port=cluster.port if cluster.multi_node else None,
-        peers=tuple((n.host, n.address) for n in cluster.peers_of(spec.host)),
+        reach=tuple((n.host, n.address) for n in reach),
+        dials=dials if cluster.multi_node else "",
     )
 
 

@@ -593,7 +593,7 @@ NETWORK_CHECKS = {
     "cluster-address": "this node's cluster address on one of its interfaces",
 }
 PEER_CHECKS = {
-    "cluster-ports": "the rendezvous port of every other node reachable",
+    "cluster-ports": "the rendezvous port of every node this one dials reachable",
 }
 HOST_CHECKS = (*GPU_CHECKS, *NETWORK_CHECKS)
 """What :func:`host_checks` judges, in its order; the peer checks run at execution time."""
@@ -689,8 +689,11 @@ class PreflightPlan(Frozen):
     pcie_p2p: bool = Field(description="several GPUs in this node talk peer to peer over PCIe")
     socket_ifname: str | None = Field(description="NCCL_SOCKET_IFNAME as NCCL is given it")
     cluster_address: str | None = Field(description="this node's cluster address, if an IP")
-    port: int | None = Field(description="the rendezvous port the peers must reach")
-    peers: tuple[tuple[str, str], ...] = Field(default=(), description="(host, address) pairs")
+    port: int | None = Field(description="the rendezvous port, on a cluster of several nodes")
+    reach: tuple[tuple[str, str], ...] = Field(
+        default=(), description="(host, address) of the nodes this one dials on that port"
+    )
+    dials: str = Field(default="", description="who dials whom, for the SKIP of the others")
 
 
 def failed(results: Iterable[CheckResult]) -> tuple[CheckResult, ...]:
@@ -819,7 +822,7 @@ def check_peer_ports(port: int, outcomes: Mapping[str, str]) -> CheckResult:
     return _result(
         "cluster-ports",
         not bad,
-        f"tcp/{port} of every other node reachable from here",
+        f"tcp/{port} of every node this one dials reachable from here",
         found or "no other node",
         f"open tcp/{port} between the nodes (host firewall, switch ACL, security group) and check "
         f"the route to {', '.join(sorted(bad))}",

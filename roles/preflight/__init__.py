@@ -20,17 +20,23 @@ import os
 import shlex
 import time
 import uuid
+import weakref
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field
 from pyinfra import host, logger
 from pyinfra.api import deploy
+from pyinfra.api.exceptions import PyinfraError
+from pyinfra.context import ctx_host
 from pyinfra.facts.deb import DebPackages
 from pyinfra.operations import python, server
 
+from metalserve.hardware import Frozen
 from metalserve.io.preflight import read_host_report, write_host_report
 from metalserve.plan import HostPlan
 from metalserve.preflight import (
+    PEER_CHECKS,
     CheckResult,
     HostFacts,
     HostReport,
@@ -44,8 +50,11 @@ from metalserve.preflight import (
     failed,
     host_checks,
     opted_out,
+    skipped,
 )
 from metalserve.stack import GpuDirectRdma, NetworkFabric
+from metalserve.types import printable
+from roles import base
 from roles.fabric import PEERMEM
 from roles.fabric.facts import RdmaPort, RdmaPorts
 from roles.fabricmanager import service_running
@@ -65,13 +74,17 @@ from roles.gpu_facts.facts import (
 )
 from roles.nvidia_driver import DriverTarget
 from roles.preflight.facts import (
+    ClockNow,
     NetInterfaces,
     NewestKernelModules,
     NvidiaPersistenceMode,
     PathSpace,
     PciAcs,
+    PeerPorts,
     PortListening,
     parse_port_probes,
+    peers_argument,
+    probe_command,
 )
 
 PHASES = ("check",)
@@ -270,13 +283,124 @@ def fail_host(state: Any, host: Any, lines: list[str], report: str) -> bool:
     return False
 
 
-_runs: dict[int, str] = {}
+# per pyinfra State, held weakly: an id() could be reused by the next State of a test process
+_runs: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+_cluster_reads: weakref.WeakKeyDictionary[Any, dict[tuple[str, Purpose], ClusterRead]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def run_token() -> str:
-    """One token per pyinfra run: a peer's report from an earlier run is not taken as current."""
-    return _runs.setdefault(id(host.state), uuid.uuid4().hex)
+    """One token per pyinfra run: a report from an earlier run is never taken as this run's."""
+    return _runs.setdefault(host.state, uuid.uuid4().hex)
 
+
+# ---------------------------------------------------------------------------------------------
+# The cluster, read at once: every node's report is built (its facts read on that node) when the
+# first node of the cluster is prepared, so each node judges the whole cluster before any
+# operation runs, and a healthy, running cluster gets no operation at all.
+
+
+class ClusterRead(Frozen):
+    """Every node's report of this run (a node whose facts could not be read: why), and the
+    peers whose port nothing listens on yet, to be probed once a listener holds it."""
+
+    reports: dict[str, HostReport]
+    unread: dict[str, str]
+    pending: dict[str, tuple[str, ...]] = Field(description="prober -> peers not listening yet")
+
+
+def _on(name: str) -> Any:
+    return host.inventory.get_host(name)
+
+
+def _clock_offset() -> float | None:
+    """This (context) host's clock minus the control host's, to within half an SSH round trip."""
+    before = time.time()
+    now = read_fact(ClockNow)
+    after = time.time()
+    return None if now is None else now - (before + after) / 2
+
+
+def _peer_ports(plan: HostPlan) -> tuple[CheckResult | None, tuple[str, ...]]:
+    """The peers this node must reach: judged now where each either answered or has something
+    listening (a refusal then is the network's); the rest wait for a listener."""
+    decided = plan.preflight
+    if decided.port is None:
+        return None, ()
+    if not decided.reach:
+        why = f"this node dials no other ({decided.dials})"
+        return skipped("cluster-ports", PEER_CHECKS["cluster-ports"], why), ()
+    outcomes = read_fact(PeerPorts, peers=peers_argument(decided.reach), port=decided.port)
+    outcomes = {name: outcomes.get(name, "no answer") for name, _ in decided.reach}
+    pending = tuple(
+        name
+        for name, why in outcomes.items()
+        if why != "ok" and not read_fact(PortListening, on=_on(name), port=decided.port)
+    )
+    if pending:
+        return None, pending
+    return opted_out(check_peer_ports(decided.port, outcomes), dict(decided.skip)), ()
+
+
+def _member(name: str, purpose: Purpose, run: str) -> tuple[HostReport, tuple[str, ...]]:
+    with ctx_host.use(_on(name)):
+        plan = base.current_plan()
+        report = host_report(plan, purpose, run)
+        ports, pending = _peer_ports(plan)
+        extra = (ports,) if ports is not None else ()
+        return (
+            report.model_copy(
+                update={"results": (*report.results, *extra), "clock_offset_s": _clock_offset()}
+            ),
+            pending,
+        )
+
+
+def read_cluster(plan: HostPlan, purpose: Purpose) -> ClusterRead:
+    reads = _cluster_reads.setdefault(host.state, {})
+    key = (plan.cluster.name, purpose)
+    if key not in reads:
+        run = run_token()
+        reports: dict[str, HostReport] = {}
+        unread: dict[str, str] = {}
+        pending: dict[str, tuple[str, ...]] = {}
+        for node in plan.cluster.nodes:
+            try:
+                reports[node.host], waiting = _member(node.host, purpose, run)
+            except (PyinfraError, OSError) as exc:  # an unreachable node is named, not a traceback
+                unread[node.host] = printable(str(exc).splitlines()[0] if str(exc) else repr(exc))
+                continue
+            if waiting:
+                pending[node.host] = waiting
+        for report in reports.values():
+            write_host_report(report, reports_dir())
+        reads[key] = ClusterRead(reports=reports, unread=unread, pending=pending)
+    return reads[key]
+
+
+def cluster_failures(
+    plan: HostPlan, reports: dict[str, HostReport], unread: dict[str, str]
+) -> list[str]:
+    """One line per FAIL of any node of the cluster, or across them: a cluster is served whole
+    or not at all, so one node's FAIL stops every node."""
+    lines = [
+        line(name, r) for name, report in sorted(reports.items()) for r in failed(report.results)
+    ]
+    if len(plan.cluster.nodes) > 1:
+        lines += [line(plan.cluster.name, r) for r in failed(cluster_checks(reports.values()))]
+    lines += [
+        f"host {name}: preflight could not read it: {why} — fix: reach it over SSH, or leave it "
+        "out of the cluster"
+        for name, why in sorted(unread.items())
+    ]
+    return lines
+
+
+# ---------------------------------------------------------------------------------------------
+# Peers whose port nothing listens on yet (a cluster before its first serve): each such node
+# holds the port open with a short-lived listener, the probing nodes connect at execution, and
+# every node then judges the cluster again from the reports.
 
 LISTENER = (
     "import socket,sys,time\n"
@@ -290,7 +414,6 @@ LISTENER = (
     "  pass\n"
 )
 LISTEN_SECONDS = 90
-PROBE_TIMEOUT_S = 3
 
 
 def listener_unit(port: int) -> str:
@@ -298,9 +421,8 @@ def listener_unit(port: int) -> str:
 
 
 def listen_command(address: str | None, port: int) -> str:
-    """A transient unit that accepts and closes connections on the rendezvous port for
-    :data:`LISTEN_SECONDS` (no data is read), so the peers' probe has something to reach before
-    the engine runs; the command returns once the port listens."""
+    """A transient unit that accepts and closes connections on the port for
+    :data:`LISTEN_SECONDS` (it reads no data); the command returns once the port listens."""
     q = shlex.quote
     return (
         f"systemd-run --quiet --collect --unit={listener_unit(port)} "
@@ -311,122 +433,68 @@ def listen_command(address: str | None, port: int) -> str:
     )
 
 
-def probe_command(peers: tuple[tuple[str, str], ...], port: int) -> str:
-    """One line per peer: ``<host> ok``, or ``<host> <why>`` (bash's connect error, or a
-    timeout), each bounded by :data:`PROBE_TIMEOUT_S`."""
-    q = shlex.quote
-    lines = []
-    silent = f"timed out after {PROBE_TIMEOUT_S} s"
-    for name, address in peers:
-        connect = q(f"exec 3<>/dev/tcp/{address}/{port}")
-        lines.append(
-            f"if out=$(timeout {PROBE_TIMEOUT_S} bash -c {connect} 2>&1); then echo {q(name)} ok; "
-            # bash's first line says why ("bash: connect: Connection refused", "bash: line 1:
-            # x: Name or service not known"); timeout kills it silently. POSIX sh: pyinfra's shell.
-            f"else why=$(printf '%s\\n' \"$out\" | head -n 1 | sed 's/^bash: //; s/^line [0-9]*: //'); "
-            f'echo {q(name)} "${{why:-{silent}}}"; fi'
-        )
-    return "; ".join(lines) + "; true"
-
-
-def _probe_peers(state: Any, host: Any, plan: HostPlan, report: str) -> bool:
-    """At execution, once every node listens: reach each peer's port, measure this node's clock
-    against the control host's, and add both to this host's report."""
+def _probe_now(state: Any, host: Any, plan: HostPlan, peers: tuple[str, ...], report: str) -> bool:
+    """At execution, once the listeners hold the ports: connect, and add the verdict to this
+    node's report for the judgement that follows."""
     decided = plan.preflight
     assert decided.port is not None
-    hosts = tuple(name for name, _ in decided.peers)
-    _, output = host.run_shell_command(probe_command(decided.peers, decided.port))
-    outcomes = parse_port_probes(output.stdout_lines, hosts)
-    before = time.time()
-    ok, clock = host.run_shell_command("date +%s.%N")
-    after = time.time()
-    offset = None
-    if ok and clock.stdout_lines:
-        try:
-            offset = float(clock.stdout_lines[0]) - (before + after) / 2
-        except ValueError:
-            offset = None
+    addresses = dict(decided.reach)
+    targets = tuple((name, addresses[name]) for name in peers)
+    _, output = host.run_shell_command(probe_command(targets, decided.port))
+    outcomes = parse_port_probes(output.stdout_lines, peers)
+    answered = {name: "ok" for name, _ in decided.reach if name not in peers}
+    result = check_peer_ports(decided.port, {**answered, **outcomes})
     path = Path(report)
     current = read_host_report(path)
     write_host_report(
         current.model_copy(
-            update={
-                "results": (
-                    *current.results,
-                    _opted(check_peer_ports(decided.port, outcomes), decided.skip),
-                ),
-                "clock_offset_s": offset,
-            }
+            update={"results": (*current.results, opted_out(result, dict(decided.skip)))}
         ),
         path.parent,
     )
     return True
 
 
-def _opted(result: CheckResult, skip: tuple[tuple[str, str], ...]) -> CheckResult:
-    return opted_out(result, dict(skip))
-
-
-def _judge(state: Any, host: Any, plan: HostPlan, report: str, run: str) -> bool:
-    """At execution, once every node's report is written: this host's FAILs and the cluster's
-    (versions, MTU, clocks, a node missing from this run) fail the host, one red line each."""
-    folder = Path(report).parent
-    own = read_host_report(Path(report))
-    members = [own]
-    missing = []
-    for name, _ in plan.preflight.peers:
-        path = folder / f"{name}.json"
-        peer = read_host_report(path) if path.exists() else None
-        if peer is None or peer.run != run:
-            missing.append(name)
+def _judge_now(state: Any, host: Any, plan: HostPlan, run: str) -> bool:
+    """At execution, after every probe: the cluster judged again from this run's reports."""
+    folder = reports_dir()
+    reports: dict[str, HostReport] = {}
+    unread: dict[str, str] = {}
+    for node in plan.cluster.nodes:
+        path = folder / f"{node.host}.json"
+        report = read_host_report(path) if path.exists() else None
+        if report is None or report.run != run:
+            unread[node.host] = "no report from this run"
         else:
-            members.append(peer)
-    bad = [line(plan.host, r) for r in failed(own.results)]
-    bad += [line(plan.host, r) for r in failed(cluster_checks(members))]
-    if missing:
-        bad.append(
-            f"host {plan.host}: preflight found no report of this run from {', '.join(missing)} "
-            "(unreachable, or failed before its checks) — fix: see that host's error above"
-        )
-    if not bad:
-        return True
-    return fail_host(state, host, bad, report)
+            reports[node.host] = report
+    bad = cluster_failures(plan, reports, unread)
+    return fail_host(state, host, bad, str(folder / f"{plan.host}.json")) if bad else True
 
 
-def _single_node(report: HostReport, path: Path) -> None:
-    bad = failed(report.results)
-    if bad:
-        python.call(
-            name=f"Preflight: {', '.join(r.check for r in bad)} FAIL",
-            function=fail_host,
-            lines=[line(report.host, r) for r in bad],
-            report=str(path),
-        )
-
-
-def _across_nodes(plan: HostPlan, path: Path, run: str) -> None:
+def _probe_at_execution(plan: HostPlan, read: ClusterRead, run: str) -> None:
     port = plan.preflight.port
     assert port is not None
-    started = not read_fact(PortListening, port=port)
-    if started:
+    listen = any(plan.host in waiting for waiting in read.pending.values())
+    if listen:
         server.shell(
-            name=f"Preflight: listen on tcp/{port} for the peers' probe ({LISTEN_SECONDS} s)",
+            name=f"Preflight: hold tcp/{port} open for the other nodes' probe",
             commands=[listen_command(plan.preflight.cluster_address, port)],
         )
+    if plan.host in read.pending:
+        python.call(
+            name=f"Preflight: reach the other nodes on tcp/{port}",
+            function=_probe_now,
+            plan=plan,
+            peers=read.pending[plan.host],
+            report=str(reports_dir() / f"{plan.host}.json"),
+        )
     python.call(
-        name=f"Preflight: reach the other nodes on tcp/{port}, measure the clock",
-        function=_probe_peers,
+        name="Preflight: judge the cluster",
+        function=_judge_now,
         plan=plan,
-        report=str(path),
-    )
-    python.call(
-        name="Preflight: judge this node and the cluster",
-        function=_judge,
-        plan=plan,
-        report=str(path),
         run=run,
     )
-    if started:
+    if listen:
         server.shell(
             name=f"Preflight: stop the tcp/{port} listener",
             commands=[f"systemctl stop {listener_unit(port)} 2>/dev/null || true"],
@@ -434,18 +502,25 @@ def _across_nodes(plan: HostPlan, path: Path, run: str) -> None:
 
 
 def _preflight(plan: HostPlan, purpose: Purpose) -> None:
-    run = run_token()
-    report = host_report(plan, purpose, run)
-    path = write_host_report(report, reports_dir())
-    for result in report.results:
-        if result.verdict is Verdict.WARN:
-            host.log(line(plan.host, result), log_func=logger.warning)
-    for why, names in skips_by_reason(report.results).items():
-        host.log(f"preflight skipped {', '.join(names)}: {why}", log_func=logger.info)
-    if plan.preflight.port is not None and plan.preflight.peers:
-        _across_nodes(plan, path, run)
-    else:
-        _single_node(report, path)
+    read = read_cluster(plan, purpose)
+    own = read.reports.get(plan.host)
+    if own is not None:
+        for result in own.results:
+            if result.verdict is Verdict.WARN:
+                host.log(line(plan.host, result), log_func=logger.warning)
+        for why, names in skips_by_reason(own.results).items():
+            host.log(f"preflight skipped {', '.join(names)}: {why}", log_func=logger.info)
+    if read.pending:
+        _probe_at_execution(plan, read, run_token())
+        return
+    bad = cluster_failures(plan, read.reports, read.unread)
+    if bad:
+        python.call(
+            name="Preflight: FAIL",
+            function=fail_host,
+            lines=bad,
+            report=str(reports_dir() / f"{plan.host}.json"),
+        )
 
 
 @deploy("Preflight: read-only checks")
@@ -456,6 +531,6 @@ def check(plan: HostPlan) -> None:
 @deploy("Preflight")
 def first(plan: HostPlan, purpose: Purpose) -> None:
     """Before serve, reprovision or diagnose: the same checks, less those that deploy brings to
-    the plan itself; a FAIL here (on this host or across the cluster) stops the host before the
-    deploy changes anything."""
+    the plan itself; a FAIL on any node of the cluster (or across them) stops every node before
+    the deploy changes anything."""
     _preflight(plan, purpose)

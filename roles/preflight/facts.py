@@ -237,6 +237,63 @@ class PortListening(FactBase[bool]):
         return any(line.strip() for line in output)
 
 
+PROBE_TIMEOUT_S = 3
+
+
+def probe_command(peers: tuple[tuple[str, str], ...], port: int) -> str:
+    """One line per peer: ``<host> ok``, or ``<host> <why>`` (bash's connect error, or a
+    timeout), each connect bounded by :data:`PROBE_TIMEOUT_S`."""
+    q = shlex.quote
+    lines = []
+    silent = f"timed out after {PROBE_TIMEOUT_S} s"
+    for name, address in peers:
+        connect = q(f"exec 3<>/dev/tcp/{address}/{int(port)}")
+        lines.append(
+            f"if out=$(timeout {PROBE_TIMEOUT_S} bash -c {connect} 2>&1); then echo {q(name)} ok; "
+            # bash's first line says why ("bash: connect: Connection refused", "bash: line 1:
+            # x: Name or service not known"); timeout kills it silently. POSIX sh: pyinfra's shell.
+            f"else why=$(printf '%s\\n' \"$out\" | head -n 1 | sed 's/^bash: //; s/^line [0-9]*: //'); "
+            f'echo {q(name)} "${{why:-{silent}}}"; fi'
+        )
+    return "; ".join(lines) + "; true"
+
+
+def peers_argument(peers: tuple[tuple[str, str], ...]) -> str:
+    """``host=address,...``: the peers as one fact argument (facts are keyed by their arguments)."""
+    return ",".join(f"{name}={address}" for name, address in peers)
+
+
+def _peers_of(argument: str) -> tuple[tuple[str, str], ...]:
+    pairs = (item.partition("=") for item in argument.split(",") if item)
+    return tuple((name, address) for name, _, address in pairs)
+
+
+class PeerPorts(FactBase[dict[str, str]]):
+    """From this host, a TCP connect to each peer's ``port``: peer -> "ok" or why not."""
+
+    def command(self, peers: str, port: int) -> str:
+        return probe_command(_peers_of(peers), port)
+
+    def process(self, output: list[str]) -> dict[str, str]:
+        # the hosts are the command's own; a line that names another host is not ours
+        return parse_port_probes(
+            output, tuple(dict.fromkeys(line.split(" ", 1)[0] for line in output))
+        )
+
+
+class ClockNow(FactBase[float | None]):
+    """This host's clock, in seconds since the epoch (``date +%s.%N``)."""
+
+    def command(self) -> str:
+        return "date +%s.%N"
+
+    def process(self, output: list[str]) -> float | None:
+        try:
+            return float(output[0]) if output else None
+        except ValueError:
+            return None
+
+
 def parse_port_probes(output: list[str], hosts: tuple[str, ...]) -> dict[str, str]:
     """Parse ``<host> ok`` / ``<host> <error>`` lines of the peers' probe; a host with no line
     (the probe cut short) is "no answer".

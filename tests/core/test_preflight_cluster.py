@@ -200,20 +200,43 @@ def test_an_opt_out_names_a_known_check_and_says_why() -> None:
     assert "cluster-ports" in CHECKS
 
 
-def test_the_plan_gives_each_node_its_peers_port_and_address() -> None:
+def test_vllm_workers_dial_the_heads_port_and_the_head_dials_none() -> None:
     plans = {p.host: p for p in plan_inventory("inventories/h200-roce.py")}
-    first, second = sorted(plans)
-    decided = plans[first].preflight
-    assert decided.port == plans[first].cluster.port
-    assert decided.peers == ((second, plans[second].node.address),)
-    assert decided.cluster_address == plans[first].node.address
-    assert decided.socket_ifname == plans[first].nccl.get("NCCL_SOCKET_IFNAME")
+    head, worker = sorted(plans, key=lambda h: plans[h].node.rank)
+    assert plans[worker].preflight.reach == ((head, plans[head].node.address),)
+    assert plans[head].preflight.reach == ()
+    decided = plans[head].preflight
+    assert decided.port == plans[head].cluster.port
+    assert decided.cluster_address == plans[head].node.address
+    assert decided.socket_ifname == plans[head].nccl.get("NCCL_SOCKET_IFNAME")
     assert not decided.pcie_p2p
+
+
+def test_the_llamacpp_head_dials_every_workers_rpc_server() -> None:
+    from metalserve.plan import plan_hosts
+
+    nodes = []
+    for rank in range(3):
+        nodes.append(
+            HostSpec.model_validate(
+                {
+                    "host": f"n{rank}",
+                    "hardware": {"gpu": None, "gpus_per_node": 0, "nodes": 3,
+                                 "fabric": "ethernet", "host_ram_gb": 4},
+                    "model": {"repo_id": "metalserve/tiny-moe"},
+                    "engine": {"name": "llamacpp", "quant": "Q4_K_M"},
+                    "cluster": {"name": "rpc", "node_rank": rank, "address": f"10.0.0.{rank + 1}"},
+                }
+            )
+        )  # fmt: skip
+    plans = {p.host: p.preflight for p in plan_hosts(nodes)}
+    assert plans["n0"].reach == (("n1", "10.0.0.2"), ("n2", "10.0.0.3"))
+    assert plans["n1"].reach == plans["n2"].reach == ()
 
 
 def test_a_pcie_box_with_several_gpus_is_checked_for_acs() -> None:
     (l40s,) = plan_inventory("inventories/l40s.py")
-    assert l40s.preflight.pcie_p2p and l40s.preflight.port is None and not l40s.preflight.peers
+    assert l40s.preflight.pcie_p2p and l40s.preflight.port is None and not l40s.preflight.reach
 
 
 def test_a_bad_opt_out_is_one_line_from_the_cli(tmp_path) -> None:  # noqa: ANN001
