@@ -7,7 +7,7 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field
 
 GB = 1_000_000_000
-"""Decimal gigabyte: vendors and the seeds size GPU memory and checkpoints in GB, not GiB."""
+"""Decimal gigabyte: vendors and the guides size GPU memory and checkpoints in GB, not GiB."""
 GIB = 1 << 30
 
 

@@ -152,7 +152,7 @@ class ServiceSpec(Frozen):
     name: ServiceName | None = None
     user: UserName = "metalserve"
     keep_warm_minutes: int | None = Field(
-        default=None, ge=1, description="ping /health this often (seed 004: every 14 min)"
+        default=None, ge=1, description="ping /health this often (Modal H200 post: every 14 min)"
     )
     health_timeout_s: int = Field(default=1800, ge=10)
     relax: dict[str, FlagText] = Field(

@@ -8,8 +8,8 @@ runs 2.4; each set is resolved on its own and written next to its requirements f
 installs either with ``pip install --no-index --find-links DIR -r DIR/<set>.txt``.
 
 Wheels are downloaded for the control host's own interpreter and platform: the hosts must run the
-same CPython minor and a glibc at least as new (Debian 12 on both sides here; see
-``shared/notes/sandbox-facts.md`` section 3 on why ``--platform`` cross-downloads miss numpy).
+same CPython minor and a glibc at least as new (Debian 12 on both sides here; a cross-download
+with ``pip download --platform manylinux_2_28_x86_64`` was seen to miss numpy 2.2.6).
 
 Example::
 

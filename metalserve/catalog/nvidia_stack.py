@@ -168,7 +168,10 @@ SOURCES: dict[str, str] = {
         "https://developer.download.nvidia.com/compute/cuda/repos/ubuntu2404/sbsa/, as listed in public "
         "notes; not fetched from here). The pins accept any revision of the version (<version>-*)"
     ),
-    "cuda_version": "docs/engine-facts: the vLLM 0.33 wheel links libcudart.so.13 (CUDA 13)",
+    "cuda_version": (
+        "the vllm 0.33.0 wheel on PyPI (https://pypi.org/project/vllm/0.33.0/) links "
+        "libcudart.so.13 (CUDA 13)"
+    ),
     "CUDA_MIN_DRIVER": (
         "CUDA 13.0 release notes, table 'CUDA Toolkit and Corresponding Driver Versions': "
         "CUDA 13.0 GA needs >= 580.65.06 on Linux"

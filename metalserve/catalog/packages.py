@@ -8,7 +8,8 @@ BASE: tuple[str, ...] = ("ca-certificates", "curl", "python3-venv", "procps")
 procps: ps/pgrep for operators and checks on the engine process."""
 
 LLAMACPP_BUILD: tuple[str, ...] = ("build-essential", "cmake", "ccache")
-"""llama.cpp's CPU build (sandbox-facts §2); ccache makes a rebuild after a driver upgrade cheap."""
+"""llama.cpp's CPU build (CMake, ggml-org/llama.cpp docs/build.md); ccache makes a rebuild after a
+driver upgrade cheap."""
 
 
 FIREWALL: tuple[str, ...] = ("nftables",)

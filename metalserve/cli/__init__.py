@@ -199,7 +199,7 @@ def render(inventory: str, only: str, out: str) -> None:
 
 @main.command()
 def audit() -> None:
-    """Where the seeds' sizing claims do not add up, checkpoint by checkpoint."""
+    """Where the published guides' sizing claims do not add up, checkpoint by checkpoint."""
     from metalserve.sizing import audit_catalogue
 
     for checkpoint_id, findings in audit_catalogue().items():

@@ -1,4 +1,4 @@
-"""``vllm serve`` settings. Flag spellings and defaults: engine-facts.md §1 (vLLM 0.33.0)."""
+"""``vllm serve`` settings. Flag spellings and defaults: vLLM v0.33.0 vllm/engine/arg_utils.py."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ DEFAULT_GPU_MEMORY_UTILIZATION = 0.92
 
 
 DEFAULT_PORT = 8000
-"""The port the engine binds when --port is not given (engine-facts.md)."""
+"""The port the engine binds when --port is not given (vllm/entrypoints/common/cli_args.py)."""
 
 
 class VllmSettings(EngineBase):
