@@ -214,7 +214,7 @@ def check_userspace(target: PreflightTarget, facts: HostFacts) -> CheckResult:
 
 def check_held(target: PreflightTarget, facts: HostFacts) -> CheckResult:
     """Every pinned NVIDIA/CUDA/NCCL package is ``apt-mark hold``-ed, so unattended-upgrades
-    cannot move it under a running engine (operator pain point 2)."""
+    cannot move it under a running engine."""
     unheld = [name for name in target.must_hold if name not in facts.held]
     return _result(
         "packages-held",
@@ -227,7 +227,7 @@ def check_held(target: PreflightTarget, facts: HostFacts) -> CheckResult:
 
 
 def check_secure_boot(facts: HostFacts) -> CheckResult:
-    """Secure Boot enabled refuses an unsigned nvidia.ko at the next load (pain point 3)."""
+    """Secure Boot enabled refuses an unsigned nvidia.ko at the next load."""
     expected = "Secure Boot off, or nvidia.ko signed by an enrolled key"
     if facts.secure_boot == "enabled":
         signed = facts.module_signer is not None
@@ -257,7 +257,7 @@ def check_secure_boot(facts: HostFacts) -> CheckResult:
 
 
 def check_rivals(facts: HostFacts) -> CheckResult:
-    """nouveau / nova_core bound to the GPU keep nvidia.ko off it (pain point 5)."""
+    """nouveau / nova_core bound to the GPU keep nvidia.ko off it."""
     return _result(
         "rival-modules",
         not facts.rival_modules,
@@ -355,7 +355,7 @@ def check_shm(shm: DiskSpace | None) -> CheckResult:
 
 
 def check_weights_space(target: PreflightTarget, space: DiskSpace | None) -> CheckResult:
-    """Room for what is still to download where the weights go (pain point 16: a full disk hours
+    """Room for what is still to download where the weights go (a full disk hours
     into a download)."""
     name = "weights-space"
     if target.weights_bytes is None or space is None:
@@ -376,7 +376,7 @@ def check_weights_space(target: PreflightTarget, space: DiskSpace | None) -> Che
 
 def check_gid_index(target: PreflightTarget, facts: HostFacts) -> CheckResult:
     """Every RoCE HCA NCCL uses has its first RoCE v2 IPv4 GID at the plan's
-    ``NCCL_IB_GID_INDEX``; another index gives "completion with error 12" (pain point 10)."""
+    ``NCCL_IB_GID_INDEX``; another index gives "completion with error 12"."""
     expected = f"RoCE v2 IPv4 GID at index {target.gid_index} on {', '.join(target.roce_devices)}"
     found_by_device = {d: facts.roce_gid_indices.get(d) for d in target.roce_devices}
     wrong = {d: i for d, i in found_by_device.items() if i != target.gid_index}
@@ -395,8 +395,7 @@ def check_gid_index(target: PreflightTarget, facts: HostFacts) -> CheckResult:
 
 def check_newest_kernel(facts: HostFacts) -> CheckResult:
     """The newest installed kernel, the one the next reboot takes, has an nvidia.ko: DKMS builds
-    only where that kernel's headers are installed (pain point 1: a kernel update, a reboot, and
-    no driver). A WARN: nothing breaks before that reboot."""
+    only where that kernel's headers are installed (a kernel update, a reboot, and no driver). A WARN: nothing breaks before that reboot."""
     name = "driver-next-boot"
     newest = facts.newest_kernel
     if newest is None or newest == facts.kernel:

@@ -270,7 +270,7 @@ SOURCES: dict[str, str] = {
         "(NVIDIA/nccl src/transport/net_ib)"
     ),
     "blacklist": (
-        "operator pain point 5: nouveau, and on newer kernels nova_core/nova_drm, bind the GPU first "
+        "nouveau, and on newer kernels nova_core/nova_drm, bind the GPU first "
         "unless blacklisted inside the initramfs (NVIDIA/ansible-role-nvidia-driver#44, "
         "beclab/Olares#3963)"
     ),
@@ -521,7 +521,7 @@ def kernel_headers_packages(distro: Distro, kernel_release: str) -> tuple[str, .
     """Headers for the running kernel, plus the meta package that brings them for future kernels.
 
     DKMS builds ``nvidia.ko`` against these; a kernel that arrives without them boots without a
-    driver (operator pain point 1).
+    driver.
 
     Example::
 
@@ -580,7 +580,7 @@ def repository_line(distro: Distro, deb_arch: str) -> str:
 class AptPin(_Frozen):
     """Packages held at one version: apt prefers it (1001, even as a downgrade) and refuses every
     other version (-1); the same packages are ``apt-mark hold``-ed so unattended-upgrades leaves them
-    alone (operator pain point 2).
+    alone.
 
     Example::
 
@@ -636,7 +636,7 @@ def driver_lock_pin(pins: NvidiaStackPins) -> AptPin:
 
 
 def fabricmanager_pin(pins: NvidiaStackPins) -> AptPin:
-    """Fabric manager at the driver's exact version: a different one refuses to start (pain point 4)."""
+    """Fabric manager at the driver's exact version: a different one refuses to start."""
     return AptPin(packages=fabricmanager_packages(pins), version=f"{pins.driver_version}-*")
 
 

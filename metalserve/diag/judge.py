@@ -1,7 +1,7 @@
 """Judge one parsed nccl-tests run: PASS / WARN / FAIL, or UNKNOWN when it cannot be told.
 
 Pure. The verdict is the worst of its reasons, each of which says what was seen and what to do.
-"Fail" and "unknown" stay apart (operator pain point 20, "health checks that cry wolf"): a run that
+"Fail" and "unknown" stay apart (a health check that cries wolf is soon ignored): a run that
 could not be judged — no expected figure, messages too small, output cut short — is UNKNOWN, never
 FAIL, and does not fail the host.
 

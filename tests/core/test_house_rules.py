@@ -133,7 +133,7 @@ _PRIVATE_NOTES = tuple(
     for parts in (
         ("shared", "/notes"), ("shared", "/seeds"), ("engine", "-facts"), ("nccl", "-facts"),
         ("sandbox", "-facts"), ("security", "-facts"), ("operator-pain", "points"),
-        ("pain", "point"),
+        ("pain", "point"), ("pain", " point"),
     )
 )  # fmt: skip
 
