@@ -108,24 +108,30 @@ class PathSpace(FactBase[DiskSpace | None]):
 
 
 def parse_interfaces(output: list[str]) -> tuple[NetInterface, ...]:
-    """Parse ``ip -o addr show`` (``2: eth0    inet 10.0.0.2/24 brd … scope global eth0``) and
-    ``mtu <name> <bytes>`` lines; ``eth0@if5`` (a veth's peer) is named ``eth0``.
+    """Parse ``ip -o link show`` (``2: eth0@if5: <BROADCAST,…> mtu 9000 qdisc …``) and ``ip -o
+    addr show`` (``2: eth0    inet 10.0.0.2/24 brd … scope global eth0``); ``eth0@if5`` (a veth
+    named with its peer) is ``eth0``. Both come over netlink, from the host's own network
+    namespace (``/sys/class/net`` shows the namespace sysfs was mounted in, which in a container
+    may be another's).
 
     Example::
 
-        >>> parse_interfaces(["2: eth0    inet 10.0.0.2/24 scope global eth0", "mtu eth0 9000"])
+        >>> parse_interfaces(["2: eth0@if5: <UP> mtu 9000 qdisc noqueue state UP",
+        ...                   "2: eth0    inet 10.0.0.2/24 scope global eth0"])
         (NetInterface(name='eth0', mtu=9000, addresses=('10.0.0.2',)),)
     """
     addresses: dict[str, list[str]] = {}
     mtus: dict[str, int] = {}
     for line in output:
         words = line.split()
-        if len(words) == 3 and words[0] == "mtu" and words[2].isdigit():
-            mtus[words[1]] = int(words[2])
-        elif len(words) >= 4 and words[0].rstrip(":").isdigit() and words[2] in ("inet", "inet6"):
-            name = words[1].split("@", 1)[0]
+        if len(words) < 4 or not words[0].rstrip(":").isdigit():
+            continue
+        name = words[1].rstrip(":").split("@", 1)[0]
+        if words[2] in ("inet", "inet6"):
             addresses.setdefault(name, []).append(words[3].split("/", 1)[0])
-    names = dict.fromkeys([*addresses, *mtus])
+        elif "mtu" in words[:-1] and words[words.index("mtu") + 1].isdigit():
+            mtus[name] = int(words[words.index("mtu") + 1])
+    names = dict.fromkeys([*mtus, *addresses])
     return tuple(
         NetInterface(name=n, mtu=mtus.get(n), addresses=tuple(addresses.get(n, ()))) for n in names
     )
@@ -137,10 +143,7 @@ class NetInterfaces(FactBase[tuple[NetInterface, ...]]):
     default = tuple
 
     def command(self) -> str:
-        return (
-            "ip -o addr show 2>/dev/null || true; "
-            'for d in /sys/class/net/*; do echo "mtu ${d##*/} $(cat "$d/mtu" 2>/dev/null)"; done'
-        )
+        return "ip -o link show 2>/dev/null; ip -o addr show 2>/dev/null; true"
 
     def process(self, output: list[str]) -> tuple[NetInterface, ...]:
         return parse_interfaces(output)
