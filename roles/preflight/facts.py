@@ -14,7 +14,7 @@ from pyinfra.api import FactBase
 
 from metalserve.errors import ParseError
 from metalserve.hardware import Frozen
-from metalserve.preflight import DiskSpace, NetInterface
+from metalserve.preflight import DiskSpace, NetInterface, RocePfc
 
 
 def parse_persistence(output: list[str]) -> dict[str, bool]:
@@ -312,3 +312,50 @@ def parse_port_probes(output: list[str], hosts: tuple[str, ...]) -> dict[str, st
         if name in hosts and name not in found:
             found[name] = outcome.strip() or "no answer"
     return {h: found.get(h, "no answer") for h in hosts}
+
+
+def parse_roce_pfc(output: list[str]) -> tuple[RocePfc, ...]:
+    """Parse, per netdev, ``netdev <name>`` then ``dcb pfc show dev <name> prio-pfc`` (``prio-pfc
+    0:off 1:off 2:off 3:on …``, dcb-pfc(8)) and ``dcb -N app show dev <name> dscp-prio``
+    (``dscp-prio 26:3 48:6``, dcb-app(8), numeric); a netdev whose PFC could not be read has
+    ``pfc_on`` None.
+
+    Example::
+
+        >>> parse_roce_pfc(["netdev ens1f0np0", "prio-pfc 0:off 1:off 2:off 3:on 4:off 5:off "
+        ...                 "6:off 7:off", "dscp-prio 26:3"])[0].pfc_on
+        (3,)
+    """
+    found: list[RocePfc] = []
+    for line in output:
+        key, _, rest = line.strip().partition(" ")
+        if key == "netdev" and rest.strip():
+            found.append(RocePfc(netdev=rest.strip(), pfc_on=None))
+        elif found and key in ("prio-pfc", "pg-pfc"):
+            pairs = [item.partition(":") for item in rest.split()]
+            on = tuple(int(p) for p, _, state in pairs if p.isdigit() and state == "on")
+            found[-1] = found[-1].model_copy(update={"pfc_on": on})
+        elif found and key == "dscp-prio":
+            pairs = [item.partition(":") for item in rest.split()]
+            mapping = {int(d): int(p) for d, _, p in pairs if d.isdigit() and p.isdigit()}
+            found[-1] = found[-1].model_copy(update={"dscp_prio": mapping})
+    return tuple(found)
+
+
+class RocePfcSettings(FactBase[tuple[RocePfc, ...]]):
+    """PFC priorities and the DSCP map of each given netdev (comma-separated)."""
+
+    default = tuple
+
+    def command(self, netdevs: str) -> str:
+        lines = []
+        for netdev in netdevs.split(","):
+            q = shlex.quote(netdev)
+            lines.append(
+                f"echo netdev {q}; dcb pfc show dev {q} prio-pfc 2>/dev/null; "
+                f"dcb -N app show dev {q} dscp-prio 2>/dev/null"
+            )
+        return "; ".join(lines) + "; true"
+
+    def process(self, output: list[str]) -> tuple[RocePfc, ...]:
+        return parse_roce_pfc(output)
