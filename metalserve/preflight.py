@@ -701,7 +701,8 @@ def _network_checks(target: PreflightTarget, facts: HostFacts) -> list[CheckResu
 def _converged(result: CheckResult, purpose: Purpose) -> CheckResult:
     """Before a deploy that brings a check to the plan itself, its finding is shown, not judged."""
     why = _CONVERGED_BY.get(purpose)
-    if why is None or result.check not in CONVERGED_CHECKS or result.verdict is Verdict.PASS:
+    judged = result.verdict in (Verdict.FAIL, Verdict.WARN)
+    if why is None or result.check not in CONVERGED_CHECKS or not judged:
         return result
     return result.model_copy(
         update={"verdict": Verdict.SKIP, "found": f"{result.found} ({why})", "fix": ""}

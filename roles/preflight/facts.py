@@ -251,8 +251,13 @@ def probe_command(peers: tuple[tuple[str, str], ...], port: int) -> str:
     silent = f"timed out after {PROBE_TIMEOUT_S} s"
     for name, address in peers:
         connect = q(f"exec 3<>/dev/tcp/{address}/{int(port)}")
+        # A live connection to the peer's port already proves it, and a new one would queue
+        # behind it: llama.cpp's rpc-server serves one client at a time with a backlog of 1
+        # (ggml/src/ggml-rpc/transport.cpp at 0c1e57098: listen(sockfd, 1)), so a probe's connection fills its accept queue.
+        live = f"ss -Htn state established dst {q(address)} dport = :{int(port)}"
         lines.append(
-            f"if out=$(timeout {PROBE_TIMEOUT_S} bash -c {connect} 2>&1); then echo {q(name)} ok; "
+            f"if {live} 2>/dev/null | grep -q .; then echo {q(name)} ok; "
+            f"elif out=$(timeout {PROBE_TIMEOUT_S} bash -c {connect} 2>&1); then echo {q(name)} ok; "
             # bash's first line says why ("bash: connect: Connection refused", "bash: line 1:
             # x: Name or service not known"); timeout kills it silently. POSIX sh: pyinfra's shell.
             f"else why=$(printf '%s\\n' \"$out\" | head -n 1 | sed 's/^bash: //; s/^line [0-9]*: //'); "
