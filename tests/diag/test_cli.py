@@ -82,7 +82,8 @@ def test_bad_input_exits_2_with_one_line(tmp_path: Path) -> None:
 
 
 def test_show_says_which_gpudirect_rdma_path_nccl_used(tmp_path: Path) -> None:
-    dmabuf = "gpu01:4021:4090 [0] NCCL INFO NET/IB : GPU Direct RDMA (DMABUF) enabled for HCA 0 'mlx5_0\n"
+    # NCCL's own line (NVIDIA/nccl-tests#245), printed where the GPU offers DMA-BUF
+    dmabuf = "gpu01:4021:4090 [0] NCCL INFO DMA-BUF is available on GPU device 0\n"
     log = tmp_path / "ib_dmabuf.log"
     log.write_text(synthetic.run_text(synthetic.sizes_at(470.0), log=dmabuf + synthetic.IB_LOG))
     report = _parse(tmp_path, log, "--profile", "h200-sxm-8x2-ib")
