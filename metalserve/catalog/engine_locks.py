@@ -9,8 +9,8 @@ refuse it in one line.
 
 Example::
 
-    lock = lock_for("vllm", "0.33.0", "3.11", "x86_64")
-    lock.path, lock.cuda_major   # ('locks/vllm-0.33.0-py3.11-x86_64.txt', 13)
+    lock = lock_for("vllm", pins.VLLM.version, "3.11", "x86_64")
+    lock.path, lock.cuda_major   # ('locks/vllm-<version>-py3.11-x86_64.txt', 13)
 """
 
 from __future__ import annotations
