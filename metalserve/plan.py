@@ -171,6 +171,11 @@ class ServicePlan(Frozen):
         description="head of a llama.cpp RPC cluster: the worker hosts whose restart restarts it",
     )
     hardening: ServiceHardening = Field(description="the units' systemd sandbox (hardening.py)")
+    unsourced: tuple[tuple[str, str], ...] = Field(
+        default=(),
+        description="(file, why and fix): files the unit reads that no deploy step provides, "
+        "checked on the host before the unit is written",
+    )
 
 
 class HostPlan(Frozen):
@@ -437,6 +442,21 @@ def _gguf(
     )
 
 
+def _unsourced_gguf(ckpt: Checkpoint | None, model_path: str | None) -> tuple[tuple[str, str], ...]:
+    """A catalogue GGUF without a repository: nothing fetches or converts it, so llama-server
+    would start on a missing file unless it was copied to the host by hand."""
+    if ckpt is None or ckpt.format is not WeightFormat.GGUF or ckpt.repo_id or not model_path:
+        return ()
+    return (
+        (
+            model_path,
+            f"metalserve.model.checkpoint: {ckpt.id} is a GGUF with no repository, so no deploy "
+            f"step fetches it — fix: copy it to {model_path} on the host, or give model.repo_id "
+            "(the Hugging Face checkpoint) to convert it",
+        ),
+    )
+
+
 def _check_flags(engine: Engine, command: list[str]) -> list[str]:
     """The command against the flag set derived from that engine release's own source: an unknown
     flag or value is an error (one line), a deprecated one a warning."""
@@ -683,6 +703,7 @@ def build_plan(spec: HostSpec, cluster: Cluster, checkpoint: Checkpoint | None =
         engine = engine.on_node(role)
     llamacpp = gguf = None
     model_path = None
+    unsourced: tuple[tuple[str, str], ...] = ()
     if isinstance(engine, LlamaCppSettings) and cluster.multi_node:
         _check_rpc_addresses(cluster)
     if isinstance(engine, LlamaCppSettings):
@@ -690,6 +711,9 @@ def build_plan(spec: HostSpec, cluster: Cluster, checkpoint: Checkpoint | None =
         model_path, gguf = _gguf(spec, engine, layout, ckpt, weights)
         if not role.head:
             gguf = None  # a worker holds tensors the head sends it; it reads no model file
+        else:
+            unsourced = _unsourced_gguf(ckpt, model_path)
+            warnings += [why for _, why in unsourced]
     launch = _launch(
         spec, engine, role, layout, served, weights, model_path, llamacpp, node.address
     )
@@ -772,7 +796,7 @@ def build_plan(spec: HostSpec, cluster: Cluster, checkpoint: Checkpoint | None =
         gguf=gguf,
         service=_service(
             spec, layout, launch, engine.listen_port, role, served, credentials, hardening
-        ),
+        ).model_copy(update={"unsourced": unsourced}),
         diag=None
         if nvidia is None
         else diag_plan(

@@ -224,3 +224,21 @@ def test_engines_serve_offline_and_report_no_usage() -> None:
     for env in (vllm, sglang):
         assert env["HF_HUB_OFFLINE"] == "1" and env["HF_HUB_DISABLE_TELEMETRY"] == "1"
     assert "VLLM_NO_USAGE_STATS" not in sglang
+
+
+def test_a_gguf_without_a_repository_is_named_as_provided_by_hand() -> None:
+    """Seed 000's 4090 setup serves glm52-Q4_K_M.gguf, which no repository holds: the plan says
+    nothing fetches it, and the service role refuses to write the unit until the file is there."""
+    p = plan(
+        profile="rtx4090-4",
+        model={"checkpoint": "glm52-Q4_K_M.gguf"},
+        engine={"name": "llamacpp", "n_gpu_layers": 48},
+    )
+    model = p.service.exec_argv[p.service.exec_argv.index("-m") + 1]
+    assert p.weights is None and p.gguf is None
+    assert [path for path, _ in p.service.unsourced] == [model]
+    assert any(w.startswith("metalserve.model.checkpoint: glm52-Q4_K_M.gguf") for w in p.warnings)
+    converted = plan(
+        profile="rtx4090-4", model={"repo_id": "org/model"}, engine={"name": "llamacpp"}
+    )
+    assert converted.service.unsourced == ()
