@@ -11,13 +11,11 @@ from pathlib import Path
 
 import pytest
 
-CHECKER = (
-    Path(__file__).resolve().parents[2]
-    / "roles"
-    / "engine_venv"
-    / "files"
-    / "check_engine_flags.py"
-)
+REPO = Path(__file__).resolve().parents[2]
+CHECKER = REPO / "roles" / "engine_venv" / "files" / "check_engine_flags.py"
+REAL_FIXTURE = REPO / "tests" / "fixtures" / "engines" / "vllm-0.33.0-flag-check.json"
+REAL_VLLM = {case["case"]: case for case in json.loads(REAL_FIXTURE.read_text())["cases"]}
+"""The checker's answers from the real vLLM 0.33.0 (installed from its lock on this machine)."""
 
 STAND_INS = {
     # vllm/entrypoints/common/cli_args.py: make_arg_parser adds the positional model_tag and the
@@ -87,7 +85,7 @@ def test_accepted_flags_pass_silently(engines: Path) -> None:
         (
             "vllm",
             ["/models/m", "--tensor-parallel-sise", "8"],
-            "vllm serve: error: unrecognized arguments: --tensor-parallel-sise 8",
+            REAL_VLLM["a misspelt flag"]["message"].split(": ", 1)[1],
         ),
         (
             "vllm",
@@ -97,7 +95,7 @@ def test_accepted_flags_pass_silently(engines: Path) -> None:
         (
             "vllm",
             ["/models/m", "--enable-auto-tool-choice"],
-            "TypeError: Error: --enable-auto-tool-choice requires --tool-call-parser",
+            REAL_VLLM["auto tool choice without a tool call parser"]["message"].split(": ", 1)[1],
         ),
         (
             "sglang",
@@ -118,3 +116,38 @@ def test_a_rejected_flag_fails_with_the_engines_own_message_on_one_line(
 def test_misuse_is_a_usage_error(engines: Path, engine: str, stdin: object) -> None:
     done = run(engines, engine, stdin)
     assert done.returncode == 2 and done.stderr.count("\n") == 1
+
+
+def test_the_real_vllm_accepted_the_rendered_argv_and_refused_the_wrong_ones() -> None:
+    """What the fixture recorded: the h200 inventory's unit arguments pass vLLM's own parser; a
+    misspelt flag and a missing companion flag are refused in one line each."""
+    assert REAL_VLLM["the rendered argv of inventories/h200.py"]["returncode"] == 0
+    for case in ("a misspelt flag", "auto tool choice without a tool call parser"):
+        assert REAL_VLLM[case]["returncode"] == 1
+        assert REAL_VLLM[case]["message"].startswith("vllm rejects the unit's flags: ")
+
+
+def test_an_engine_that_cannot_build_its_parser_fails_in_one_line(tmp_path: Path) -> None:
+    """vLLM 0.33.0 builds its parser's defaults from the platform; without VLLM_TARGET_DEVICE=cpu
+    (which the checker sets) a driverless host raised 'Failed to infer device type' here."""
+    package = tmp_path / "vllm" / "entrypoints" / "common"
+    package.mkdir(parents=True)
+    (tmp_path / "vllm" / "utils").mkdir()
+    for init in ("vllm", "vllm/entrypoints", "vllm/entrypoints/common", "vllm/utils"):
+        (tmp_path / init / "__init__.py").touch()
+    (tmp_path / "vllm" / "utils" / "argparse_utils.py").write_text(
+        "import argparse\nclass FlexibleArgumentParser(argparse.ArgumentParser): pass\n"
+    )
+    (package / "cli_args.py").write_text(
+        "import os\n"
+        "def make_arg_parser(parser):\n"
+        "    if os.environ.get('VLLM_TARGET_DEVICE') != 'cpu':\n"
+        "        raise RuntimeError('Failed to infer device type')\n"
+        "    raise RuntimeError('broken build')\n"
+        "def validate_parsed_serve_args(args): pass\n"
+    )
+    done = run(tmp_path, "vllm", ["/models/m"])
+    assert done.returncode == 1
+    assert done.stderr == (
+        "vllm rejects the unit's flags: could not build its parser: RuntimeError: broken build\n"
+    )

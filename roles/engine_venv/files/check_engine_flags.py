@@ -22,6 +22,7 @@ import argparse
 import contextlib
 import io
 import json
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -29,7 +30,19 @@ from typing import Any
 Validate = Callable[[argparse.Namespace], None] | None
 
 
+# vLLM builds its parser's defaults from the current platform, and a host whose driver is not loaded
+# yet has none ("Failed to infer device type"): an explicit CPU target is authoritative
+# (vllm/platforms/__init__.py resolve_current_platform_cls_qualname), so the check needs no GPU.
+# The flags and their choices do not depend on it. vLLM's own logging is kept to errors.
+VLLM_CHECK_ENVIRONMENT = {
+    "VLLM_TARGET_DEVICE": "cpu",
+    "VLLM_LOGGING_LEVEL": "ERROR",
+    "VLLM_NO_USAGE_STATS": "1",
+}
+
+
 def vllm_parser() -> tuple[argparse.ArgumentParser, Validate]:
+    os.environ.update(VLLM_CHECK_ENVIRONMENT)
     from vllm.entrypoints.common.cli_args import make_arg_parser, validate_parsed_serve_args
     from vllm.utils.argparse_utils import FlexibleArgumentParser
 
@@ -59,7 +72,10 @@ def one_line(text: str) -> str:
 
 def check(engine: str, argv: list[str]) -> str | None:
     """The engine's message rejecting ``argv``, or None when it accepts them."""
-    parser, validate = PARSERS[engine]()
+    try:
+        parser, validate = PARSERS[engine]()
+    except Exception as exc:  # an engine that cannot even build its parser is not checked
+        return one_line(f"could not build its parser: {type(exc).__name__}: {exc}")
     said = io.StringIO()
     try:
         with contextlib.redirect_stderr(said), contextlib.redirect_stdout(said):
