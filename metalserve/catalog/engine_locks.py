@@ -69,8 +69,9 @@ TARGETS: tuple[LockTarget, ...] = (
         arch="aarch64",
         glibc="2_39",
         source=(
-            "DGX Spark ships DGX OS 7, built on Ubuntu 24.04 for arm64 (DGX Spark User Guide, "
-            "'System Overview'): noble's python3 3.12.3 and libc6 2.39 as above"
+            "DGX Spark ships DGX OS 7, NVIDIA's Ubuntu 24.04 image for arm64 (DGX Spark User Guide, "
+            "docs.nvidia.com/dgx/dgx-spark/; 'ARM64 (aarch64) with Ubuntu 24.04 and CUDA 13.0', "
+            "beclab/Olares#2347): noble's python3 3.12.3 and libc6 2.39 as above"
         ),
     ),
 )
