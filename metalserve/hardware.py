@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -59,6 +60,10 @@ class GpuModel(Frozen):
     pcie_p2p: bool = Field(description="the driver supports GPU peer-to-peer over PCIe")
     nvidia_peermem: bool = Field(
         description="a NIC can reach this GPU's memory through nvidia-peermem (GPUDirect RDMA)"
+    )
+    cpu_arch: Literal["x86_64", "aarch64"] | None = Field(
+        default=None,
+        description="the CPU this GPU comes with (a superchip or SoC); None: a card in any host",
     )
     source: str
 

@@ -23,6 +23,8 @@ from pydantic import Field
 
 from metalserve.catalog import pins
 from metalserve.catalog.checkpoints import CHECKPOINTS
+from metalserve.catalog.engine_locks import EngineLock, locks_for
+from metalserve.catalog.nvidia_stack import cuda_runtime_problem
 from metalserve.catalog.packages import FIREWALL, packages_for
 from metalserve.checkpoint import Checkpoint, WeightFormat
 from metalserve.cluster import Cluster, ClusterNode, clusters_of
@@ -94,6 +96,16 @@ class EnginePlan(Frozen):
     served_name: str = Field(description="the one model name clients, health and smoke ask for")
     running_requests_metric: str
     head: bool = Field(description="serves the API (rank 0); a worker only joins the head")
+    locks: tuple[EngineLock, ...] = Field(
+        default=(),
+        description="the release's locks this node may install from; the role takes the one of "
+        "the host's Python and architecture (refusing a target listed without a lock)",
+    )
+    parser_args: tuple[str, ...] = Field(
+        default=(),
+        description="the unit's engine arguments as the engine's own parser reads them, checked "
+        "by the installed engine before the unit is written (no secret among them)",
+    )
 
 
 class WeightsPlan(Frozen):
@@ -159,6 +171,11 @@ class ServicePlan(Frozen):
         description="head of a llama.cpp RPC cluster: the worker hosts whose restart restarts it",
     )
     hardening: ServiceHardening = Field(description="the units' systemd sandbox (hardening.py)")
+    unsourced: tuple[tuple[str, str], ...] = Field(
+        default=(),
+        description="(file, why and fix): files the unit reads that no deploy step provides, "
+        "checked on the host before the unit is written",
+    )
 
 
 class HostPlan(Frozen):
@@ -425,6 +442,21 @@ def _gguf(
     )
 
 
+def _unsourced_gguf(ckpt: Checkpoint | None, model_path: str | None) -> tuple[tuple[str, str], ...]:
+    """A catalogue GGUF without a repository: nothing fetches or converts it, so llama-server
+    would start on a missing file unless it was copied to the host by hand."""
+    if ckpt is None or ckpt.format is not WeightFormat.GGUF or ckpt.repo_id or not model_path:
+        return ()
+    return (
+        (
+            model_path,
+            f"metalserve.model.checkpoint: {ckpt.id} is a GGUF with no repository, so no deploy "
+            f"step fetches it — fix: copy it to {model_path} on the host, or give model.repo_id "
+            "(the Hugging Face checkpoint) to convert it",
+        ),
+    )
+
+
 def _check_flags(engine: Engine, command: list[str]) -> list[str]:
     """The command against the flag set derived from that engine release's own source: an unknown
     flag or value is an error (one line), a deprecated one a warning."""
@@ -434,11 +466,42 @@ def _check_flags(engine: Engine, command: list[str]) -> list[str]:
     return deprecation_notes(fs, args)
 
 
+def _engine_locks(
+    spec: HostSpec, engine: Engine, profile: HardwareProfile
+) -> tuple[EngineLock, ...]:
+    """The locks of the engine release for this node's architecture (fixed by a superchip's GPU,
+    else left to the host's facts), each one's CUDA runtime run by the pinned driver."""
+    if isinstance(engine, LlamaCppSettings):
+        return ()
+    arch = profile.gpu.cpu_arch if profile.gpu is not None else None
+    locks = tuple(
+        lock for lock in locks_for(engine.name, engine.version) if arch in (None, lock.arch)
+    )
+    if not any(lock.sha256 for lock in locks):
+        why = next((f" ({lock.unavailable})" for lock in locks if lock.unavailable), "")
+        raise PlanError(
+            f"host {spec.host}: metalserve.engine.version: {engine.name} {engine.version} has no "
+            f"lock for {arch or 'any target'}{why} — fix: pin a release with wheels for it and "
+            "run scripts/lock_engines.py"
+        )
+    driver = spec.nvidia.pins.driver_version
+    for lock in locks:
+        problem = None if lock.cuda_major is None else cuda_runtime_problem(driver, lock.cuda_major)
+        if problem and profile.gpu is not None:
+            raise PlanError(
+                f"host {spec.host}: metalserve.nvidia.pins.driver_version: {engine.name} "
+                f"{engine.version}'s wheels load the CUDA {lock.cuda_major} runtime ({lock.path}): "
+                f"{problem} — fix: pin a newer driver"
+            )
+    return locks
+
+
 class _Launch(Frozen):
     command: tuple[str, ...]
     exec_argv: tuple[str, ...]
     venv: str | None
     secret_env: tuple[tuple[str, str], ...] = ()
+    parser_args: tuple[str, ...] = ()
 
 
 def _launch(
@@ -471,6 +534,7 @@ def _launch(
             "set model.checkpoint or model.repo_id"
         )
     venv = layout.venv(f"{engine.name}-{engine.version}")
+    serving = engine.serving(served).argv(weights.local_dir, ())
     if isinstance(engine, VllmSettings):
         exe: tuple[str, ...] = (f"{venv}/bin/vllm",)
         secret_env: tuple[tuple[str, str], ...] = (("VLLM_API_KEY", API_KEY_CREDENTIAL),)
@@ -484,6 +548,8 @@ def _launch(
         exec_argv=(*engine.serving(served).argv(weights.local_dir, exe), *key_args),
         venv=venv,
         secret_env=secret_env,
+        # the key's --config file is a credential only the unit reads: not given to the check
+        parser_args=tuple(engine.parser_args(serving)),
     )
 
 
@@ -648,6 +714,7 @@ def build_plan(spec: HostSpec, cluster: Cluster, checkpoint: Checkpoint | None =
         engine = engine.on_node(role)
     llamacpp = gguf = None
     model_path = None
+    unsourced: tuple[tuple[str, str], ...] = ()
     if isinstance(engine, LlamaCppSettings) and cluster.multi_node:
         _check_rpc_addresses(cluster)
     if isinstance(engine, LlamaCppSettings):
@@ -655,6 +722,9 @@ def build_plan(spec: HostSpec, cluster: Cluster, checkpoint: Checkpoint | None =
         model_path, gguf = _gguf(spec, engine, layout, ckpt, weights)
         if not role.head:
             gguf = None  # a worker holds tensors the head sends it; it reads no model file
+        else:
+            unsourced = _unsourced_gguf(ckpt, model_path)
+            warnings += [why for _, why in unsourced]
     launch = _launch(
         spec, engine, role, layout, served, weights, model_path, llamacpp, node.address
     )
@@ -683,6 +753,9 @@ def build_plan(spec: HostSpec, cluster: Cluster, checkpoint: Checkpoint | None =
     if weights is not None and not isinstance(engine, LlamaCppSettings):
         env["HF_HOME"] = layout.hf_home
         env["HF_HUB_OFFLINE"] = "1"  # weights are fetched by the deploy; the engine never downloads
+        # huggingface_hub's own opt-out (constants.py HF_HUB_DISABLE_TELEMETRY), offline or not
+        env["HF_HUB_DISABLE_TELEMETRY"] = "1"
+    env.update(engine.QUIET_ENVIRONMENT)
     env.update(spec.env)
     credentials = _credentials(spec, layout, cluster, token_allowed)
     nvidia = nvidia_plan(profile, spec.nvidia, spec.sources.apt)
@@ -722,6 +795,8 @@ def build_plan(spec: HostSpec, cluster: Cluster, checkpoint: Checkpoint | None =
             served_name=served,
             running_requests_metric=engine.RUNNING_REQUESTS_METRIC,
             head=role.head,
+            locks=_engine_locks(spec, engine, profile),
+            parser_args=launch.parser_args,
         ),
         nvidia=nvidia,
         fabric=fabric,
@@ -732,7 +807,7 @@ def build_plan(spec: HostSpec, cluster: Cluster, checkpoint: Checkpoint | None =
         gguf=gguf,
         service=_service(
             spec, layout, launch, engine.listen_port, role, served, credentials, hardening
-        ),
+        ).model_copy(update={"unsourced": unsourced}),
         diag=None
         if nvidia is None
         else diag_plan(

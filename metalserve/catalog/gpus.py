@@ -152,6 +152,7 @@ GB10 = GpuModel(
     fabric_manager_with_nvswitch=False,
     pcie_p2p=False,
     nvidia_peermem=False,
+    cpu_arch="aarch64",  # GB10 pairs the Blackwell GPU with a 20-core Arm CPU (DGX Spark datasheet)
     source=(
         f"{_SPECS} (DGX Spark: GB10, 128 GB unified LPDDR5x shared with the CPU, ConnectX-7 200G); "
         "no nvidia-peermem: 'modprobe nvidia_peermem returns Invalid argument on GB10 … unified "

@@ -43,6 +43,7 @@ __all__ = [
     "PackageName",
     "cuda_packages",
     "cuda_pin",
+    "cuda_runtime_problem",
     "dkms_packages_installed",
     "distro_of",
     "driver_lock_pin",
@@ -95,6 +96,10 @@ _DRIVER_VERSION = re.compile(r"^(\d{3})\.\d+(\.\d+)?$")
 CUDA_MIN_DRIVER: dict[str, str] = {"13.0": "580.65.06"}
 """Oldest Linux driver for each CUDA toolkit (minor version compatibility aside); see SOURCES."""
 
+CUDA_MAJOR_MIN_DRIVER: dict[int, str] = {12: "525.60.13", 13: CUDA_MIN_DRIVER["13.0"]}
+"""Oldest Linux driver that runs every toolkit of a CUDA major, through minor version compatibility:
+what a prebuilt wheel (torch's nvidia-cuda-runtime) asks of the host's driver; see SOURCES."""
+
 FIRST_BRANCH = 580
 """The oldest driver branch whose package names this catalogue spells (SOURCES["fabricmanager"]:
 R580 renamed fabric manager and NSCQ). Every toolkit's driver floor above is of this branch or later,
@@ -103,6 +108,23 @@ so every pin the catalogue accepts is (a test keeps it so)."""
 
 def _version_key(version: str) -> tuple[int, ...]:
     return tuple(int(part) for part in version.split("."))
+
+
+def cuda_runtime_problem(driver_version: str, cuda_major: int) -> str | None:
+    """Why ``driver_version`` cannot run CUDA ``cuda_major`` wheels, or None when it can.
+
+    Example::
+
+        >>> cuda_runtime_problem("570.133.20", 13)
+        'CUDA 13 needs driver >= 580.65.06, found 570.133.20'
+    """
+    oldest = CUDA_MAJOR_MIN_DRIVER.get(cuda_major)
+    if oldest is None:
+        known = ", ".join(str(m) for m in CUDA_MAJOR_MIN_DRIVER)
+        return f"CUDA {cuda_major} has no driver floor metalserve knows (known: {known})"
+    if _version_key(driver_version) < _version_key(oldest):
+        return f"CUDA {cuda_major} needs driver >= {oldest}, found {driver_version}"
+    return None
 
 
 class NvidiaStackPins(_Frozen):
@@ -175,6 +197,13 @@ SOURCES: dict[str, str] = {
     "CUDA_MIN_DRIVER": (
         "CUDA 13.0 release notes, table 'CUDA Toolkit and Corresponding Driver Versions': "
         "CUDA 13.0 GA needs >= 580.65.06 on Linux"
+    ),
+    "CUDA_MAJOR_MIN_DRIVER": (
+        "CUDA 12.x release notes, table 'CUDA Toolkit and Minimum Required Driver Version for CUDA "
+        "Minor Version Compatibility': CUDA 12.x >= 525.60.13 on Linux; CUDA Compatibility guide, "
+        "'Minor Version Compatibility' (https://docs.nvidia.com/deploy/cuda-compatibility/"
+        "minor-version-compatibility.html): CUDA 13.x >= 580, CUDA 12.x >= 525 — the first R580 "
+        "driver being CUDA 13.0 GA's 580.65.06"
     ),
     "nccl_version": (
         "libnccl2=2.28.9-1+cuda13.0 and libnccl-dev=2.28.9-1+cuda13.0 as installed from the CUDA "

@@ -104,6 +104,10 @@ def _print_plan(plan: HostPlan) -> None:
     )
     click.secho(f"== {plan.host} ({plan.profile.description}{role})", bold=True)
     click.echo(f"engine   {plan.engine.name} {plan.engine.version}")
+    for lock in plan.engine.locks:
+        cuda = f" (CUDA {lock.cuda_major})" if lock.cuda_major else ""
+        found = f"{lock.path}{cuda}" if lock.sha256 else f"none: {lock.unavailable}"
+        click.echo(f"lock     {lock.target}: {found}")
     click.echo(f"command  {shlex.join(plan.command)}")
     click.echo(f"unit     {shlex.join(plan.service.exec_argv)}")
     if plan.sizing:

@@ -76,6 +76,9 @@ class SglangSettings(EngineBase):
     RUNNING_REQUESTS_METRIC: ClassVar[str] = "sglang:num_running_reqs"
     """SGLang docs, 'Production Metrics'."""
 
+    # QUIET_ENVIRONMENT stays empty: the 0.5.23 wheel reports no usage anywhere (its "telemetry"
+    # is OpenTelemetry tracing, off unless --enable-trace; sglang/srt/observability/trace.py).
+
     def requirements(self) -> tuple[str, ...]:
         return (f"sglang=={self.version}",)
 
