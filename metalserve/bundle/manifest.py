@@ -55,8 +55,8 @@ def write_manifest(root: Path, manifest: BundleManifest) -> None:
 def file_records(
     root: Path, names: Iterable[str], known: dict[str, FileRecord]
 ) -> dict[str, FileRecord]:
-    """Size and sha256 of each file; a file whose size is as recorded keeps its recorded sha256
-    when ``trusted`` (re-runs do not hash hundreds of GB again)."""
+    """Size and sha256 of each file; a file still at its ``known`` size keeps its recorded sha256
+    (a re-run does not hash hundreds of GB again; ``bundle verify`` does)."""
     records = {}
     for name in sorted(set(names)):
         path = root / name
@@ -67,9 +67,12 @@ def file_records(
     return records
 
 
-def file_problems(root: Path, manifest: BundleManifest, hashing: bool = True) -> list[str]:
-    """Each listed file that is missing, truncated (another size) or altered (another sha256);
-    files found that the manifest does not list (a left-over, or something put there)."""
+def file_problems(
+    root: Path, manifest: BundleManifest, hashing: bool = True, extras: bool = True
+) -> list[str]:
+    """Each listed file that is missing, truncated (another size) or altered (another sha256,
+    with ``hashing``); with ``extras``, files found that the manifest does not list (a
+    left-over, or something put there)."""
     problems = []
     for name, record in sorted(manifest.files.items()):
         path = root / name
@@ -84,7 +87,7 @@ def file_problems(root: Path, manifest: BundleManifest, hashing: bool = True) ->
         elif hashing and sha256_file(path) != record.sha256:
             problems.append(f"{name}: altered: its sha256 differs from the manifest's")
     listed = set(manifest.files) | {BundleLayout().manifest}
-    for path in sorted(root.rglob("*")):
+    for path in sorted(root.rglob("*")) if extras else ():
         name = path.relative_to(root).as_posix()
         if path.is_file() and name not in listed and not path.name.startswith("."):
             problems.append(f"{name}: not in the manifest")
