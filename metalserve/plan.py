@@ -589,6 +589,7 @@ def _preflight(
         skip=tuple(spec.preflight.skip.items()),
         pcie_p2p=profile.interconnect is Interconnect.PCIE and profile.gpus_per_node > 1,
         socket_ifname=nccl.get("NCCL_SOCKET_IFNAME"),
+        traffic_class=int(tc) if (tc := nccl.get("NCCL_IB_TC")) and tc.isdigit() else None,
         cluster_address=node.address if cluster.multi_node and literal else None,
         port=cluster.port if cluster.multi_node else None,
         reach=tuple((n.host, n.address) for n in reach),

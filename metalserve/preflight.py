@@ -108,6 +108,16 @@ class NetInterface(Frozen):
     addresses: tuple[str, ...] = Field(default=(), description="its IPv4/IPv6 addresses")
 
 
+class RocePfc(Frozen):
+    """One RoCE netdev's lossless setup, as ``dcb`` (iproute2) reads it from the NIC."""
+
+    netdev: str
+    pfc_on: tuple[int, ...] | None = Field(description="priorities with PFC on; None: not read")
+    dscp_prio: dict[int, int] = Field(
+        default_factory=dict, description="the NIC's DSCP -> priority entries (empty: default)"
+    )
+
+
 class HostFacts(Frozen):
     """What one host reports, as plain values (the role converts its facts into these)."""
 
@@ -142,6 +152,7 @@ class HostFacts(Frozen):
         default=None, description="PCI bridges with ACS source validation on; None: not read"
     )
     interfaces: tuple[NetInterface, ...] = ()
+    roce_pfc: tuple[RocePfc, ...] = ()
 
 
 class PreflightTarget(Frozen):
@@ -157,6 +168,7 @@ class PreflightTarget(Frozen):
     weights_bytes: int | None = None
     roce_devices: tuple[str, ...] = ()
     gid_index: int | None = None
+    traffic_class: int | None = Field(default=None, description="NCCL_IB_TC on RoCE")
     peermem: bool = Field(default=False, description="GPUDirect RDMA through nvidia-peermem")
     pcie_p2p: bool = Field(default=False, description="several GPUs talking over PCIe only")
     socket_ifname: str | None = Field(default=None, description="NCCL_SOCKET_IFNAME as given")
@@ -467,6 +479,57 @@ def check_acs(facts: HostFacts) -> CheckResult:
     )
 
 
+def lossless_priority(traffic_class: int, dscp_prio: Mapping[int, int]) -> int:
+    """The priority NCCL's RoCE traffic travels at: ``NCCL_IB_TC`` is the IP traffic class byte,
+    its DSCP the upper six bits; the NIC maps DSCP to a priority by its ``dscp-prio`` table where
+    one is set (dcb-app(8)), else by the default of eight DSCPs per priority (DSCP >> 3, the
+    IEEE 802.1Q / mlx5 trust-dscp default): 106 -> DSCP 26 -> priority 3."""
+    dscp = traffic_class >> 2
+    return dscp_prio.get(dscp, dscp >> 3)
+
+
+def check_roce_pfc(target: PreflightTarget, facts: HostFacts) -> CheckResult:
+    """PFC on the priority NCCL's traffic class lands on, on every RoCE netdev: RoCE without a
+    lossless class drops under congestion and NCCL crawls through retransmits."""
+    tc = int(target.traffic_class or 0)
+    expected = f"PFC on the priority NCCL_IB_TC={tc} maps to, on every RoCE netdev"
+    if not facts.roce_pfc:
+        return CheckResult(
+            check="roce-pfc",
+            verdict=Verdict.WARN,
+            expected=expected,
+            found="no RoCE netdev read",
+            fix="check the HCAs' netdevs (rdma link show), then run preflight again",
+        )
+    found, wrong, unread = [], [], []
+    for nic in facts.roce_pfc:
+        prio = lossless_priority(tc, nic.dscp_prio)
+        if nic.pfc_on is None:
+            unread.append(nic.netdev)
+            found.append(f"{nic.netdev}: PFC not readable")
+            continue
+        on = ",".join(map(str, nic.pfc_on)) or "none"
+        found.append(f"{nic.netdev}: priority {prio}, PFC on {on}")
+        if prio not in nic.pfc_on:
+            wrong.append(nic.netdev)
+    fix = (
+        f"dcb pfc set dev <netdev> prio-pfc {lossless_priority(tc, {})}:on (and the switch ports), "
+        "or set nccl.NCCL_IB_TC to the traffic class of the fabric's lossless queue"
+    )
+    if wrong:
+        return _result("roce-pfc", False, expected, "; ".join(found), fix, Verdict.FAIL)
+    if unread:
+        return CheckResult(
+            check="roce-pfc",
+            verdict=Verdict.WARN,
+            expected=expected,
+            found="; ".join(found),
+            fix="apt-get install iproute2 (dcb); a NIC driver without DCB netlink needs its "
+            "vendor tool (mlnx_qos)",
+        )
+    return _result("roce-pfc", True, expected, "; ".join(found), fix, Verdict.FAIL)
+
+
 def _with_address(interfaces: Iterable[NetInterface]) -> list[NetInterface]:
     return [i for i in interfaces if i.addresses]
 
@@ -588,6 +651,7 @@ NETWORK_CHECKS = {
     "shm-size": "/dev/shm for NCCL",
     "weights-space": "room for the weights",
     "roce-gid-index": "RoCE GID index",
+    "roce-pfc": "PFC on NCCL_IB_TC's priority",
     "socket-ifname": "NCCL_SOCKET_IFNAME matching one interface",
     "cluster-address": "this node's cluster address on one of its interfaces",
 }
@@ -611,6 +675,12 @@ def _network_checks(target: PreflightTarget, facts: HostFacts) -> list[CheckResu
             target.gid_index is not None and bool(target.roce_devices),
             "roce-gid-index",
             lambda: check_gid_index(target, facts),
+            "no RoCE fabric in the plan",
+        ),
+        unless(
+            target.traffic_class is not None and bool(target.roce_devices),
+            "roce-pfc",
+            lambda: check_roce_pfc(target, facts),
             "no RoCE fabric in the plan",
         ),
         unless(
@@ -687,6 +757,7 @@ class PreflightPlan(Frozen):
     skip: tuple[tuple[str, str], ...] = Field(default=(), description="(check, reason) pairs")
     pcie_p2p: bool = Field(description="several GPUs in this node talk peer to peer over PCIe")
     socket_ifname: str | None = Field(description="NCCL_SOCKET_IFNAME as NCCL is given it")
+    traffic_class: int | None = Field(default=None, description="NCCL_IB_TC, on RoCE")
     cluster_address: str | None = Field(description="this node's cluster address, if an IP")
     port: int | None = Field(description="the rendezvous port, on a cluster of several nodes")
     reach: tuple[tuple[str, str], ...] = Field(
@@ -711,6 +782,7 @@ class NodeManifest(Frozen):
     gid_index: str | None = Field(default=None, description="HCA:index, as found, per RoCE HCA")
     rdma: str | None = Field(default=None, description="rdma-core / MLNX_OFED version")
     mtu: str | None = Field(default=None, description="interface:MTU of the cluster network")
+    pfc: str | None = Field(default=None, description="netdev:priorities with PFC on, per RoCE NIC")
 
 
 MANIFEST_FIELDS = (
@@ -722,12 +794,14 @@ MANIFEST_FIELDS = (
     "rdma",
     "engine",
     "gid_index",
+    "pfc",
     "mtu",
 )
 
 _DRIFT_FIX = {
     "kernel": "boot every node into the same kernel (apt-mark hold linux-image-*)",
     "gid_index": "give every node's HCAs the same addressing, so NCCL_IB_GID_INDEX fits all",
+    "pfc": "one PFC setup on every node's RoCE NICs (dcb pfc set dev <netdev> prio-pfc ...)",
     "mtu": "one MTU on every node's cluster interface and on the switch ports (ip link set mtu)",
 }
 

@@ -82,6 +82,7 @@ from roles.preflight.facts import (
     PciAcs,
     PeerPorts,
     PortListening,
+    RocePfcSettings,
     parse_port_probes,
     peers_argument,
     probe_command,
@@ -127,6 +128,7 @@ def target_of(plan: HostPlan) -> PreflightTarget:
         "roce_devices": devices,
         "gid_index": gid_index,
         "socket_ifname": decided.socket_ifname,
+        "traffic_class": decided.traffic_class if devices else None,
         "cluster_address": decided.cluster_address,
         "skip": dict(decided.skip),
     }
@@ -154,6 +156,12 @@ def _gid_indices(ports: tuple[RdmaPort, ...], devices: tuple[str, ...]) -> dict[
         for port in ports
         if port.device in devices and port.is_roce
     }
+
+
+def _roce_netdevs(ports: tuple[RdmaPort, ...], devices: tuple[str, ...]) -> tuple[str, ...]:
+    """The Ethernet netdevs behind the RoCE HCAs NCCL uses, from their GID tables."""
+    names = (g.netdev for p in ports if p.device in devices and p.is_roce for g in p.gids)
+    return tuple(dict.fromkeys(n for n in names if n))
 
 
 def _gpu_facts(target: PreflightTarget) -> dict[str, Any]:
@@ -199,7 +207,11 @@ def host_facts(plan: HostPlan, target: PreflightTarget) -> HostFacts:
         "interfaces": read_fact(NetInterfaces),
     }
     if target.roce_devices:
-        found["roce_gid_indices"] = _gid_indices(read_fact(RdmaPorts), target.roce_devices)
+        ports = read_fact(RdmaPorts)
+        found["roce_gid_indices"] = _gid_indices(ports, target.roce_devices)
+        netdevs = _roce_netdevs(ports, target.roce_devices)
+        if target.traffic_class is not None and netdevs:
+            found["roce_pfc"] = read_fact(RocePfcSettings, netdevs=",".join(netdevs))
     if target.gpu:
         found.update(_gpu_facts(target))
     return HostFacts(**found)
@@ -231,7 +243,12 @@ def manifest_of(plan: HostPlan, facts: HostFacts) -> NodeManifest:
             for version in installed.get(name, [])
         )
     interface = cluster_interface(target_of(plan), facts)
+    pfc = ", ".join(
+        f"{nic.netdev}:{'?' if nic.pfc_on is None else ','.join(map(str, nic.pfc_on)) or 'none'}"
+        for nic in facts.roce_pfc
+    )
     return NodeManifest(
+        pfc=pfc or None,
         rdma=rdma or None,
         mtu=f"{interface.name}:{interface.mtu}" if interface else None,
         kernel=facts.kernel,

@@ -14,7 +14,7 @@ from pyinfra.api import FactBase
 
 from metalserve.errors import ParseError
 from metalserve.hardware import Frozen
-from metalserve.preflight import DiskSpace, NetInterface
+from metalserve.preflight import DiskSpace, NetInterface, RocePfc
 
 
 def parse_persistence(output: list[str]) -> dict[str, bool]:
@@ -108,24 +108,30 @@ class PathSpace(FactBase[DiskSpace | None]):
 
 
 def parse_interfaces(output: list[str]) -> tuple[NetInterface, ...]:
-    """Parse ``ip -o addr show`` (``2: eth0    inet 10.0.0.2/24 brd … scope global eth0``) and
-    ``mtu <name> <bytes>`` lines; ``eth0@if5`` (a veth's peer) is named ``eth0``.
+    """Parse ``ip -o link show`` (``2: eth0@if5: <BROADCAST,…> mtu 9000 qdisc …``) and ``ip -o
+    addr show`` (``2: eth0    inet 10.0.0.2/24 brd … scope global eth0``); ``eth0@if5`` (a veth
+    named with its peer) is ``eth0``. Both come over netlink, from the host's own network
+    namespace (``/sys/class/net`` shows the namespace sysfs was mounted in, which in a container
+    may be another's).
 
     Example::
 
-        >>> parse_interfaces(["2: eth0    inet 10.0.0.2/24 scope global eth0", "mtu eth0 9000"])
+        >>> parse_interfaces(["2: eth0@if5: <UP> mtu 9000 qdisc noqueue state UP",
+        ...                   "2: eth0    inet 10.0.0.2/24 scope global eth0"])
         (NetInterface(name='eth0', mtu=9000, addresses=('10.0.0.2',)),)
     """
     addresses: dict[str, list[str]] = {}
     mtus: dict[str, int] = {}
     for line in output:
         words = line.split()
-        if len(words) == 3 and words[0] == "mtu" and words[2].isdigit():
-            mtus[words[1]] = int(words[2])
-        elif len(words) >= 4 and words[0].rstrip(":").isdigit() and words[2] in ("inet", "inet6"):
-            name = words[1].split("@", 1)[0]
+        if len(words) < 4 or not words[0].rstrip(":").isdigit():
+            continue
+        name = words[1].rstrip(":").split("@", 1)[0]
+        if words[2] in ("inet", "inet6"):
             addresses.setdefault(name, []).append(words[3].split("/", 1)[0])
-    names = dict.fromkeys([*addresses, *mtus])
+        elif "mtu" in words[:-1] and words[words.index("mtu") + 1].isdigit():
+            mtus[name] = int(words[words.index("mtu") + 1])
+    names = dict.fromkeys([*mtus, *addresses])
     return tuple(
         NetInterface(name=n, mtu=mtus.get(n), addresses=tuple(addresses.get(n, ()))) for n in names
     )
@@ -137,10 +143,7 @@ class NetInterfaces(FactBase[tuple[NetInterface, ...]]):
     default = tuple
 
     def command(self) -> str:
-        return (
-            "ip -o addr show 2>/dev/null || true; "
-            'for d in /sys/class/net/*; do echo "mtu ${d##*/} $(cat "$d/mtu" 2>/dev/null)"; done'
-        )
+        return "ip -o link show 2>/dev/null; ip -o addr show 2>/dev/null; true"
 
     def process(self, output: list[str]) -> tuple[NetInterface, ...]:
         return parse_interfaces(output)
@@ -309,3 +312,50 @@ def parse_port_probes(output: list[str], hosts: tuple[str, ...]) -> dict[str, st
         if name in hosts and name not in found:
             found[name] = outcome.strip() or "no answer"
     return {h: found.get(h, "no answer") for h in hosts}
+
+
+def parse_roce_pfc(output: list[str]) -> tuple[RocePfc, ...]:
+    """Parse, per netdev, ``netdev <name>`` then ``dcb pfc show dev <name> prio-pfc`` (``prio-pfc
+    0:off 1:off 2:off 3:on …``, dcb-pfc(8)) and ``dcb -N app show dev <name> dscp-prio``
+    (``dscp-prio 26:3 48:6``, dcb-app(8), numeric); a netdev whose PFC could not be read has
+    ``pfc_on`` None.
+
+    Example::
+
+        >>> parse_roce_pfc(["netdev ens1f0np0", "prio-pfc 0:off 1:off 2:off 3:on 4:off 5:off "
+        ...                 "6:off 7:off", "dscp-prio 26:3"])[0].pfc_on
+        (3,)
+    """
+    found: list[RocePfc] = []
+    for line in output:
+        key, _, rest = line.strip().partition(" ")
+        if key == "netdev" and rest.strip():
+            found.append(RocePfc(netdev=rest.strip(), pfc_on=None))
+        elif found and key in ("prio-pfc", "pg-pfc"):
+            pairs = [item.partition(":") for item in rest.split()]
+            on = tuple(int(p) for p, _, state in pairs if p.isdigit() and state == "on")
+            found[-1] = found[-1].model_copy(update={"pfc_on": on})
+        elif found and key == "dscp-prio":
+            pairs = [item.partition(":") for item in rest.split()]
+            mapping = {int(d): int(p) for d, _, p in pairs if d.isdigit() and p.isdigit()}
+            found[-1] = found[-1].model_copy(update={"dscp_prio": mapping})
+    return tuple(found)
+
+
+class RocePfcSettings(FactBase[tuple[RocePfc, ...]]):
+    """PFC priorities and the DSCP map of each given netdev (comma-separated)."""
+
+    default = tuple
+
+    def command(self, netdevs: str) -> str:
+        lines = []
+        for netdev in netdevs.split(","):
+            q = shlex.quote(netdev)
+            lines.append(
+                f"echo netdev {q}; dcb pfc show dev {q} prio-pfc 2>/dev/null; "
+                f"dcb -N app show dev {q} dscp-prio 2>/dev/null"
+            )
+        return "; ".join(lines) + "; true"
+
+    def process(self, output: list[str]) -> tuple[RocePfc, ...]:
+        return parse_roce_pfc(output)

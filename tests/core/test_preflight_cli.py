@@ -41,9 +41,9 @@ def test_a_clean_cluster_exits_0_and_lists_each_check(tmp_path: Path) -> None:
     rows = [line.split()[:2] for line in out.splitlines()[:-1]]
     assert ["n0", "driver-loaded"] in rows and ["n1", "roce-gid-index"] in rows
     assert ["(cluster)", "h200-ib:"] in rows and "h200-ib: driver equal" in out
-    # 2 hosts x 2 checks, 9 manifest fields compared once, the clocks not measured (a report
+    # 2 hosts x 2 checks, 10 manifest fields compared once, the clocks not measured (a report
     # written without a deploy's probe)
-    assert out.splitlines()[-1] == "11 PASS, 0 WARN, 0 FAIL, 3 SKIP"
+    assert out.splitlines()[-1] == "12 PASS, 0 WARN, 0 FAIL, 3 SKIP"
     clocks = next(line for line in out.splitlines() if "h200-ib: clocks in sync" in line)
     assert clocks.split()[-9:] == [
         "SKIP",

@@ -245,3 +245,38 @@ def test_a_bad_opt_out_is_one_line_from_the_cli(tmp_path) -> None:  # noqa: ANN0
     inventory.write_text(f"hosts = [('n0', {{'metalserve': {data!r}}})]\n")
     with pytest.raises(MetalserveError, match=r"^host n0: metalserve\.preflight\.skip.*'nope'"):
         plan_inventory(str(inventory))
+
+
+def test_nccl_ib_tc_106_is_dscp_26_on_priority_3_unless_the_nic_maps_it() -> None:
+    from metalserve.preflight import lossless_priority
+
+    assert lossless_priority(106, {}) == 3  # 106 >> 2 = DSCP 26, 26 >> 3 = priority 3
+    assert lossless_priority(106, {26: 5}) == 5
+    assert lossless_priority(0, {}) == 0
+
+
+def test_pfc_must_be_on_the_priority_the_traffic_class_lands_on() -> None:
+    from metalserve.preflight import RocePfc, check_roce_pfc
+
+    target = TARGET.model_copy(update={"traffic_class": 106, "roce_devices": ("mlx5_0",)})
+    good = RocePfc(netdev="ens1f0np0", pfc_on=(3,))
+    assert check_roce_pfc(target, facts(roce_pfc=(good,))).verdict is Verdict.PASS
+    other = RocePfc(netdev="ens1f1np1", pfc_on=(4,))
+    bad = check_roce_pfc(target, facts(roce_pfc=(good, other)))
+    assert bad.verdict is Verdict.FAIL
+    assert bad.found == "ens1f0np0: priority 3, PFC on 3; ens1f1np1: priority 3, PFC on 4"
+    assert bad.fix.startswith("dcb pfc set dev <netdev> prio-pfc 3:on")
+    unread = check_roce_pfc(target, facts(roce_pfc=(RocePfc(netdev="eth0", pfc_on=None),)))
+    assert unread.verdict is Verdict.WARN
+
+
+def test_a_pfc_setup_differing_across_nodes_is_a_cluster_fail() -> None:
+    results = by_check(
+        cluster_checks([_node("a", 0.0, pfc="ens1f0np0:3"), _node("b", 0.0, pfc="ens1f0np0:none")])
+    )
+    assert results["c: pfc equal"].verdict is Verdict.FAIL
+
+
+def test_the_roce_plan_carries_nccl_ib_tc_to_preflight() -> None:
+    plans = plan_inventory("inventories/h200-roce.py")
+    assert {p.preflight.traffic_class for p in plans} == {int(plans[0].nccl.get("NCCL_IB_TC"))}

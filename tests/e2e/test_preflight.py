@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -88,7 +89,12 @@ def test_a_clean_sandbox_passes_and_says_which_gpu_checks_it_skipped(
     ports = {r.check: r for r in head.results}["cluster-ports"]
     assert ports.verdict is Verdict.PASS and ports.found == f"{sandbox.hosts[1].name}: ok"
     shown = subprocess.run(
-        ["metalserve", "preflight", "show", *map(str, sorted(reports.glob("*.json")))],
+        [
+            str(Path(sys.executable).parent / "metalserve"),
+            "preflight",
+            "show",
+            *map(str, sorted(reports.glob("*.json"))),
+        ],
         capture_output=True,
         text=True,
     )
@@ -119,8 +125,23 @@ def test_a_blocked_rendezvous_port_is_a_fail_on_the_node_that_cannot_reach_it(
 ) -> None:
     head, worker = sandbox.hosts[0], sandbox.hosts[1]
     table = "metalserve_test_block"
-    rule = f"table inet {table} {{ chain input {{ type filter hook input priority -10; tcp dport {CLUSTER_RPC_PORT} drop; }} }}"
-    in_netns(worker, "nft", rule)
+    in_netns(worker, "nft", "add", "table", "inet", table)
+    in_netns(
+        worker, "nft", "add chain inet " + table + " input { type filter hook input priority -10; }"
+    )
+    in_netns(
+        worker,
+        "nft",
+        "add",
+        "rule",
+        "inet",
+        table,
+        "input",
+        "tcp",
+        "dport",
+        str(CLUSTER_RPC_PORT),
+        "drop",
+    )
     try:
         run = preflight()
     finally:
