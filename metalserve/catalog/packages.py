@@ -43,28 +43,33 @@ class DistroRelease(BaseModel):
 _DEBIAN_KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 _UBUNTU_KEYRING = "/usr/share/keyrings/ubuntu-archive-keyring.gpg"
 
+
+def _ubuntu(python: str, glibc: str, suite: str, source: str) -> DistroRelease:
+    return DistroRelease(
+        python=python,
+        glibc=glibc,
+        suite=suite,
+        archive="http://archive.ubuntu.com/ubuntu",
+        ports_archive="http://ports.ubuntu.com/ubuntu-ports",
+        security="http://security.ubuntu.com/ubuntu",
+        components=("main", "universe"),
+        keyring=_UBUNTU_KEYRING,
+        source=source,
+    )
+
+
 RELEASES: dict[str, DistroRelease] = {
-    "ubuntu2204": DistroRelease(
-        python="3.10",
-        glibc="2.35",
-        suite="jammy",
-        archive="http://archive.ubuntu.com/ubuntu",
-        ports_archive="http://ports.ubuntu.com/ubuntu-ports",
-        security="http://security.ubuntu.com/ubuntu",
-        components=("main", "universe"),
-        keyring=_UBUNTU_KEYRING,
-        source="packages.ubuntu.com/jammy: python3 3.10.6-1~22.04, libc6 2.35-0ubuntu3",
+    "ubuntu2204": _ubuntu(
+        "3.10",
+        "2.35",
+        "jammy",
+        "packages.ubuntu.com/jammy: python3 3.10.6-1~22.04, libc6 2.35-0ubuntu3",
     ),
-    "ubuntu2404": DistroRelease(
-        python="3.12",
-        glibc="2.39",
-        suite="noble",
-        archive="http://archive.ubuntu.com/ubuntu",
-        ports_archive="http://ports.ubuntu.com/ubuntu-ports",
-        security="http://security.ubuntu.com/ubuntu",
-        components=("main", "universe"),
-        keyring=_UBUNTU_KEYRING,
-        source="packages.ubuntu.com/noble: python3 3.12.3-0ubuntu1, libc6 2.39-0ubuntu8",
+    "ubuntu2404": _ubuntu(
+        "3.12",
+        "2.39",
+        "noble",
+        "packages.ubuntu.com/noble: python3 3.12.3-0ubuntu1, libc6 2.39-0ubuntu8",
     ),
     "debian12": DistroRelease(
         python="3.11",
