@@ -29,6 +29,7 @@ from metalserve.catalog.packages import FIREWALL, packages_for
 from metalserve.checkpoint import Checkpoint, WeightFormat
 from metalserve.cluster import Cluster, ClusterNode, clusters_of
 from metalserve.diag.plan import DiagNode, DiagPlan, diag_plan
+from metalserve.diag.spec import DiagSpec, NcclTestsSource
 from metalserve.engines import LlamaCppSettings, SglangSettings, VllmSettings
 from metalserve.engines.base import NodeRole
 from metalserve.engines.flagsets import check_argv, deprecation_notes, flagset
@@ -304,6 +305,8 @@ def _weights(
         source = WeightsSource(kind=SourceKind.BUNDLE, path=spec.model.local_dir)
     if repo is None:
         return None
+    if spec.sources.layout is not None and source.kind is SourceKind.BUNDLE:
+        source = source.model_copy(update={"path": spec.sources.layout.model_dir(repo)})
     return WeightsPlan(
         repo_id=repo,
         revision=spec.model.revision,
@@ -660,6 +663,16 @@ def _preflight(
     )
 
 
+def _diag_spec(spec: HostSpec) -> DiagSpec:
+    """From a bundle, nccl-tests is the bundle's tarball of the release the inventory names."""
+    layout, source = spec.sources.layout, spec.diag.source
+    if layout is None or source.kind == "local":
+        return spec.diag
+    path = layout.nccl_tests_tarball(source.ref)
+    bundled = NcclTestsSource(kind="local", ref=source.ref, path=path)
+    return spec.diag.model_copy(update={"source": bundled})
+
+
 def _url_host(address: str) -> str:
     return f"[{address}]" if ":" in address else address
 
@@ -811,7 +824,7 @@ def build_plan(spec: HostSpec, cluster: Cluster, checkpoint: Checkpoint | None =
         diag=None
         if nvidia is None
         else diag_plan(
-            spec.diag,
+            _diag_spec(spec),
             DiagNode(
                 host=spec.host,
                 rank=node.rank,

@@ -31,6 +31,7 @@ from metalserve.hardware import Frozen, HardwareProfile
 from metalserve.nccl import FabricSpec
 from metalserve.preflight import PreflightSpec
 from metalserve.sources import Sources
+from metalserve.target import HostOs
 from metalserve.types import (
     Address,
     CatalogueId,
@@ -201,6 +202,9 @@ class HostSpec(Frozen):
     diag: DiagSpec = DiagSpec()
     nvidia: NvidiaStack = NvidiaStack()
     preflight: PreflightSpec = PreflightSpec()
+    os: HostOs | None = Field(
+        default=None, description="release and architecture, for a bundle built off-site"
+    )
 
     @field_validator("env")
     @classmethod

@@ -213,12 +213,14 @@ def audit() -> None:
 
 
 def _register_groups() -> None:
+    from metalserve.bundle.cli import bundle_group
     from metalserve.cli.diag import diag_group
     from metalserve.cli.preflight import preflight_group
     from metalserve.mirror.hub import mirror_group
     from metalserve.sandbox.cli import sandbox_group
     from metalserve.sandbox.demo import demo_command
 
+    main.add_command(bundle_group)
     main.add_command(diag_group)
     main.add_command(mirror_group)
     main.add_command(preflight_group)

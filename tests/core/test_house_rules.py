@@ -13,7 +13,7 @@ from metalserve.catalog import pins
 
 REPO = Path(__file__).resolve().parents[2]
 CORE = REPO / "metalserve"
-EDGE_PACKAGES = {"cli", "io", "mirror", "sandbox", "artefacts"}
+EDGE_PACKAGES = {"cli", "io", "mirror", "sandbox", "artefacts", "bundle"}
 """The packages that do I/O, each as a whole; every other module of ``metalserve`` is the core."""
 FORBIDDEN_MODULES = {
     "subprocess", "socket", "pyinfra", "pyinfra_cli", "http", "urllib", "requests", "shutil",
