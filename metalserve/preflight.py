@@ -152,6 +152,9 @@ class HostFacts(Frozen):
         default=None, description="PCI bridges with ACS source validation on; None: not read"
     )
     interfaces: tuple[NetInterface, ...] = ()
+    iommu: str | None = Field(
+        default=None, description="off, passthrough or translated; None: not read"
+    )
     roce_pfc: tuple[RocePfc, ...] = ()
 
 
@@ -171,6 +174,7 @@ class PreflightTarget(Frozen):
     traffic_class: int | None = Field(default=None, description="NCCL_IB_TC on RoCE")
     peermem: bool = Field(default=False, description="GPUDirect RDMA through nvidia-peermem")
     pcie_p2p: bool = Field(default=False, description="several GPUs talking over PCIe only")
+    rdma: bool = Field(default=False, description="NICs reach GPU memory (GPUDirect RDMA)")
     socket_ifname: str | None = Field(default=None, description="NCCL_SOCKET_IFNAME as given")
     cluster_address: str | None = Field(
         default=None, description="this node's address on the cluster network (multi-node)"
@@ -530,6 +534,28 @@ def check_roce_pfc(target: PreflightTarget, facts: HostFacts) -> CheckResult:
     return _result("roce-pfc", True, expected, "; ".join(found), fix, Verdict.FAIL)
 
 
+def check_iommu(facts: HostFacts) -> CheckResult:
+    """An IOMMU that translates DMA sends peer-to-peer traffic (GPU to GPU over PCIe, NIC to GPU
+    for GPUDirect RDMA) through the root complex: "a significant performance reduction or even a
+    hang" in NCCL's words; passthrough (``iommu=pt``) or off keeps it direct (NCCL's
+    troubleshooting guide, the same section as ACS)."""
+    expected = "IOMMU off or in passthrough (iommu=pt) where GPUs or NICs talk peer to peer"
+    if facts.iommu is None:
+        return CheckResult(
+            check="iommu", verdict=Verdict.WARN, expected=expected, found="not read",
+            fix="read /proc/cmdline and /sys/class/iommu by hand",
+        )  # fmt: skip
+    return _result(
+        "iommu",
+        facts.iommu in ("off", "passthrough"),
+        expected,
+        facts.iommu,
+        f"add iommu=pt to the kernel command line (GRUB_CMDLINE_LINUX), or turn VT-d/AMD-Vi off "
+        f"in the BIOS: {ACS_SOURCE}",
+        Verdict.WARN,
+    )
+
+
 def _with_address(interfaces: Iterable[NetInterface]) -> list[NetInterface]:
     return [i for i in interfaces if i.addresses]
 
@@ -630,6 +656,12 @@ def _gpu_checks(target: PreflightTarget, facts: HostFacts) -> list[CheckResult]:
         results.append(skipped("pcie-acs", GPU_CHECKS["pcie-acs"], in_container))
     else:
         results.append(check_acs(facts))
+    if not (target.pcie_p2p or target.rdma):
+        results.append(skipped("iommu", GPU_CHECKS["iommu"], "no peer-to-peer over PCIe here"))
+    elif in_container:
+        results.append(skipped("iommu", GPU_CHECKS["iommu"], in_container))
+    else:
+        results.append(check_iommu(facts))
     return results
 
 
@@ -646,6 +678,7 @@ GPU_CHECKS = {
     "fabric-manager": "fabric manager and NVLink fabric up",
     "gpudirect": "nvidia_peermem loaded where the plan uses it",
     "pcie-acs": "ACS off for GPU peer-to-peer over PCIe",
+    "iommu": "IOMMU off or passthrough for peer-to-peer",
 }
 NETWORK_CHECKS = {
     "shm-size": "/dev/shm for NCCL",

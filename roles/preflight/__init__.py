@@ -75,6 +75,7 @@ from roles.gpu_facts.facts import (
 from roles.nvidia_driver import DriverTarget
 from roles.preflight.facts import (
     ClockNow,
+    IommuMode,
     NetInterfaces,
     NewestKernelModules,
     NvidiaPersistenceMode,
@@ -146,6 +147,7 @@ def target_of(plan: HostPlan) -> PreflightTarget:
         nccl=True,
         peermem=plan.fabric is not None and plan.fabric.gpudirect.path is GpuDirectRdma.PEERMEM,
         pcie_p2p=decided.pcie_p2p,
+        rdma=plan.fabric is not None,
         **common,
     )
 
@@ -176,6 +178,7 @@ def _gpu_facts(target: PreflightTarget) -> dict[str, Any]:
         "newest_kernel_modules": newest.modules,
         "peermem_loaded": PEERMEM in modules.loaded,
         "acs_bridges": read_fact(PciAcs) if target.pcie_p2p else (),
+        "iommu": read_fact(IommuMode) if target.pcie_p2p or target.rdma else None,
         "loaded_driver": loaded.version if loaded else None,
         "loaded_flavor": loaded.flavor if loaded else None,
         "installed_driver": installed.version if installed else None,

@@ -364,3 +364,39 @@ class RocePfcSettings(FactBase[tuple[RocePfc, ...]]):
 
     def process(self, output: list[str]) -> tuple[RocePfc, ...]:
         return parse_roce_pfc(output)
+
+
+def parse_iommu(output: list[str]) -> str | None:
+    """Parse ``cmdline <kernel command line>`` and ``units <n>`` (entries of /sys/class/iommu):
+    "off" without IOMMU units, "passthrough" with ``iommu=pt`` (or ``iommu.passthrough=1``) on
+    the command line, else "translated"; None when neither line came.
+
+    Example::
+
+        >>> parse_iommu(["cmdline BOOT_IMAGE=/vmlinuz ro intel_iommu=on iommu=pt", "units 2"])
+        'passthrough'
+    """
+    words: list[str] | None = None
+    units: int | None = None
+    for line in output:
+        key, _, rest = line.strip().partition(" ")
+        if key == "cmdline":
+            words = rest.split()
+        elif key == "units" and rest.strip().isdigit():
+            units = int(rest)
+    if units is None:
+        return None
+    if units == 0:
+        return "off"
+    passthrough = {"iommu=pt", "iommu.passthrough=1"}
+    return "passthrough" if passthrough & set(words or ()) else "translated"
+
+
+class IommuMode(FactBase[str | None]):
+    """Whether an IOMMU translates DMA (kernel command line, /sys/class/iommu)."""
+
+    def command(self) -> str:
+        return 'echo "cmdline $(cat /proc/cmdline)"; echo "units $(ls /sys/class/iommu 2>/dev/null | wc -l)"'
+
+    def process(self, output: list[str]) -> str | None:
+        return parse_iommu(output)

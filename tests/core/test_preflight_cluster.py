@@ -280,3 +280,17 @@ def test_a_pfc_setup_differing_across_nodes_is_a_cluster_fail() -> None:
 def test_the_roce_plan_carries_nccl_ib_tc_to_preflight() -> None:
     plans = plan_inventory("inventories/h200-roce.py")
     assert {p.preflight.traffic_class for p in plans} == {int(plans[0].nccl.get("NCCL_IB_TC"))}
+
+
+def test_a_translating_iommu_warns_where_peers_talk_over_pcie() -> None:
+    from metalserve.preflight import check_iommu
+
+    assert check_iommu(facts(iommu="off")).verdict is Verdict.PASS
+    assert check_iommu(facts(iommu="passthrough")).verdict is Verdict.PASS
+    translated = check_iommu(facts(iommu="translated"))
+    assert translated.verdict is Verdict.WARN and translated.fix.startswith("add iommu=pt")
+    assert by_check(host_checks(TARGET, facts(iommu="translated")))["iommu"].verdict is (
+        Verdict.SKIP
+    )
+    rdma = TARGET.model_copy(update={"rdma": True})
+    assert by_check(host_checks(rdma, facts(iommu="translated")))["iommu"].verdict is Verdict.WARN

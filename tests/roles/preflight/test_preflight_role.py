@@ -45,6 +45,7 @@ def test_a_healthy_h200_passes_every_check_that_applies() -> None:
         "roce-pfc": "no RoCE fabric in the plan",
         "gpudirect": "the plan uses no nvidia-peermem",
         "pcie-acs": "no GPU peer-to-peer over PCIe",
+        "iommu": "no peer-to-peer over PCIe here",
         "cluster-address": "a single node, or an address given as a name",
     }
 
