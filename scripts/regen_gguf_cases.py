@@ -1,4 +1,5 @@
 """Regenerate the gguf role's op-case commands (run from the worktree root)."""
+
 import json
 import sys
 from pathlib import Path
