@@ -46,6 +46,12 @@ class Architecture(BaseModel):
     num_nextn_predict_layers: int = Field(default=0, ge=0)
     max_position_embeddings: int | None = Field(default=None, gt=0)
     tie_word_embeddings: bool = False
+    sliding_window: int | None = Field(
+        default=None, gt=0, description="tokens a sliding-window layer attends to (and caches)"
+    )
+    sliding_layers: tuple[int, ...] = Field(
+        default=(), description="indices of the sliding-window layers; () when every layer is full"
+    )
 
     @property
     def attention(self) -> AttentionKind:
@@ -76,6 +82,57 @@ class Architecture(BaseModel):
             per_layer = per_layer // ranks_sharing
         return per_layer * layers * dtype_bytes
 
+    @property
+    def is_windowed(self) -> bool:
+        return bool(self.sliding_layers) and self.sliding_window is not None
+
+    def _stages(self, pp: int) -> list[tuple[int, int]]:
+        """(full, sliding) layer counts of each pipeline stage, the layers cut into contiguous runs
+        of ``ceil(layers / pp)`` (the stages that hold the most layers)."""
+        run = -(-self.num_hidden_layers // pp)
+        sliding = set(self.sliding_layers)
+        stages = []
+        for start in range(0, self.num_hidden_layers, run):
+            layers = range(start, min(start + run, self.num_hidden_layers))
+            windowed = sum(1 for i in layers if i in sliding)
+            stages.append((len(layers) - windowed, windowed))
+        return stages
+
+    def _element_bytes_per_gpu(self, dtype_bytes: float, tp: int) -> float:
+        per_layer = self.kv_elements_per_token_per_layer()
+        if self.attention is AttentionKind.GQA:
+            per_layer = per_layer // min(tp, self.num_key_value_heads)
+        return per_layer * dtype_bytes
+
+    def kv_bytes_per_gpu(self, tokens: int, dtype_bytes: float, tp: int = 1, pp: int = 1) -> float:
+        """What the GPU of the fullest pipeline stage holds for ``tokens`` of context: a full
+        layer caches every token, a sliding-window layer at most ``sliding_window`` of them
+        (transformers' ``layer_types`` semantics; vLLM allocates such layers a window-bounded
+        cache, vllm/v1/kv_cache_interface.py ``SlidingWindowSpec``)."""
+        per_layer = self._element_bytes_per_gpu(dtype_bytes, tp)
+        window = min(tokens, self.sliding_window or tokens)
+        return max(per_layer * (full * tokens + windowed * window)
+                   for full, windowed in self._stages(pp))  # fmt: skip
+
+    def max_tokens_per_gpu(
+        self, budget_bytes: float, dtype_bytes: float, tp: int = 1, pp: int = 1
+    ) -> int | None:
+        """The longest context whose cache fits ``budget_bytes`` on every GPU; None when the
+        cache stops growing before the budget is reached (every layer of a stage windowed)."""
+        per_layer = self._element_bytes_per_gpu(dtype_bytes, tp)
+        window = self.sliding_window or 0
+        longest: int | None = None
+        for full, windowed in self._stages(pp):
+            if per_layer * (full + windowed) * window > budget_bytes or not self.is_windowed:
+                tokens: int | None = int(budget_bytes // (per_layer * (full + windowed)))
+            elif full:
+                tokens = int((budget_bytes - per_layer * windowed * window) // (per_layer * full))
+            else:
+                tokens = None
+            if tokens is not None:
+                longest = tokens if longest is None else min(longest, tokens)
+        return longest
+
 
 _EXPERT_KEYS = ("n_routed_experts", "num_local_experts", "num_experts")
 
@@ -96,6 +153,39 @@ def _required(config: Mapping[str, Any], key: str) -> int:
     return value
 
 
+def _sliding_layers(config: Mapping[str, Any], layers: int) -> tuple[int | None, tuple[int, ...]]:
+    """The window and the indices of the sliding-window layers, as transformers derives them
+    (huggingface/transformers, ``layer_types`` in each model's configuration_*.py):
+
+    * ``layer_types``: each layer's ``"sliding_attention"`` or ``"full_attention"`` (gpt-oss,
+      Gemma 3, Qwen3 and newer configs write it out);
+    * Qwen2-style ``use_sliding_window`` + ``max_window_layers``: layer ``i`` slides when the
+      window is on and ``i >= max_window_layers`` (configuration_qwen2.py); off, none slides;
+    * Gemma-style ``sliding_window_pattern`` N: every N-th layer is global, the others slide
+      (``bool((i + 1) % N)``, configuration_gemma3.py);
+    * a bare ``sliding_window`` (Mistral, Phi-3, Starcoder2): every layer slides.
+    """
+    window = _int(config, "sliding_window")
+    if window is None or window <= 0:
+        return None, ()
+    kinds = config.get("layer_types")
+    if kinds is not None:
+        if not isinstance(kinds, list | tuple) or len(kinds) != layers:
+            raise SpecError(
+                f"config.json: layer_types must list one attention kind per layer ({layers})"
+            )
+        return window, tuple(i for i, kind in enumerate(kinds) if kind == "sliding_attention")
+    if "use_sliding_window" in config:
+        if config.get("use_sliding_window") is not True:
+            return None, ()
+        first = _int(config, "max_window_layers", 0) or 0
+        return window, tuple(range(first, layers))
+    pattern = _int(config, "sliding_window_pattern")
+    if pattern is not None and pattern > 0:
+        return window, tuple(i for i in range(layers) if (i + 1) % pattern)
+    return window, tuple(range(layers))
+
+
 def architecture_from_config(config: Any) -> Architecture:
     """Read the fields sizing needs from a ``config.json`` mapping; one-line error when unusable.
 
@@ -112,6 +202,8 @@ def architecture_from_config(config: Any) -> Architecture:
     heads = _required(config, "num_attention_heads")
     if heads <= 0 or hidden <= 0:
         raise SpecError("config.json: hidden_size and num_attention_heads must be positive")
+    layers = _required(config, "num_hidden_layers")
+    window, sliding = _sliding_layers(config, layers) if layers > 0 else (None, ())
     experts = next((_int(config, k) for k in _EXPERT_KEYS if config.get(k) is not None), 0) or 0
     architectures = config.get("architectures") or ()
     if not isinstance(architectures, list | tuple) or not all(
@@ -124,7 +216,7 @@ def architecture_from_config(config: Any) -> Architecture:
     fields: dict[str, Any] = {
         "model_type": model_type,
         "architectures": tuple(architectures),
-        "num_hidden_layers": _required(config, "num_hidden_layers"),
+        "num_hidden_layers": layers,
         "hidden_size": hidden,
         "num_attention_heads": heads,
         "num_key_value_heads": _int(config, "num_key_value_heads") or heads,
@@ -143,6 +235,8 @@ def architecture_from_config(config: Any) -> Architecture:
         "num_nextn_predict_layers": _int(config, "num_nextn_predict_layers", 0) or 0,
         "max_position_embeddings": _int(config, "max_position_embeddings"),
         "tie_word_embeddings": bool(config.get("tie_word_embeddings", False)),
+        "sliding_window": window if sliding else None,
+        "sliding_layers": sliding,
     }
     from pydantic import ValidationError
 

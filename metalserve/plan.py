@@ -36,6 +36,7 @@ from metalserve.engines.flagsets import check_argv, deprecation_notes, flagset
 from metalserve.engines.llamacpp import RPC_SERVER, rpc_server_argv
 from metalserve.errors import PlanError, SpecError
 from metalserve.firewall import ALL_INTERFACES, FirewallPlan, firewall_plan
+from metalserve.gguf import CONVERTER_DEQUANTIZES, DEQUANTIZED_FIRST, conversion_route
 from metalserve.hardening import Node, ServiceHardening, service_hardening
 from metalserve.hardware import Frozen, HardwareProfile, Interconnect, NetworkFabric
 from metalserve.layout import Layout
@@ -142,6 +143,11 @@ class GgufPlan(Frozen):
     quant: str
     f16_path: str
     out_path: str
+    bf16_dir: str = Field(description="the BF16 copy of a checkpoint the converter cannot read")
+    converter_methods: tuple[str, ...] = Field(
+        description="quant_methods llama.cpp's converter dequantizes itself (metalserve.gguf)"
+    )
+    bf16_methods: tuple[str, ...] = Field(description="quant_methods dequantized to BF16 first")
     converter_venv: str
     converter_requirements: tuple[str, ...]
     python: PythonSource
@@ -432,6 +438,11 @@ def _gguf(
             f"host {spec.host}: metalserve.model: llama.cpp needs a GGUF or an HF repo to "
             "convert — fix: give model.repo_id"
         )
+    if ckpt is not None:
+        try:
+            conversion_route(ckpt.quant_method)
+        except PlanError as exc:
+            raise PlanError(f"host {spec.host}: {exc}") from None
     stem = weights.repo_id.replace("/", "--")
     out = f"{layout.gguf}/{stem}-{engine.quant}.gguf"
     return out, GgufPlan(
@@ -439,6 +450,9 @@ def _gguf(
         quant=engine.quant,
         f16_path=f"{layout.gguf}/{stem}-F16.gguf",
         out_path=out,
+        bf16_dir=f"{layout.gguf}/{stem}-BF16",
+        converter_methods=CONVERTER_DEQUANTIZES,
+        bf16_methods=DEQUANTIZED_FIRST,
         converter_venv=layout.venv(f"convert-{pins.LLAMA_CPP.version}"),
         converter_requirements=pins.converter_requirements(),
         python=spec.sources.python,

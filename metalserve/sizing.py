@@ -12,6 +12,8 @@ Example::
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from metalserve.catalog.checkpoints import CHECKPOINTS
 from metalserve.catalog.profiles import PROFILES
 from metalserve.checkpoint import Checkpoint, WeightFormat
@@ -140,6 +142,34 @@ def _kv_per_token(req: SizingRequest, tp: int, pp: int) -> tuple[float | None, f
     return arch.kv_bytes_per_token(dtype), arch.kv_bytes_per_token_per_gpu(dtype, tp, pp)
 
 
+class WindowedKv(Frozen):
+    """The cache of a model with sliding-window layers at one context: it is no longer linear in
+    the context, as those layers stop growing at the window."""
+
+    model_bytes: float = Field(description="the whole model's cache at the context")
+    gpu_bytes: float = Field(description="what the GPU of the fullest pipeline stage holds")
+    max_tokens: int | None = Field(
+        description="the longest context the budget holds; the model's own limit where the "
+        "cache stops growing before the budget is reached"
+    )
+
+
+def _windowed_kv(
+    req: SizingRequest, tp: int, pp: int, context: int, budget: float
+) -> WindowedKv | None:
+    """None for a model without sliding-window layers, which keeps the per-token figures."""
+    arch = req.checkpoint.architecture
+    if arch is None or not arch.is_windowed:
+        return None
+    dtype = kv_dtype_bytes(req.kv_dtype)
+    longest = arch.max_tokens_per_gpu(max(budget, 0), dtype, tp, pp)
+    return WindowedKv(
+        model_bytes=arch.kv_bytes_per_gpu(context, dtype),
+        gpu_bytes=arch.kv_bytes_per_gpu(context, dtype, tp, pp),
+        max_tokens=arch.max_position_embeddings if longest is None else longest,
+    )
+
+
 def _size_gpu_engine(req: SizingRequest) -> SizingReport:
     profile, ckpt = req.profile, req.checkpoint
     gpus = req.tensor_parallel * req.pipeline_parallel
@@ -167,6 +197,10 @@ def _size_gpu_engine(req: SizingRequest) -> SizingReport:
     if kv_token_gpu:
         max_tokens = max(0, int(kv_budget // kv_token_gpu))
     context = req.context_tokens or DEFAULT_CONTEXT_TOKENS
+    windowed = _windowed_kv(req, req.tensor_parallel, req.pipeline_parallel, context, kv_budget)
+    if windowed is not None:  # per token: averaged over the context
+        kv_token, kv_token_gpu = windowed.model_bytes / context, windowed.gpu_bytes / context
+        max_tokens = windowed.max_tokens
     if profile.gpu is not None and weights_per_gpu + RUNTIME_RESERVE_PER_GPU > usable:
         reasons.append(
             f"weights need {gb(weights_per_gpu)} per GPU ({gb(weights)} over {gpus} GPUs) plus "
@@ -210,6 +244,10 @@ def _size_llamacpp(req: SizingRequest) -> SizingReport:
     context = req.context_tokens or DEFAULT_CONTEXT_TOKENS
     kv_token, _ = _kv_per_token(req, 1, 1)
     kv_bytes = int((kv_token or 0) * context)
+    windowed = _windowed_kv(req, 1, 1, context, vram_usable + ram_usable - weights)
+    if windowed is not None:
+        kv_bytes = int(windowed.model_bytes)
+        kv_token = windowed.model_bytes / context
     reasons: list[str] = []
     layers = ckpt.architecture.num_hidden_layers if ckpt.architecture else None
     if req.gpu_layers is not None and layers and gpus:
@@ -232,6 +270,8 @@ def _size_llamacpp(req: SizingRequest) -> SizingReport:
         )
     free = vram_usable + ram_usable - weights - kv_bytes
     max_tokens = int(max(0, free + kv_bytes) // kv_token) if kv_token else None
+    if windowed is not None:
+        max_tokens = windowed.max_tokens
     total = vram + int(profile.host_ram_gb * GB)
     return SizingReport(
         profile_id=profile.id,

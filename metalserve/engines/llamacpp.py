@@ -10,11 +10,27 @@ from metalserve.catalog.pins import LLAMA_CPP
 from metalserve.engines.base import EngineBase, NodeRole, flag
 from metalserve.types import Address, FlagText, PackageVersion, Port, ServedName
 
+GGML_BLOCKS: dict[str, tuple[int, int]] = {"F16": (2, 1), "Q8_0": (34, 32), "Q6_K": (210, 256)}
+"""Bytes of one block and the weights it holds, per ggml type (llama.cpp 0c1e57098
+ggml/src/ggml-common.h static_asserts: ``block_q8_0`` = an fp16 scale + QK8_0 = 32 int8;
+``block_q6_K`` = QK_K/2 + QK_K/4 + QK_K/16 bytes + an fp16, QK_K = 256)."""
+
+
+def ggml_bits_per_weight(ggml_type: str) -> float:
+    """Bits one weight of a ggml type takes, its block's share included."""
+    block_bytes, weights = GGML_BLOCKS[ggml_type]
+    return block_bytes * 8 / weights
+
+
 QUANT_BITS_PER_WEIGHT: dict[str, float] = {
-    "Q4_K_S": 4.58, "Q4_K_M": 4.85, "Q5_K_M": 5.69, "Q6_K": 6.56, "Q8_0": 8.5, "F16": 16.0,
+    "Q4_K_S": 4.6672, "Q4_K_M": 4.8944, "Q5_K_M": 5.7036,
+    "Q6_K": ggml_bits_per_weight("Q6_K"), "Q8_0": ggml_bits_per_weight("Q8_0"),
+    "F16": ggml_bits_per_weight("F16"),
 }  # fmt: skip
-"""``llama-quantize`` types metalserve offers, with their average bits per weight
-(llama.cpp tools/quantize README, measured on 7B-8B models)."""
+"""``llama-quantize`` types metalserve offers, with their average bits per weight: a single-type
+file from its ggml block size (``GGML_BLOCKS``); the ``_K_S``/``_K_M`` mixes, which keep some
+tensors at a higher type, as measured in llama.cpp 0c1e57098 tools/quantize/README.md
+("bits/weight" row, Llama 3.1 8B)."""
 
 
 DEFAULT_PORT = 8080

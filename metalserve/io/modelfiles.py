@@ -8,15 +8,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from metalserve.architecture import architecture_from_config, weight_bytes_from_index
-from metalserve.checkpoint import Checkpoint, WeightFormat
+from metalserve.checkpoint import Checkpoint, WeightFormat, quant_method, storage_bits_per_weight
 from metalserve.errors import MetalserveError, SpecError
 from metalserve.io.textfiles import missing, read_json_file, regular_file_problem
 from metalserve.spec import HostSpec
 from metalserve.types import printable
 
 INDEX = "model.safetensors.index.json"
-
-_DTYPE_BITS = {"bfloat16": 16, "float16": 16, "float32": 32, "float8_e4m3fn": 8}
 
 
 def _read_json(path: Path) -> object:
@@ -48,13 +46,15 @@ def checkpoint_from_dir(directory: str | Path, repo_id: str | None = None) -> Ch
         weight_bytes = sum(s.stat().st_size for s in shards if regular_file_problem(s) is None)
         source = f"sum of {len(shards)} safetensors files in {root}"
     dtype = config.get("torch_dtype") if isinstance(config, dict) else None
+    method = quant_method(config)
     return Checkpoint(
         id=repo_id or root.name,
         repo_id=repo_id,
         family=arch.model_type,
         format=WeightFormat.SAFETENSORS,
-        weight_dtype=str(dtype or "unknown"),
-        bits_per_weight=_DTYPE_BITS.get(str(dtype)),
+        weight_dtype=method or str(dtype or "unknown"),
+        bits_per_weight=storage_bits_per_weight(config),
+        quant_method=method,
         weight_bytes=weight_bytes,
         weight_bytes_source=source,
         architecture=arch,

@@ -1,4 +1,5 @@
-"""HF checkpoint → GGUF on the host: the real ``convert_hf_to_gguf.py`` (f16), then
+"""HF checkpoint → GGUF on the host: the real ``convert_hf_to_gguf.py`` (f16; a checkpoint whose
+quantization it cannot read is dequantized to BF16 first, ``files/dequantize_bf16.py``), then
 ``llama-quantize`` (Q4_K_M by default), each into a temporary name, renamed, then stamped with
 what it was made from and its size (``files/convert_quantize.py``). A re-run with the same inputs
 does nothing, unless a stat finds the quantized file gone or of another size than stamped: then
@@ -26,6 +27,7 @@ from roles.venv import ensure_venv
 from roles.weights import read_stamp
 
 SCRIPT = Path(__file__).parent / "files" / "convert_quantize.py"
+DEQUANTIZE = Path(__file__).parent / "files" / "dequantize_bf16.py"
 
 
 def _json_fact(path: str) -> object:
@@ -75,6 +77,8 @@ def convert_command(plan: HostPlan, gguf: GgufPlan, build: LlamaCppBuildPlan, sc
             *("--llamacpp-src", f"{build.current}/src", "--llamacpp-commit", build.version),
             *("--quantize", f"{build.bin}/llama-quantize", "--model-dir", gguf.model_dir),
             *("--f16", gguf.f16_path, "--out", gguf.out_path, "--type", gguf.quant),
+            *("--converter-handles", ",".join(gguf.converter_methods)),
+            *("--bf16-first", ",".join(gguf.bf16_methods), "--bf16-dir", gguf.bf16_dir),
             "--drop-f16",
         ]
     )
@@ -88,6 +92,12 @@ def install(plan: HostPlan) -> None:
     ensure_venv(gguf.converter_venv, gguf.converter_requirements, gguf.python)
     script = f"{plan.layout.bin}/convert_quantize.py"
     files.put(name="GGUF converter", src=str(SCRIPT), dest=script, mode="755")
+    files.put(
+        name="FP8 → BF16 dequantizer",
+        src=str(DEQUANTIZE),
+        dest=f"{plan.layout.bin}/{DEQUANTIZE.name}",  # beside the converter, which runs it
+        mode="755",
+    )
     server.shell(
         name=f"Convert {gguf.model_dir} to {gguf.quant}",
         commands=[convert_command(plan, gguf, build, script)],

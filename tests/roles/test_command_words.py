@@ -65,7 +65,10 @@ def _gguf_argv(plan: HostPlan) -> list[str]:
     return ["flock", f"{g.out_path}.lock", f"{g.converter_venv}/bin/python", SCRIPT,
             "--llamacpp-src", f"{b.current}/src", "--llamacpp-commit", b.version,
             "--quantize", f"{b.bin}/llama-quantize", "--model-dir", g.model_dir,
-            "--f16", g.f16_path, "--out", g.out_path, "--type", g.quant, "--drop-f16"]  # fmt: skip
+            "--f16", g.f16_path, "--out", g.out_path, "--type", g.quant,
+            "--converter-handles", ",".join(g.converter_methods),
+            "--bf16-first", ",".join(g.bf16_methods), "--bf16-dir", g.bf16_dir,
+            "--drop-f16"]  # fmt: skip
 
 
 def test_the_gguf_command_splits_into_the_plans_values() -> None:
@@ -75,7 +78,7 @@ def test_the_gguf_command_splits_into_the_plans_values() -> None:
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(values, min_size=7, max_size=7))
+@given(st.lists(values, min_size=8, max_size=8))
 def test_any_gguf_value_stays_one_word(v: list[str]) -> None:
     assert LLAMACPP.gguf is not None and LLAMACPP.llamacpp is not None
     gguf = LLAMACPP.gguf.model_copy(
@@ -85,6 +88,7 @@ def test_any_gguf_value_stays_one_word(v: list[str]) -> None:
             "model_dir": v[2],
             "f16_path": v[3],
             "quant": v[4],
+            "bf16_dir": v[7],
         }  # fmt: skip
     )
     build = LLAMACPP.llamacpp.model_copy(update={"current": v[5], "version": v[6]})

@@ -1,23 +1,29 @@
 #!/usr/bin/env python3
 """Turn a Hugging Face checkpoint into a quantized GGUF, atomically — run by the gguf role.
 
-Runs with the host's converter venv Python (torch CPU, transformers, sentencepiece). Two steps,
-each written under a temporary name and renamed only when it finished:
+Runs with the host's converter venv Python (torch CPU, transformers, sentencepiece). Up to three
+steps, each written under a temporary name and renamed only when it finished:
 
+0. only for a checkpoint whose ``quantization_config.quant_method`` is in ``--bf16-first`` (one the
+   pinned converter cannot dequantize): ``dequantize_bf16.py MODEL`` → ``--bf16-dir``;
 1. ``convert_hf_to_gguf.py MODEL --outtype f16`` → ``--f16`` (the llama.cpp tree's own converter,
-   with its vendored ``gguf-py``);
+   with its vendored ``gguf-py``; it dequantizes the ``--converter-handles`` methods itself);
 2. ``llama-quantize F16 OUT TYPE`` → ``--out``.
+
+A method in neither list is refused before anything runs, in one line.
 
 Each output gets a sidecar ``<file>.stamp.json`` naming what it was made from (the weights stamp
 written by the weights role, the llama.cpp commit, the out type) and the output's size in
 ``bytes``. A step whose output exists at its stamped size with a matching stamp is skipped, so a
 re-run after a kill resumes at the step that did not finish, a file deleted or cut short since is
-made again, and a run with nothing changed does nothing. ``--drop-f16`` removes the f16 once the
-quantized file is in place (it is as large as the checkpoint).
+made again, and a run with nothing changed does nothing. ``--drop-f16`` removes the intermediates
+(the BF16 copy once the f16 is made, the f16 once the quantized file is in place).
 
-A killed run leaves at most a ``.<file>.<pid>.partial`` beside the output, never under the
-output's name; the next run (one at a time: the role holds a ``flock``) removes it first. A full
-disk is one line on stderr naming how much room the step needs where; the partial file is removed.
+Before each step the free space where its output goes is checked against what the step writes
+(the weights counted from the safetensors headers, 2 bytes each for BF16 and f16); a killed run
+leaves at most a ``.<output>.<pid>.partial`` beside the output, never under the output's name; the
+next run (one at a time: the role holds a ``flock``) removes it first. A full disk is one line on
+stderr naming how much room the step needs where; the partial output is removed.
 
 Example::
 
@@ -25,7 +31,8 @@ Example::
         --llamacpp-src /opt/llama.cpp/src-0c1e57098 --quantize /opt/llama.cpp/current/bin/llama-quantize \\
         --model-dir /var/lib/metalserve/models/tiny-moe \\
         --f16 /var/lib/metalserve/gguf/tiny-moe.f16.gguf --out /var/lib/metalserve/gguf/tiny-moe.Q4_K_M.gguf \\
-        --type Q4_K_M
+        --type Q4_K_M --converter-handles fp8,gptq --bf16-first fbgemm_fp8 \\
+        --bf16-dir /var/lib/metalserve/gguf/tiny-moe-BF16
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ import json
 import math
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
@@ -50,9 +58,13 @@ DISK_FULL_MARKERS = (os.strerror(errno.ENOSPC), os.strerror(errno.EDQUOT), "[Err
 """How a full disk shows in a step's stderr: Python's ``OSError: [Errno 28] No space left on
 device`` from convert_hf_to_gguf.py, ``strerror`` text from C/C++ tools."""
 FULL = f"the disk full ({os.strerror(errno.ENOSPC)}; partial file removed)"
-BYTES_PER_PARAM = {"float32": 4, "float16": 2, "bfloat16": 2}
-"""Bytes per weight of a checkpoint's ``torch_dtype`` (config.json); FP8 checkpoints (transformers'
-``quantization_config.quant_method == "fp8"``) keep 1."""
+SAFETENSORS_BITS = {"F64": 64, "F32": 32, "BF16": 16, "F16": 16, "F8_E4M3": 8, "F8_E5M2": 8,
+                    "I64": 64, "I32": 32, "I16": 16, "I8": 8, "U8": 8, "BOOL": 8}  # fmt: skip
+"""Bits of each safetensors dtype (huggingface/safetensors, the format's ``Dtype``)."""
+QUANT_SIDE_TENSORS = (".weight_scale_inv", ".weight_scale", ".input_scale", ".activation_scale",
+                      ".g_idx", ".qzeros", ".scales", ".k_scale", ".v_scale")  # fmt: skip
+"""Scales and zero points stored beside quantized weights: not weights of the model."""
+DEQUANTIZE = Path(__file__).with_name("dequantize_bf16.py")
 
 
 class ConvertError(Exception):
@@ -63,12 +75,28 @@ def stamp_path(output: Path) -> Path:
     return output.with_name(output.name + ".stamp.json")
 
 
+def size_of(output: Path) -> int | None:
+    """A file's size, or the total of a folder's files; None when it is not there."""
+    if output.is_file():
+        return output.stat().st_size
+    if output.is_dir():
+        return sum(p.stat().st_size for p in output.rglob("*") if p.is_file())
+    return None
+
+
+def remove(output: Path) -> None:
+    if output.is_dir() and not output.is_symlink():
+        shutil.rmtree(output)
+    else:
+        output.unlink(missing_ok=True)
+
+
 def is_current(output: Path, inputs: dict[str, object]) -> bool:
     """Whether ``output`` was made from exactly ``inputs`` and is still the size it was made."""
     try:
         stamp = json.loads(stamp_path(output).read_text())
         made = stamp.pop("bytes")
-        return stamp == inputs and output.is_file() and output.stat().st_size == made
+        return stamp == inputs and size_of(output) == made
     except (OSError, ValueError, KeyError, AttributeError, TypeError):
         return False
 
@@ -79,20 +107,39 @@ def gigabytes(size: float, up: bool = True) -> str:
     return f"{(math.ceil(tenths) if up else math.floor(tenths)) / 10:.1f}"
 
 
-def f16_bytes(model_dir: Path, checkpoint_bytes: int) -> int:
-    """About how large the f16 GGUF of a checkpoint is: its parameters × 2 bytes, the parameters
-    counted from the checkpoint's size and the bytes per weight its config.json names."""
+def _safetensors_header(path: Path) -> dict:
+    with path.open("rb") as f:
+        (length,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(length))
+    return header if isinstance(header, dict) else {}
+
+
+def weight_count(model_dir: Path, checkpoint_bytes: int, packed_bits: int | None) -> int:
+    """The checkpoint's weights, counted from its safetensors headers (no tensor is read): the
+    elements of each tensor, quantization scales left out, integers packing ``packed_bits``-bit
+    weights (gptq, awq) counted per packed weight. Without shards: the checkpoint's bytes / 2."""
+    count, found = 0, False
+    for shard in sorted(model_dir.glob("*.safetensors")):
+        found = True
+        for name, entry in _safetensors_header(shard).items():
+            if name == "__metadata__" or name.endswith(QUANT_SIDE_TENSORS):
+                continue
+            elements = math.prod(entry.get("shape") or [1])
+            bits = SAFETENSORS_BITS.get(entry.get("dtype"), 16)
+            if packed_bits and entry.get("dtype") in ("I32", "I16", "U8", "I8"):
+                elements = elements * bits // packed_bits
+            count += elements
+    return count if found else checkpoint_bytes // 2
+
+
+def quantization(model_dir: Path) -> dict:
+    """config.json's ``quantization_config`` ({} when the checkpoint is not pre-quantized)."""
     try:
         config = json.loads((model_dir / "config.json").read_text())
     except (OSError, ValueError):
-        config = {}
-    quantization = config.get("quantization_config") if isinstance(config, dict) else None
-    if isinstance(quantization, dict) and quantization.get("quant_method") == "fp8":
-        per_param = 1
-    else:
-        dtype = config.get("torch_dtype") if isinstance(config, dict) else None
-        per_param = BYTES_PER_PARAM.get(str(dtype), 2)
-    return checkpoint_bytes * 2 // per_param
+        return {}
+    found = config.get("quantization_config") if isinstance(config, dict) else None
+    return found if isinstance(found, dict) else {}
 
 
 @dataclass(frozen=True)
@@ -104,6 +151,12 @@ class Step:
     inputs: dict[str, object]
     needed: int
     needed_why: str
+
+    def check_room(self) -> None:
+        """Refuse now, not hours into the step, when its output cannot fit."""
+        free = shutil.disk_usage(self.output.parent).free
+        if free < self.needed:
+            raise self.short_of_room(f"{gigabytes(free, up=False)} GB free")
 
     def short_of_room(self, found: str) -> ConvertError:
         """One line: how much must be free where, and how much is."""
@@ -119,7 +172,7 @@ def remove_stale_partials(output: Path) -> list[Path]:
     """A killed run's ``.<name>.<pid>.partial`` files: never used, removed before a step runs."""
     stale = list(output.parent.glob(f".{output.name}.*.partial"))
     for path in stale:
-        path.unlink(missing_ok=True)
+        remove(path)
     return stale
 
 
@@ -139,22 +192,24 @@ def _write_json_atomically(path: Path, document: dict[str, object]) -> None:
 
 
 def _run_into(step: Step, command: list[str]) -> float:
-    """Run ``command`` (``{tmp}`` stands for its output file), stamp it with its size, then rename
-    it into place. On any failure neither the partial file nor a stamp for it is left; a stale
-    output (made from other inputs) is removed first, as it is about to be replaced anyway and its
-    room may be needed."""
+    """Run ``command`` (``{tmp}`` stands for its output, a file or a folder) once the room it needs
+    is there, stamp the output with its size, then rename it into place. On any failure neither
+    the partial output nor a stamp for it is left; a stale output (made from other inputs) is
+    removed first, as it is about to be replaced anyway and its room may be needed."""
     output = step.output
     output.parent.mkdir(parents=True, exist_ok=True)
-    stamp_path(output).unlink(missing_ok=True)  # no stamp may outlive the file it describes
-    output.unlink(missing_ok=True)
-    remove_stale_partials(output)
+    stamp_path(output).unlink(missing_ok=True)  # no stamp may outlive the output it describes
+    remove(output)
+    remove_stale_partials(output)  # their room counts as free
+    step.check_room()
     tmp = output.with_name(f".{output.name}.{os.getpid()}.partial")
     started = time.monotonic()
     try:
         argv = [part.replace("{tmp}", str(tmp)) for part in command]
         run = subprocess.run(argv, capture_output=True, text=True, check=False)
-        if run.returncode != 0 or not tmp.is_file():
-            tmp.unlink(missing_ok=True)
+        made = size_of(tmp)
+        if run.returncode != 0 or made is None:
+            remove(tmp)
             said = f"{run.stderr}\n{run.stdout}"
             if any(marker in said for marker in DISK_FULL_MARKERS):
                 raise step.short_of_room(FULL)
@@ -162,18 +217,30 @@ def _run_into(step: Step, command: list[str]) -> float:
             raise ConvertError(f"{step.name}: expected {output.name}, found exit "
                                f"{run.returncode}: {lines[-1]} — fix: correct the cause; the "
                                "inputs are untouched, so run again afterwards")  # fmt: skip
-        # the stamp first: a kill between the two leaves a stamp whose file is missing, which
-        # is not current; the file never sits under its name without its stamp
-        _write_json_atomically(stamp_path(output), {**step.inputs, "bytes": tmp.stat().st_size})
+        # the stamp first: a kill between the two leaves a stamp whose output is missing, which
+        # is not current; the output never sits under its name without its stamp
+        _write_json_atomically(stamp_path(output), {**step.inputs, "bytes": made})
         os.replace(tmp, output)
     except OSError as error:
         if error.errno not in DISK_FULL:
             raise
-        tmp.unlink(missing_ok=True)
+        remove(tmp)
         raise step.short_of_room(FULL) from None
     finally:
-        tmp.unlink(missing_ok=True)
+        remove(tmp)
     return round(time.monotonic() - started, 2)
+
+
+def _route(model_dir: Path, args: argparse.Namespace) -> bool:
+    """Whether the checkpoint goes through BF16 first; refused when neither route reads it."""
+    method = quantization(model_dir).get("quant_method")
+    if method is None or method in args.converter_handles:
+        return False
+    if method in args.bf16_first:
+        return True
+    raise ConvertError(f"{model_dir}: expected a checkpoint llama.cpp can convert, found "
+                       f"quant_method {method!r} — fix: use the model's BF16 checkpoint or a GGUF "
+                       "repository")  # fmt: skip
 
 
 def convert_and_quantize(args: argparse.Namespace) -> dict[str, object]:
@@ -196,17 +263,27 @@ def convert_and_quantize(args: argparse.Namespace) -> dict[str, object]:
 
     if not is_current(args.f16, f16_inputs):
         checkpoint = weights.get("bytes") if isinstance(weights, dict) else None
-        needed = f16_bytes(model_dir, checkpoint if isinstance(checkpoint, int) else 0)
-        convert = Step("convert_hf_to_gguf.py", args.f16, f16_inputs, needed,
+        packed = quantization(model_dir).get("bits")
+        count = weight_count(model_dir, checkpoint if isinstance(checkpoint, int) else 0,
+                             packed if isinstance(packed, int) else None)  # fmt: skip
+        source = model_dir
+        if _route(model_dir, args):
+            bf16_inputs = {"weights": weights, "outtype": "bf16"}
+            if not is_current(args.bf16_dir, bf16_inputs):
+                dequantize = Step("dequantize_bf16.py", args.bf16_dir, bf16_inputs, count * 2,
+                                  "a BF16 copy of the checkpoint: 2 bytes per weight")  # fmt: skip
+                result["dequantize_s"] = _run_into(dequantize, [
+                    sys.executable, str(args.dequantize), str(model_dir), "{tmp}",
+                ])  # fmt: skip
+            source = args.bf16_dir
+        convert = Step("convert_hf_to_gguf.py", args.f16, f16_inputs, count * 2,
                        "an f16 GGUF: 2 bytes per weight of the checkpoint")  # fmt: skip
-        args.f16.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale_partials(args.f16)  # their room counts as free
-        free = shutil.disk_usage(args.f16.parent).free
-        if free < needed:  # fail now, not hours into the conversion
-            raise convert.short_of_room(f"{gigabytes(free, up=False)} GB free")
         result["convert_s"] = _run_into(convert, [
-            sys.executable, str(converter), str(model_dir), "--outtype", "f16", "--outfile", "{tmp}",
+            sys.executable, str(converter), str(source), "--outtype", "f16", "--outfile", "{tmp}",
         ])  # fmt: skip
+    if args.drop_f16:
+        stamp_path(args.bf16_dir).unlink(missing_ok=True)
+        remove(args.bf16_dir)
     threads = str(args.threads or os.cpu_count() or 1)
     quantize = Step("llama-quantize", args.out, out_inputs, args.f16.stat().st_size,
                     "at most the f16's size")  # fmt: skip
@@ -221,6 +298,10 @@ def convert_and_quantize(args: argparse.Namespace) -> dict[str, object]:
     return result
 
 
+def _methods(text: str) -> tuple[str, ...]:
+    return tuple(m for m in text.split(",") if m)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--llamacpp-src", required=True, type=Path)
@@ -231,8 +312,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--type", default="Q4_K_M")
     parser.add_argument("--threads", type=int, default=0)
-    parser.add_argument("--drop-f16", action="store_true")
+    parser.add_argument("--drop-f16", action="store_true", help="remove the BF16 copy and the f16")
+    parser.add_argument(
+        "--converter-handles",
+        type=_methods,
+        default=(),
+        help="comma-separated quant_methods the converter dequantizes itself",
+    )
+    parser.add_argument(
+        "--bf16-first",
+        type=_methods,
+        default=(),
+        help="comma-separated quant_methods dequantized to BF16 first",
+    )
+    parser.add_argument("--bf16-dir", type=Path, help="where the BF16 copy goes")
+    parser.add_argument(
+        "--dequantize", type=Path, default=DEQUANTIZE, help="the dequantize_bf16.py script"
+    )
     args = parser.parse_args(argv)
+    args.bf16_dir = args.bf16_dir or args.f16.with_name(f"{args.f16.stem}.bf16")
     try:
         result = convert_and_quantize(args)
     except ConvertError as error:

@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.faultkit import CONVERT_QUANTIZE, TRACEBACK, fake_llamacpp, run_host_script
@@ -159,16 +160,19 @@ def _load_script():  # type: ignore[no-untyped-def]
     return module
 
 
-@pytest.mark.parametrize(
-    ("config", "f16_per_checkpoint_byte"),
-    [
-        ({"torch_dtype": "bfloat16"}, 1.0),
-        ({"torch_dtype": "float32"}, 0.5),
-        ({"torch_dtype": "bfloat16", "quantization_config": {"quant_method": "fp8"}}, 2.0),
-    ],
-)
-def test_the_f16_estimate_follows_the_checkpoints_bytes_per_weight(
-    tmp_path: Path, config: dict, f16_per_checkpoint_byte: float
-) -> None:
-    (tmp_path / "config.json").write_text(json.dumps(config))
-    assert _load_script().f16_bytes(tmp_path, 1000) == 1000 * f16_per_checkpoint_byte
+def test_the_f16_estimate_counts_weights_from_the_safetensors_headers(tmp_path: Path) -> None:
+    from tests.roles.gguf.test_dequantize import write_safetensors
+
+    u8, f32, i32 = np.uint8, np.float32, np.int32
+    write_safetensors(tmp_path / "model-00001-of-00002.safetensors", {
+        "a.weight": ("F8_E4M3", np.zeros((256, 384), u8)),  # 98 304 weights
+        "a.weight_scale_inv": ("F32", np.ones((2, 3), f32)),  # a scale, not a weight
+        "norm.weight": ("BF16", np.zeros(384, np.uint16)),
+    })  # fmt: skip
+    write_safetensors(tmp_path / "model-00002-of-00002.safetensors", {
+        "b.qweight": ("I32", np.zeros((16, 64), i32)),  # 8 4-bit weights per int32
+        "b.qzeros": ("I32", np.zeros((1, 8), i32)),
+    })  # fmt: skip
+    count = _load_script().weight_count(tmp_path, 0, packed_bits=4)
+    assert count == 256 * 384 + 384 + 16 * 64 * 8
+    assert _load_script().weight_count(tmp_path / "none", 7000, None) == 3500
