@@ -4,7 +4,9 @@
 
 Preflight first (a FAIL on any node stops every node before anything changes), then phase by
 phase across the roles (install everywhere, then configure, then activate), so the engine
-starts only once the driver stack, the engine and the weights are in place. Each role does nothing
+starts only once the driver stack, the engine and the weights are in place. The weights download
+starts right after the layout, as a transient unit, and runs while the driver, CUDA, engine and
+llama.cpp steps do; ``weights_ready`` waits for it before the GGUF conversion. Each role does nothing
 where the plan has no part for it (no llama.cpp build on a vLLM host, no driver on a CPU host).
 """
 
@@ -22,10 +24,13 @@ from roles import (
     weights,
 )
 from roles.nvidia_driver.stack import ROLES as NVIDIA_STACK
+from roles.weights import ready as weights_ready
 
 plan = base.current_plan()
 preflight.first(plan, Purpose.SERVE)
 gpu_stack = [role for role in NVIDIA_STACK if role is not packages] if plan.profile.gpu else []
 base.run_phases(
-    [packages, layout, *gpu_stack, firewall, engine_venv, llamacpp, weights, gguf, service], plan
-)
+    [packages, layout, weights, *gpu_stack, firewall, engine_venv, llamacpp, weights_ready, gguf,
+     service],
+    plan,
+)  # fmt: skip

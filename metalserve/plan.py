@@ -21,6 +21,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from metalserve import weights as weights_facts
 from metalserve.catalog import pins
 from metalserve.catalog.checkpoints import CHECKPOINTS
 from metalserve.catalog.engine_locks import EngineLock, locks_for
@@ -120,6 +121,17 @@ class WeightsPlan(Frozen):
     hub_venv: str
     hub_requirements: tuple[str, ...]
     python: PythonSource
+    allow_patterns: tuple[str, ...] = Field(
+        default=(), description="the repo's files to fetch (fnmatch); empty: every file"
+    )
+    ignore_patterns: tuple[str, ...] = ()
+    max_workers: int = Field(default=weights_facts.DOWNLOAD_WORKERS, gt=0)
+    unit: str = Field(default="", description="the transient systemd unit that downloads")
+    fetches: bool = Field(
+        default=True, description="False: another node downloads into the shared folder"
+    )
+    progress_every_s: int = weights_facts.PROGRESS_EVERY_S
+    stall_s: int = weights_facts.STALL_S
 
 
 class LlamaCppBuildPlan(Frozen):
@@ -302,7 +314,7 @@ def _served_name(spec: HostSpec, repo_id: str | None) -> str:
 
 
 def _weights(
-    spec: HostSpec, layout: Layout, ckpt: Checkpoint | None, token_allowed: bool
+    spec: HostSpec, layout: Layout, ckpt: Checkpoint | None, token_allowed: bool, rank: int
 ) -> WeightsPlan | None:
     repo = spec.model.repo_id or (ckpt.repo_id if ckpt else None)
     source = spec.sources.weights
@@ -313,11 +325,16 @@ def _weights(
         return None
     if spec.sources.layout is not None and source.kind is SourceKind.BUNDLE:
         source = source.model_copy(update={"path": spec.sources.layout.model_dir(repo)})
+    local_dir = f"{spec.model.shared_dir or layout.models}/{repo.replace('/', '--')}"
     return WeightsPlan(
         repo_id=repo,
         revision=spec.model.revision,
         source=source,
-        local_dir=f"{layout.models}/{repo.replace('/', '--')}",
+        local_dir=local_dir,
+        allow_patterns=_weight_files(spec, ckpt),
+        ignore_patterns=weights_facts.ignore_patterns(_weight_format(spec, ckpt)),
+        unit=weights_facts.unit_name(repo, spec.model.revision, local_dir),
+        fetches=spec.model.shared_dir is None or rank == 0,
         hub_venv=layout.venv("hub"),
         hub_requirements=pins.hub_client_requirements(),
         token_file=(
@@ -328,6 +345,32 @@ def _weights(
         expected_bytes=ckpt.weight_bytes if ckpt else None,
         python=spec.sources.python,
     )
+
+
+def _weight_format(spec: HostSpec, ckpt: Checkpoint | None) -> WeightFormat:
+    if spec.model.gguf_file:
+        return WeightFormat.GGUF
+    return ckpt.format if ckpt else WeightFormat.SAFETENSORS
+
+
+def _weight_files(spec: HostSpec, ckpt: Checkpoint | None) -> tuple[str, ...]:
+    """The repo's files this model needs (``metalserve.weights``), its GGUF checked against the
+    catalogue checkpoint's quantization."""
+    file = spec.model.gguf_file
+    if ckpt is not None and file and ckpt.format is not WeightFormat.GGUF:
+        raise PlanError(
+            f"host {spec.host}: metalserve.model.gguf_file: {ckpt.id} is a {ckpt.format} "
+            "checkpoint, not a GGUF — fix: leave gguf_file out, or name a GGUF checkpoint"
+        )
+    if ckpt is not None and file and (want := weights_facts.quant_problem(file, ckpt.weight_dtype)):
+        raise PlanError(
+            f"host {spec.host}: metalserve.model.gguf_file: expected {want} for {ckpt.id}, "
+            f"found {file} — fix: name the {ckpt.weight_dtype.upper()} file of the repository"
+        )
+    try:
+        return weights_facts.allow_patterns(_weight_format(spec, ckpt), file)
+    except ValueError as exc:
+        raise PlanError(f"host {spec.host}: metalserve.model.gguf_file: {exc}") from None
 
 
 def _credentials(
@@ -431,6 +474,8 @@ def _gguf(
     weights: WeightsPlan | None,
 ) -> tuple[str, GgufPlan | None]:
     """Where llama-server's model lies, and the conversion that makes it (none for a GGUF)."""
+    if weights is not None and spec.model.gguf_file:
+        return f"{weights.local_dir}/{spec.model.gguf_file}", None  # fetched as it is served
     if ckpt is not None and ckpt.format is WeightFormat.GGUF:
         return f"{layout.gguf}/{ckpt.id}", None
     if weights is None:
@@ -459,17 +504,22 @@ def _gguf(
     )
 
 
-def _unsourced_gguf(ckpt: Checkpoint | None, model_path: str | None) -> tuple[tuple[str, str], ...]:
-    """A catalogue GGUF without a repository: nothing fetches or converts it, so llama-server
-    would start on a missing file unless it was copied to the host by hand."""
+def _unsourced_gguf(
+    ckpt: Checkpoint | None, model_path: str | None, fetched: bool
+) -> tuple[tuple[str, str], ...]:
+    """A catalogue GGUF without a repository (``fetched``: the inventory names one): nothing
+    fetches or converts it, so llama-server would start on a missing file unless it was copied
+    to the host by hand."""
     if ckpt is None or ckpt.format is not WeightFormat.GGUF or ckpt.repo_id or not model_path:
+        return ()
+    if fetched:
         return ()
     return (
         (
             model_path,
             f"metalserve.model.checkpoint: {ckpt.id} is a GGUF with no repository, so no deploy "
-            f"step fetches it — fix: copy it to {model_path} on the host, or give model.repo_id "
-            "(the Hugging Face checkpoint) to convert it",
+            f"step fetches it — fix: give model.repo_id and model.gguf_file (the repository "
+            f"holding it, and its file), or copy it to {model_path} on the host",
         ),
     )
 
@@ -735,7 +785,7 @@ def build_plan(spec: HostSpec, cluster: Cluster, checkpoint: Checkpoint | None =
     else:
         warnings.append("model outside the catalogue and not read: sizing skipped")
 
-    weights = _weights(spec, layout, ckpt, token_allowed)
+    weights = _weights(spec, layout, ckpt, token_allowed, node.rank)
     served = _served_name(spec, weights.repo_id if weights else None)
     if cluster.multi_node:
         engine = engine.on_node(role)
@@ -750,7 +800,7 @@ def build_plan(spec: HostSpec, cluster: Cluster, checkpoint: Checkpoint | None =
         if not role.head:
             gguf = None  # a worker holds tensors the head sends it; it reads no model file
         else:
-            unsourced = _unsourced_gguf(ckpt, model_path)
+            unsourced = _unsourced_gguf(ckpt, model_path, spec.model.gguf_file is not None)
             warnings += [why for _, why in unsourced]
     launch = _launch(
         spec, engine, role, layout, served, weights, model_path, llamacpp, node.address

@@ -39,7 +39,9 @@ from metalserve.types import (
     EnvName,
     EnvValue,
     FlagText,
+    GgufFile,
     HostName,
+    HostPath,
     LocalPath,
     NcclName,
     NcclValue,
@@ -70,11 +72,28 @@ class ModelRef(Frozen):
         default=None, description="a checkpoint dir on the control host"
     )
     served_name: ServedName | None = None
+    gguf_file: GgufFile | None = Field(
+        default=None,
+        description="the GGUF to serve from repo_id (the first part, if split); with a GGUF "
+        "checkpoint, repo_id is the repository that holds it",
+    )
+    shared_dir: HostPath | None = Field(
+        default=None,
+        description="a folder every node of the cluster mounts (NFS): the rank-0 node "
+        "downloads the weights there once, the others wait for its stamp",
+    )
 
     @model_validator(mode="after")
     def _one_model(self) -> ModelRef:
-        if self.checkpoint and (self.repo_id or self.local_dir):
+        if self.gguf_file and not self.repo_id:
+            raise ValueError("gguf_file names a file of repo_id: give repo_id too")
+        if self.checkpoint and self.local_dir:
             raise ValueError("give a catalogue checkpoint, or repo_id/local_dir, not both")
+        if self.checkpoint and self.repo_id and not self.gguf_file:
+            raise ValueError(
+                "give a catalogue checkpoint, or repo_id/local_dir, not both (repo_id goes with a "
+                "checkpoint only as the repository of a GGUF: then give gguf_file)"
+            )
         if not (self.checkpoint or self.repo_id or self.local_dir):
             raise ValueError("give one of checkpoint, repo_id or local_dir")
         if self.local_dir and not self.repo_id:

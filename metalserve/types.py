@@ -279,6 +279,16 @@ FileStem = Annotated[
     ),
 ]
 
+GgufFile = Annotated[
+    str,
+    _pattern(
+        r"(?:[A-Za-z0-9_][A-Za-z0-9._+-]{0,127}/){0,3}[A-Za-z0-9_][A-Za-z0-9._+-]{0,122}\.gguf",
+        "a .gguf file's path in the repo (A-Z a-z 0-9 . _ + -, folders with /)",
+        "write it as the Hub lists it, e.g. Q4_K_M/GLM-5.2-Q4_K_M-00001-of-00005.gguf",
+    ),
+]
+"""A GGUF inside a Hub repository: reaches the fetch's file patterns and llama-server's ``-m``."""
+
 # --------------------------------------------------------------------------- environment, flags
 
 EnvName = Annotated[

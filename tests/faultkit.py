@@ -4,7 +4,8 @@ nothing of the machine's own touched.
 
 * ``run_host_script``: a host script run as the role runs it (its own Python process), with
   Python code injected first — e.g. ``DOWNLOAD_FILLS_THE_DISK`` replaces huggingface_hub's
-  download with one that leaves a partial file and raises ``ENOSPC``.
+  download with one that leaves a partial file and raises ``ENOSPC``;
+  ``DOWNLOAD_KILLED_MID_SHARD`` kills the process while the second shard downloads.
 * ``fake_llamacpp``: a llama.cpp source folder whose ``convert_hf_to_gguf.py`` writes, fills the
   disk or hangs (``FAKE_CONVERTER``), and a ``llama-quantize`` that writes its output;
   ``FAKE_CMAKE`` builds stand-in binaries.
@@ -50,6 +51,24 @@ def _fills_the_disk(repo_id, revision=None, local_dir=None, **_):
     raise OSError(errno.ENOSPC, "No space left on device")
 
 huggingface_hub.snapshot_download = _fills_the_disk
+"""
+
+DOWNLOAD_KILLED_MID_SHARD = """
+import os, signal
+
+import huggingface_hub.file_download as file_download
+
+_http_get = file_download.http_get
+
+def _killed(url, temp_file, **kwargs):
+    # the second shard: some bytes written, then the process is gone (kill -9, a reboot)
+    if "model-00002-of-00002" in url:
+        temp_file.write(bytes(65536))
+        temp_file.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return _http_get(url, temp_file, **kwargs)
+
+file_download.http_get = _killed
 """
 
 

@@ -1,11 +1,18 @@
 """Model weights onto the host through ``huggingface_hub``: from the Hub, a site mirror
 (``HF_ENDPOINT``), or a bundle pushed from the control host — then verified and stamped.
 
-``files/fetch_weights.py`` runs in a small hub venv on the host; the token is a 0600 credential
-given as ``HF_TOKEN_PATH``, never an argument. The stamp (written last by the script) records
-every file's size; a re-run does nothing only when the stamp names this repo and revision and a
-stat of the files finds every one at its stamped size (``roles.sizes``): a shard deleted or cut
-short afterwards is fetched again.
+The download overlaps the rest of the deploy. ``install`` (run early, right after the layout)
+starts ``files/fetch_weights.py`` in a transient systemd unit (``systemd-run``, named by the plan)
+and returns; the driver, CUDA, engine and llama.cpp steps run meanwhile; ``roles.weights.ready``
+waits for the unit, with its progress lines, before the GGUF conversion and the engine need the
+files. The token is a 0600 credential given as ``HF_TOKEN_PATH`` (a path in the unit's
+environment), never an argument. With ``model.shared_dir`` only the rank-0 node downloads; the
+others wait for its stamp in the shared folder.
+
+The stamp (written last by the script) names the repo, revision and the file patterns, and records
+every file's size; a re-run does nothing only when the stamp names these weights and a stat of the
+files finds every one at its stamped size (``roles.sizes``): a shard deleted or cut short
+afterwards is fetched again.
 
 Example::
 
@@ -20,17 +27,20 @@ import shlex
 from io import StringIO
 from pathlib import Path
 
-from pyinfra import host, logger
+from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.facts.files import FileContents
 from pyinfra.operations import files, server
 
 from metalserve.plan import HostPlan, WeightsPlan
 from metalserve.sources import SourceKind
+from roles.base import say_once
 from roles.sizes import FileSizes, size_drift
 from roles.venv import ensure_venv
 
 STAMP = ".metalserve-weights.json"
+PROGRESS = ".cache/metalserve-progress.json"
+"""The fetcher's last progress line (``files/fetch_weights.py`` writes it)."""
 SCRIPT = Path(__file__).parent / "files" / "fetch_weights.py"
 
 
@@ -43,23 +53,33 @@ def read_stamp(weights: WeightsPlan) -> dict | None:
     return stamp if isinstance(stamp, dict) else None
 
 
+def stamp_names(weights: WeightsPlan, stamp: object) -> bool:
+    """The stamp is of these weights: repo, revision and the files chosen (a bundle's stamp
+    names no patterns: it holds the whole folder)."""
+    if not isinstance(stamp, dict):
+        return False
+    if (stamp.get("repo"), stamp.get("revision")) != (weights.repo_id, weights.revision):
+        return False
+    if weights.source.kind is SourceKind.BUNDLE:
+        return True
+    chosen = {"allow": list(weights.allow_patterns), "ignore": list(weights.ignore_patterns)}
+    return {k: stamp.get(k) for k in chosen} == chosen
+
+
 def is_fetched(weights: WeightsPlan) -> bool:
     """The stamp names these weights, and every file it lists is on the host at its size."""
     stamp = read_stamp(weights)
-    if not stamp or (stamp.get("repo"), stamp.get("revision")) != (
-        weights.repo_id,
-        weights.revision,
-    ):
+    if not stamp_names(weights, stamp):
         return False
+    assert stamp is not None
     sizes = stamp.get("sizes")
     if not isinstance(sizes, dict) or not sizes:
         return False  # a stamp without sizes cannot vouch for the files: fetch (and stamp) again
     drift = size_drift(sizes, host.get_fact(FileSizes, path=weights.local_dir))
     if drift:
-        host.log(
+        say_once(
             f"weights: {len(drift)} file(s) differ from the stamp ({', '.join(drift[:3])}): "
-            "fetching again",
-            log_func=logger.warning,
+            "fetching again"
         )
     return not drift
 
@@ -74,7 +94,15 @@ def bundle_sizes(folder: Path) -> dict[str, int]:
 
 
 def fetch_environment(weights: WeightsPlan) -> dict[str, str]:
-    env = {"HF_HUB_DISABLE_TELEMETRY": "1"}
+    """The download's environment: no telemetry, no progress bars in the journal (the script
+    prints its own lines), hf-xet's high-performance mode (huggingface_hub 2.4 reads no
+    ``HF_HUB_ENABLE_HF_TRANSFER`` any more; hf-xet reads ``HF_XET_HIGH_PERFORMANCE``), the mirror,
+    and the token's file path."""
+    env = {
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+        "HF_XET_HIGH_PERFORMANCE": "1",
+    }
     if weights.source.kind is SourceKind.MIRROR and weights.source.endpoint:
         env["HF_ENDPOINT"] = weights.source.endpoint
     if weights.token_file:
@@ -82,7 +110,7 @@ def fetch_environment(weights: WeightsPlan) -> dict[str, str]:
     return env
 
 
-@deploy("Weights: install")
+@deploy("Weights: start")
 def install(plan: HostPlan) -> None:
     weights = plan.weights
     if weights is None or is_fetched(weights):
@@ -104,30 +132,58 @@ def install(plan: HostPlan) -> None:
             dest=f"{weights.local_dir}/{STAMP}",
         )
         return
+    if not weights.fetches:
+        return  # the rank-0 node downloads into the shared folder; roles.weights.ready waits
     ensure_venv(weights.hub_venv, weights.hub_requirements, weights.python)
-    script = f"{plan.layout.bin}/fetch_weights.py"
-    files.put(name="Weights fetcher", src=str(SCRIPT), dest=script, mode="755")
+    files.put(name="Weights fetcher", src=str(SCRIPT), dest=script_path(plan), mode="755")
     server.shell(
-        name=f"Fetch and verify {weights.repo_id}@{weights.revision}",
-        commands=[fetch_command(weights, script)],
-        _env=fetch_environment(weights),
+        name=f"Start fetching {weights.repo_id}@{weights.revision} ({weights.unit})",
+        commands=[start_command(weights, script_path(plan))],
     )
 
 
+def script_path(plan: HostPlan) -> str:
+    return f"{plan.layout.bin}/fetch_weights.py"
+
+
+def fetch_argv(weights: WeightsPlan, script: str) -> list[str]:
+    """The fetcher under a lock (flock: a fetch orphaned by a killed deploy may still run)."""
+    return [
+        "flock",
+        f"{weights.local_dir}.lock",
+        f"{weights.hub_venv}/bin/python",
+        script,
+        *("--repo", weights.repo_id, "--revision", weights.revision),
+        *("--local-dir", weights.local_dir),
+        *(arg for pattern in weights.allow_patterns for arg in ("--allow", pattern)),
+        *(arg for pattern in weights.ignore_patterns for arg in ("--ignore", pattern)),
+        *("--max-workers", str(weights.max_workers)),
+        *("--progress-every", str(weights.progress_every_s)),
+    ]
+
+
 def fetch_command(weights: WeightsPlan, script: str) -> str:
-    """The fetcher under a lock, every value one shell word (flock: a fetch orphaned by a killed
-    deploy may still run)."""
-    return shlex.join(
-        [
-            "flock",
-            f"{weights.local_dir}.lock",
-            f"{weights.hub_venv}/bin/python",
-            script,
-            "--repo",
-            weights.repo_id,
-            "--revision",
-            weights.revision,
-            "--local-dir",
-            weights.local_dir,
-        ]
+    """The fetcher as one shell line, every value one shell word."""
+    return shlex.join(fetch_argv(weights, script))
+
+
+def start_command(weights: WeightsPlan, script: str) -> str:
+    """Start the download as a transient unit, unless it runs already (a deploy killed and run
+    again finds it); a unit left failed by an earlier run is reset first. The unit's environment
+    holds the token's path, never the token."""
+    unit = shlex.quote(f"{weights.unit}.service")
+    run = [
+        "systemd-run",
+        f"--unit={weights.unit}",
+        f"--description=metalserve weights {weights.repo_id}@{weights.revision}",
+        "--property=Type=exec",  # systemd-run fails at once when the fetcher cannot start
+        "--property=UMask=0022",  # the engine's own user reads the files
+        "--quiet",
+        *(f"--setenv={k}={v}" for k, v in sorted(fetch_environment(weights).items())),
+        *fetch_argv(weights, script),
+    ]
+    progress = shlex.quote(f"{weights.local_dir}/{PROGRESS}")
+    return (
+        f"systemctl is-active --quiet {unit} || {{ systemctl reset-failed {unit} 2>/dev/null; "
+        f"rm -f {progress}; {shlex.join(run)}; }}"
     )

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,12 +14,21 @@ from pathlib import Path
 import pytest
 
 from metalserve.artefacts.tinymodel import tiny_moe_checkpoint
+from metalserve.checkpoint import WeightFormat
 from metalserve.mirror.hub import running_mirror
 from metalserve.mirror.index import publish
-from tests.faultkit import DOWNLOAD_FILLS_THE_DISK, FETCH_WEIGHTS, TRACEBACK, run_host_script
+from metalserve.weights import allow_patterns, ignore_patterns
+from tests.faultkit import (
+    DOWNLOAD_FILLS_THE_DISK,
+    DOWNLOAD_KILLED_MID_SHARD,
+    FETCH_WEIGHTS,
+    TRACEBACK,
+    run_host_script,
+)
 
 REPO = "metalserve/tiny-moe"
 SHARD = "model-00002-of-00002.safetensors"
+STAMP = ".metalserve-weights.json"
 
 
 @pytest.fixture
@@ -37,6 +48,11 @@ def _fetch(endpoint: str, local_dir: Path, *extra: str, token: Path | None = Non
     return run_host_script(FETCH_WEIGHTS, args, env, inject)
 
 
+def summary(result: subprocess.CompletedProcess[str]) -> dict:
+    """The script's last stdout line: its JSON summary (progress lines come before it)."""
+    return json.loads(result.stdout.splitlines()[-1])
+
+
 def test_it_downloads_verifies_and_stamps_then_does_nothing_the_second_time(
     endpoint: str, tmp_path: Path
 ) -> None:
@@ -47,13 +63,13 @@ def test_it_downloads_verifies_and_stamps_then_does_nothing_the_second_time(
 
     first = _fetch(endpoint, local, token=token)
     assert first.returncode == 0, first.stderr
-    summary = json.loads(first.stdout)
-    assert (summary["changed"], summary["files"], summary["verified"]) == (True, 9, 9)
+    done = summary(first)
+    assert (done["changed"], done["files"], done["verified"]) == (True, 9, 9)
     stamp = json.loads((local / ".metalserve-weights.json").read_text())
-    assert stamp["commit"] == summary["commit"]
+    assert stamp["commit"] == done["commit"]
 
     second = _fetch(endpoint, local, token=token)
-    assert json.loads(second.stdout)["changed"] is False
+    assert summary(second)["changed"] is False
 
 
 def test_the_token_never_appears_in_argv_and_a_loose_token_file_is_refused(
@@ -104,7 +120,7 @@ def test_a_mirror_guarded_by_a_token_serves_the_host_that_holds_it(tmp_path: Pat
     assert "401 Unauthorized" in refused.stderr and "not-the-mirror-token" not in refused.stderr
     assert not any((tmp_path / "refused").glob("*.safetensors"))
     assert fetched.returncode == 0, fetched.stderr
-    assert json.loads(fetched.stdout)["verified"] == 9
+    assert summary(fetched)["verified"] == 9
 
 
 def test_the_stamp_records_every_file_size(endpoint: str, tmp_path: Path) -> None:
@@ -131,7 +147,7 @@ def test_a_shard_cut_short_or_deleted_after_the_stamp_is_fetched_again(
     again = _fetch(endpoint, local)
 
     assert again.returncode == 0, again.stderr
-    assert json.loads(again.stdout)["changed"] is True
+    assert summary(again)["changed"] is True
     assert (local / SHARD).stat().st_size == size
     assert json.loads((local / ".metalserve-weights.json").read_text())["sizes"][SHARD] == size
 
@@ -165,5 +181,124 @@ def test_a_stamp_left_half_written_by_a_killed_run_is_cleaned_up(
     orphan = local / ".metalserve-weights.json.k1ll3d"
     orphan.write_text('{"repo": "metalserve/tiny-mo')
 
-    assert json.loads(_fetch(endpoint, local).stdout)["changed"] is False
+    assert summary(_fetch(endpoint, local))["changed"] is False
     assert not orphan.exists()
+
+
+# --------------------------------------------------------------------------- at scale
+
+SAFETENSORS = WeightFormat.SAFETENSORS
+PROGRESS_LINE = re.compile(
+    r"weights: (?P<done>[\d.]+) of (?P<total>[\d.]+) GB \((?P<percent>[\d.]+) %\), "
+    r"(?P<rate>[\d.]+) MB/s, (?P<files_done>\d+) of (?P<files>\d+) files, (?P<verified>\d+) verified"
+)
+GET = re.compile(r'"GET /metalserve/tiny-moe/resolve/[0-9a-f]+/(\S+) HTTP/1\.1"')
+
+
+def selection(fmt: WeightFormat = SAFETENSORS, gguf_file: str | None = None) -> list[str]:
+    """The script's flags for the files the core selects, as the role passes them."""
+    return [*(a for p in allow_patterns(fmt, gguf_file) for a in ("--allow", p)),
+            *(a for p in ignore_patterns(fmt) for a in ("--ignore", p))]  # fmt: skip
+
+
+def served() -> dict[str, int]:
+    """What the mirror serves of the tiny checkpoint (all but its manifest), with sizes."""
+    source = tiny_moe_checkpoint(seed=0).path
+    return {p.name: p.stat().st_size for p in source.iterdir() if p.name != "manifest.json"}
+
+
+def whole_files(local: Path) -> set[str]:
+    return {n for n, size in served().items() if (local / n).is_file()
+            and (local / n).stat().st_size == size}  # fmt: skip
+
+
+def test_only_the_files_the_core_selects_are_fetched_and_the_stamp_names_the_choice(
+    endpoint: str, tmp_path: Path
+) -> None:
+    local = tmp_path / "m"
+    result = _fetch(endpoint, local, *selection())
+    assert result.returncode == 0, result.stderr
+    wanted = set(served()) - {"README.md"}  # the model card is not part of the model
+    assert {p.name for p in local.iterdir() if p.is_file()} == wanted | {STAMP}
+    stamp = json.loads((local / STAMP).read_text())
+    assert (stamp["allow"], stamp["ignore"]) == (list(allow_patterns(SAFETENSORS)), ["original/*"])
+    assert (summary(result)["files"], summary(result)["verified"]) == (8, 8)
+    # asked for every file instead, the stamp no longer vouches: the model card is fetched
+    everything = _fetch(endpoint, local)
+    assert summary(everything)["changed"] is True and (local / "README.md").is_file()
+
+
+def test_a_repo_without_the_weights_the_core_expects_is_one_line(
+    endpoint: str, tmp_path: Path
+) -> None:
+    result = _fetch(endpoint, tmp_path / "m", *selection(WeightFormat.GGUF, "model-Q4_K_M.gguf"))
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "expected files matching model-Q4_K_M.gguf, found none among its 9 files" in (
+        result.stderr
+    )
+    assert not (tmp_path / "m" / STAMP).exists()
+
+
+def test_progress_gives_bytes_total_rate_and_files_and_never_the_token(
+    endpoint: str, tmp_path: Path
+) -> None:
+    token = tmp_path / "token"
+    token.write_text("hf_progress_secret\n")
+    token.chmod(0o600)
+    local = tmp_path / "m"
+    result = _fetch(endpoint, local, *selection(), "--progress-every", "0.01", token=token)
+    assert result.returncode == 0, result.stderr
+
+    lines = [PROGRESS_LINE.fullmatch(x) for x in result.stdout.splitlines()[:-1]]
+    assert lines and all(lines), result.stdout
+    total = sum(size for name, size in served().items() if name != "README.md")
+    first, last = lines[0], lines[-1]
+    assert first and last and (first["files_done"], first["files"]) == ("0", "8")
+    assert (last["percent"], last["files_done"], last["verified"]) == ("100.0", "8", "8")
+    progress = json.loads((local / ".cache/metalserve-progress.json").read_text())
+    assert (progress["phase"], progress["done"], progress["total"]) == ("verified", total, total)
+    written = [result.stdout, result.stderr, *(p.read_text(errors="replace")
+               for p in local.rglob("*") if p.is_file() and p.stat().st_size < 100_000)]  # fmt: skip
+    assert not [text for text in written if "hf_progress_secret" in text]
+
+
+def test_a_killed_download_rerun_fetches_only_the_unfinished_files(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    publish(tmp_path / "hub", REPO, tiny_moe_checkpoint(seed=0).path)
+    local = tmp_path / "m"
+    with running_mirror(tmp_path / "hub", verbose=True) as url:
+        killed = _fetch(url, local, "--max-workers", "1", inject=DOWNLOAD_KILLED_MID_SHARD)
+        before = whole_files(local)
+        orphans = list(local.rglob("*.incomplete"))
+        capfd.readouterr()
+        again = _fetch(url, local, "--max-workers", "1")
+        fetched = GET.findall(capfd.readouterr().err)
+
+    assert killed.returncode == -signal.SIGKILL
+    assert "model-00001-of-00002.safetensors" in before and SHARD not in before
+    assert orphans, "the killed shard's partial file was left behind"
+    assert again.returncode == 0, again.stderr
+    assert sorted(fetched) == sorted(set(served()) - before)
+    assert summary(again)["verified"] == len(served())
+    assert not list(local.rglob("*.incomplete")), "the orphaned partial file is removed"
+
+
+def test_a_gguf_repository_gives_every_part_of_the_chosen_split_and_nothing_else(
+    tmp_path: Path,
+) -> None:
+    """Seed 000's 4090 path: a repository holding several quants, the chosen one in parts."""
+    repo = tmp_path / "gguf-repo"
+    parts = [f"Q4_K_M/GLM-Q4_K_M-0000{i}-of-00003.gguf" for i in range(1, 4)]
+    others = ["Q8_0/GLM-Q8_0-00001-of-00002.gguf", "Q8_0/GLM-Q8_0-00002-of-00002.gguf",
+              "GLM-Q2_K.gguf", "README.md"]  # fmt: skip
+    for i, name in enumerate(parts + others):
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        (repo / name).write_bytes(bytes([i]) * (1000 + i))
+    publish(tmp_path / "hub", "acme/glm-gguf", repo)
+    local = tmp_path / "m"
+    with running_mirror(tmp_path / "hub") as url:
+        result = _fetch(url, local, *selection(WeightFormat.GGUF, parts[0]), repo="acme/glm-gguf")
+    assert result.returncode == 0, result.stderr
+    got = sorted(p.relative_to(local).as_posix() for p in local.rglob("*.gguf"))
+    assert got == parts and summary(result)["verified"] == 3

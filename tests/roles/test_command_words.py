@@ -38,7 +38,10 @@ def _weights_argv(plan: HostPlan) -> list[str]:
     w = plan.weights
     assert w is not None
     return ["flock", f"{w.local_dir}.lock", f"{w.hub_venv}/bin/python", SCRIPT, "--repo",
-            w.repo_id, "--revision", w.revision, "--local-dir", w.local_dir]  # fmt: skip
+            w.repo_id, "--revision", w.revision, "--local-dir", w.local_dir,
+            *(a for p in w.allow_patterns for a in ("--allow", p)),
+            *(a for p in w.ignore_patterns for a in ("--ignore", p)),
+            "--max-workers", str(w.max_workers), "--progress-every", str(w.progress_every_s)]  # fmt: skip
 
 
 def test_the_weights_command_splits_into_the_plans_values() -> None:

@@ -7,25 +7,38 @@ needs comes from the environment or flags, never a secret on the command line:
 * ``HF_ENDPOINT``: the Hub or a mirror (``metalserve mirror serve``);
 * ``HF_TOKEN_PATH``: a 0600 file holding the token, read by ``huggingface_hub`` itself.
 
-Steps: list the repo at the revision → remove any file whose size is not the Hub's (cut short by a
-full disk, damaged afterwards) and the stamp → refuse if the free space is short →
-``snapshot_download`` into ``--local-dir`` (finished files are skipped on a re-run; a killed file
-starts again) → verify every file against the Hub's checksums (sha256 for LFS, git blob sha1
-otherwise) → write ``.metalserve-weights.json`` last, atomically, with every file's size. The stamp
+Steps: list the repo at the revision and keep the files ``--allow``/``--ignore`` select (fnmatch
+patterns, as ``snapshot_download`` matches them; the first ``--allow`` names the weights and must
+match) → remove any kept file whose size is not the Hub's (cut short by a full disk, damaged
+afterwards) and the stamp → refuse if the free space is short → ``snapshot_download`` of those
+files, ``--max-workers`` at once, into ``--local-dir`` → verify every kept file against the Hub's
+checksums (sha256 for LFS files, git blob sha1 otherwise; files finished early are hashed while
+the others download, and a file hashed by an earlier run at the same size and time is not hashed
+again) → write ``.metalserve-weights.json`` last, atomically, with every file's size. The stamp
 is what tells the role it is done; the sizes let the role notice, with a stat, a file deleted or
 truncated afterwards. A full disk is one line naming how much to free where; the partial downloads
 are removed, and no stamp is written.
 
+Every ``--progress-every`` seconds one line goes to stdout (the unit's journal) and to
+``.cache/metalserve-progress.json`` (read by the deploy, and by the other nodes of a cluster that
+share the folder): bytes done, total, rate, files. A killed or failed run leaves its finished files
+in place and the next run skips them; huggingface_hub 2.4 does not resume a file it was
+downloading across runs (each run writes its own ``.incomplete`` file and removes it on failure),
+so that one file starts again from zero.
+
 Example::
 
     HF_ENDPOINT=http://10.77.1.1:8090 /opt/metalserve/hub-venv/bin/python fetch_weights.py \\
-        --repo metalserve/tiny-moe --revision main --local-dir /var/lib/metalserve/models/tiny-moe
+        --repo metalserve/tiny-moe --revision main --local-dir /var/lib/metalserve/models/tiny-moe \\
+        --allow '*.safetensors' --allow '*.json' --ignore 'original/*' --max-workers 16
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
+import hashlib
 import json
 import math
 import os
@@ -33,7 +46,12 @@ import shutil
 import stat
 import sys
 import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from fnmatch import fnmatch
 from pathlib import Path
+from typing import Any
 
 STAMP = ".metalserve-weights.json"
 EXIT_OPERATOR_ERROR = 2
@@ -41,6 +59,11 @@ PARTIAL_DOWNLOADS = ".cache/huggingface/download"
 """Where ``snapshot_download(local_dir=...)`` keeps its ``.incomplete`` files (huggingface_hub
 ``_local_folder.get_local_download_paths``)."""
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+PROGRESS = ".cache/metalserve-progress.json"
+"""The last progress line, for the deploy and for nodes sharing the folder."""
+VERIFIED = ".cache/metalserve-verified.json"
+"""Files already hashed: path → [size, mtime_ns, expected hash, matched]."""
+HASH_CHUNK = 8 * 1024 * 1024
 
 
 class FetchError(Exception):
@@ -69,23 +92,32 @@ def read_stamp(local_dir: Path) -> dict[str, object] | None:
         return None
 
 
-def _write_stamp(local_dir: Path, stamp: dict[str, object]) -> None:
-    with tempfile.NamedTemporaryFile("w", dir=local_dir, prefix=f"{STAMP}.", delete=False) as tmp:
+def _write_json(path: Path, document: object, indent: int | None = 2) -> None:
+    """Atomically: a temporary name beside ``path``, then a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f"{path.name}.",
+                                     delete=False) as tmp:  # fmt: skip
         try:
-            json.dump(stamp, tmp, indent=2, sort_keys=True)
+            json.dump(document, tmp, indent=indent, sort_keys=True)
             tmp.write("\n")
             tmp.flush()
         except OSError:
             Path(tmp.name).unlink(missing_ok=True)
             raise
     os.chmod(tmp.name, 0o644)
-    os.replace(tmp.name, local_dir / STAMP)
+    os.replace(tmp.name, path)
+
+
+def _write_stamp(local_dir: Path, stamp: dict[str, object]) -> None:
+    _write_json(local_dir / STAMP, stamp)
 
 
 def remove_partials(local_dir: Path, downloads: bool = True) -> list[Path]:
     """Delete what a cut-short run leaves behind: this script's unfinished stamp files and, with
-    ``downloads``, huggingface_hub's ``.incomplete`` files (kept otherwise: a re-run resumes
-    them). Returns what it removed."""
+    ``downloads``, huggingface_hub's ``.incomplete`` files. Each download writes its own
+    ``<etag>.<uuid>.incomplete`` and removes it when it fails, but a killed process leaves it, and
+    no later run reads it again (huggingface_hub 2.4 ``_download_to_tmp_and_move``): the run
+    holding the lock removes them. Returns what it removed."""
     leftovers = list(local_dir.glob(f"{STAMP}.*"))
     if downloads:
         leftovers += (local_dir / PARTIAL_DOWNLOADS).glob("**/*.incomplete")
@@ -123,8 +155,187 @@ def _intact(local_dir: Path, stamp: dict[str, object]) -> bool:
     return all((local_dir / n).is_file() for n in sizes) and not wrong_sized(local_dir, sizes)
 
 
-def fetch(repo: str, revision: str, local_dir: Path, headroom: float) -> dict[str, object]:
-    from huggingface_hub import HfApi, snapshot_download
+def _hash(path: Path, algorithm: str) -> str:
+    """sha256 of an LFS file, or git's blob sha1 (``blob <size>\\0`` then the bytes) of another."""
+    digest = hashlib.sha256() if algorithm == "sha256" else hashlib.sha1()  # noqa: S324 - git's
+    if algorithm != "sha256":
+        digest.update(f"blob {path.stat().st_size}\0".encode())
+    with path.open("rb") as stream:
+        while chunk := stream.read(HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def expected_hash(remote: Any) -> tuple[str, str]:
+    """What the Hub lists for a file: ``lfs.sha256`` for an LFS file, else its git blob id."""
+    lfs = getattr(remote, "lfs", None)
+    sha256 = getattr(lfs, "sha256", None) if lfs is not None else None
+    return ("sha256", str(sha256).lower()) if sha256 else ("git-sha1", str(remote.blob_id).lower())
+
+
+class Verifier:
+    """Checks files against the Hub's checksums, each once: a result holds while the file keeps
+    the size and modification time it was hashed at (kept in ``VERIFIED`` across runs)."""
+
+    def __init__(self, local_dir: Path, remote: dict[str, Any]) -> None:
+        self.local_dir, self.remote = local_dir, remote
+        self.lock = threading.Lock()
+        try:
+            known = json.loads((local_dir / VERIFIED).read_text())
+        except (OSError, ValueError):
+            known = {}
+        self.known: dict[str, list[Any]] = known if isinstance(known, dict) else {}
+
+    def check(self, name: str) -> bool | None:
+        """True/False: the file matches the Hub's checksum or not; None: not complete yet."""
+        try:
+            st = (self.local_dir / name).stat()
+        except FileNotFoundError:
+            return None
+        if st.st_size != self.remote[name].size:
+            return None
+        algorithm, expected = expected_hash(self.remote[name])
+        key = [st.st_size, st.st_mtime_ns, expected]
+        with self.lock:
+            cached = self.known.get(name)
+        if isinstance(cached, list) and cached[:3] == key:
+            return bool(cached[3])
+        ok = _hash(self.local_dir / name, algorithm) == expected
+        with self.lock:
+            self.known[name] = [*key, ok]
+        return ok
+
+    def verified(self) -> int:
+        with self.lock:
+            return sum(1 for entry in self.known.values() if entry[3])
+
+    def save(self) -> None:
+        with self.lock:
+            known = dict(self.known)
+        _write_json(self.local_dir / VERIFIED, {n: v for n, v in known.items() if n in self.remote},
+                    indent=None)  # fmt: skip
+
+
+def _megabytes(rate: float) -> str:
+    return f"{max(rate, 0) / 1e6:.1f}"
+
+
+class Progress:
+    """Bytes on disk against the total, every ``every`` seconds: finished files at their size and
+    the ``.incomplete`` files huggingface_hub is writing."""
+
+    def __init__(self, local_dir: Path, sizes: dict[str, int], verifier: Verifier | None,
+                 every: float) -> None:  # fmt: skip
+        self.local_dir, self.sizes, self.verifier, self.every = local_dir, sizes, verifier, every
+        self.last: tuple[float, int] | None = None
+
+    def done(self) -> tuple[int, int]:
+        """Bytes on disk and files finished."""
+        finished = [n for n, s in self.sizes.items()
+                    if (self.local_dir / n).is_file() and (self.local_dir / n).stat().st_size == s]  # fmt: skip
+        partial = sum(p.stat().st_size for p in
+                      (self.local_dir / PARTIAL_DOWNLOADS).glob("**/*.incomplete") if p.is_file())  # fmt: skip
+        return sum(self.sizes[n] for n in finished) + partial, len(finished)
+
+    def report(self, phase: str, line: str | None = None) -> dict[str, object]:
+        done, files_done = self.done()
+        now = time.monotonic()
+        rate = (
+            (done - self.last[1]) / (now - self.last[0])
+            if self.last and now > self.last[0]
+            else 0.0
+        )
+        self.last = (now, done)
+        total = sum(self.sizes.values())
+        verified = self.verifier.verified() if self.verifier else 0
+        percent = 100 * done / total if total else 100.0
+        line = line or (
+            f"weights: {gigabytes(done, up=False)} of {gigabytes(total)} GB ({percent:.1f} %), "
+            f"{_megabytes(rate)} MB/s, {files_done} of {len(self.sizes)} files, {verified} verified"
+        )
+        document = {"phase": phase, "done": done, "total": total, "rate": round(rate),
+                    "files_done": files_done, "files": len(self.sizes), "verified": verified,
+                    "line": line, "updated": time.time()}  # fmt: skip
+        _write_json(self.local_dir / PROGRESS, document, indent=None)
+        print(line, flush=True)
+        return document
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.wait(self.every):
+            self.report("download")
+
+
+def _verify_early(verifier: Verifier, names: list[str], stop: threading.Event) -> None:
+    """Hash files as they finish, while the others download (a download renames a file into
+    place only once it is whole)."""
+    pending = list(names)
+    while pending and not stop.is_set():
+        pending = [n for n in pending if verifier.check(n) is None]
+        stop.wait(1.0)
+
+
+def report_failure(local_dir: Path, line: str) -> None:
+    """The last progress says the run failed, and why (for nodes waiting on a shared folder)."""
+    with contextlib.suppress(OSError):  # the folder itself is the problem: the line says so
+        _write_json(local_dir / PROGRESS, {"phase": "failed", "line": line,
+                                           "updated": time.time()}, indent=None)  # fmt: skip
+
+
+class Options:
+    def __init__(self, allow: list[str], ignore: list[str], max_workers: int,
+                 progress_every: float, headroom: float) -> None:  # fmt: skip
+        self.allow, self.ignore, self.max_workers = allow, ignore, max_workers
+        self.progress_every, self.headroom = progress_every, headroom
+
+
+def _selected(repo: str, commit: str, files: list[Any], opts: Options) -> list[Any]:
+    from huggingface_hub.utils import filter_repo_objects
+
+    kept = list(filter_repo_objects(files, allow_patterns=opts.allow or None,
+                                    ignore_patterns=opts.ignore or None, key=lambda f: f.path))  # fmt: skip
+    if opts.allow and not any(fnmatch(f.path, opts.allow[0]) for f in kept):
+        raise FetchError(f"{repo}@{commit[:12]}: expected files matching {opts.allow[0]}, found "
+                         f"none among its {len(files)} files — fix: check model.repo_id (a "
+                         "safetensors checkpoint) or model.gguf_file (the path the Hub lists)")  # fmt: skip
+    return kept
+
+
+def _download(repo: str, commit: str, local_dir: Path, opts: Options, remote: dict[str, Any],
+              verifier: Verifier) -> None:  # fmt: skip
+    from huggingface_hub import snapshot_download
+
+    progress = Progress(local_dir, {n: f.size for n, f in remote.items()}, verifier,
+                        opts.progress_every)  # fmt: skip
+    progress.report("download")
+    stop = threading.Event()
+    helpers = [threading.Thread(target=progress.run, args=(stop,), daemon=True),
+               threading.Thread(target=_verify_early, args=(verifier, sorted(remote), stop),
+                                daemon=True)]  # fmt: skip
+    for helper in helpers:
+        helper.start()
+    try:
+        snapshot_download(repo, revision=commit, local_dir=local_dir,
+                          allow_patterns=opts.allow or None, ignore_patterns=opts.ignore or None,
+                          max_workers=opts.max_workers)  # fmt: skip
+    finally:
+        stop.set()
+        for helper in helpers:
+            helper.join()
+        verifier.save()
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        checked = dict(zip(remote, pool.map(verifier.check, remote), strict=True))
+    verifier.save()
+    bad = sorted(n for n, ok in checked.items() if not ok)
+    if bad:
+        raise FetchError(f"{repo}@{commit[:12]}: expected every file to match the Hub's "
+                         f"checksum, found {len(bad)} that do not ({', '.join(bad[:3])})"
+                         " — fix: delete them and run again; if it repeats, the source is "
+                         "corrupt")  # fmt: skip
+    progress.report("verified")
+
+
+def fetch(repo: str, revision: str, local_dir: Path, opts: Options) -> dict[str, object]:
+    from huggingface_hub import HfApi
     from huggingface_hub.hf_api import RepoFile
 
     _check_token_file()
@@ -135,41 +346,38 @@ def fetch(repo: str, revision: str, local_dir: Path, headroom: float) -> dict[st
                          "fix: point HF_ENDPOINT at the Hub or a metalserve mirror")  # fmt: skip
     stamp = read_stamp(local_dir)
     if local_dir.is_dir():
-        remove_partials(local_dir, downloads=False)  # a killed run's unfinished stamp
+        remove_partials(local_dir)  # a killed run's unfinished stamp and partial files
+    chosen = {"allow": opts.allow, "ignore": opts.ignore}
     if (stamp and stamp.get("repo") == repo and stamp.get("commit") == commit
-            and _intact(local_dir, stamp)):  # fmt: skip
+            and {k: stamp.get(k) for k in chosen} == chosen and _intact(local_dir, stamp)):  # fmt: skip
         return {**stamp, "changed": False}
 
-    files = [f for f in api.list_repo_tree(repo, revision=commit, recursive=True)
-             if isinstance(f, RepoFile)]  # fmt: skip
-    sizes = {f.path: f.size for f in files}
+    listed = [f for f in api.list_repo_tree(repo, revision=commit, recursive=True)
+              if isinstance(f, RepoFile)]  # fmt: skip
+    remote = {f.path: f for f in _selected(repo, commit, listed, opts)}
+    sizes = {name: f.size for name, f in remote.items()}
     local_dir.mkdir(parents=True, exist_ok=True)
     (local_dir / STAMP).unlink(missing_ok=True)  # no stamp may outlive the files it describes
     for name in wrong_sized(local_dir, sizes):
         (local_dir / name).unlink()  # cut short or damaged: fetched again whole
-    needed = int(bytes_to_fetch(local_dir, sizes) * headroom)
+    needed = int(bytes_to_fetch(local_dir, sizes) * opts.headroom)
     free = shutil.disk_usage(local_dir).free
     if free < needed:
         raise FetchError(f"{local_dir}: expected {needed} free bytes for {repo}@{commit[:12]} "
-                         f"({len(files)} files), found {free} — fix: free space or choose "
+                         f"({len(remote)} files), found {free} — fix: free space or choose "
                          "another models directory")  # fmt: skip
+    verifier = Verifier(local_dir, remote)
     try:
-        snapshot_download(repo, revision=commit, local_dir=local_dir)
-        check = api.verify_repo_checksums(repo, revision=commit, local_dir=local_dir)
-        if check.mismatches or check.missing_paths:
-            bad = [m["path"] for m in check.mismatches] + list(check.missing_paths)
-            raise FetchError(f"{repo}@{commit[:12]}: expected every file to match the Hub's "
-                             f"checksum, found {len(bad)} that do not ({', '.join(sorted(bad)[:3])})"
-                             " — fix: delete them and run again; if it repeats, the source is "
-                             "corrupt")  # fmt: skip
-        stamp = {"repo": repo, "revision": revision, "commit": commit, "files": len(files),
-                 "bytes": sum(sizes.values()), "verified": check.checked_count, "sizes": sizes}  # fmt: skip
+        _download(repo, commit, local_dir, opts, remote, verifier)
+        stamp = {"repo": repo, "revision": revision, "commit": commit, "files": len(remote),
+                 "bytes": sum(sizes.values()), "verified": verifier.verified(), "sizes": sizes,
+                 **chosen}  # fmt: skip
         _write_stamp(local_dir, stamp)
     except OSError as error:
         if error.errno not in DISK_FULL:
             raise
         remove_partials(local_dir)
-        still = int(bytes_to_fetch(local_dir, sizes) * headroom)
+        still = int(bytes_to_fetch(local_dir, sizes) * opts.headroom)
         free = shutil.disk_usage(local_dir).free
         raise FetchError(f"{local_dir}: expected room for {repo}@{commit[:12]}, found the disk "
                          f"full ({os.strerror(error.errno)}) — fix: free space at {local_dir} "
@@ -179,34 +387,47 @@ def fetch(repo: str, revision: str, local_dir: Path, headroom: float) -> dict[st
     return {**stamp, "changed": True}
 
 
+def _operator_line(error: BaseException, args: argparse.Namespace) -> str | None:
+    """One line for an error the operator can fix; None for a bug (its traceback is kept)."""
+    if isinstance(error, FetchError):
+        return f"error: {error}"
+    if type(error).__module__.startswith(("huggingface_hub", "httpx")):
+        endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+        found = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        return (f"error: {args.repo}@{args.revision}: expected {endpoint} to serve it, found "
+                f"{found} — fix: check the repo id, revision, token file and HF_ENDPOINT")  # fmt: skip
+    if isinstance(error, OSError):
+        where = error.filename or args.local_dir
+        return (f"error: {where}: expected to write {args.repo} there, found "
+                f"{error.strerror or error} — fix: check the directory's owner, mode and disk, "
+                "then run again")  # fmt: skip
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repo", required=True, help="ORG/NAME on the Hub or the mirror")
     parser.add_argument("--revision", default="main")
     parser.add_argument("--local-dir", required=True, type=Path)
+    parser.add_argument("--allow", action="append", default=[],
+                        help="fetch only files matching (fnmatch); the first names the weights")  # fmt: skip
+    parser.add_argument("--ignore", action="append", default=[], help="leave out matching files")
+    parser.add_argument("--max-workers", type=int, default=8, help="files fetched at once")
+    parser.add_argument("--progress-every", type=float, default=10.0, help="seconds between lines")
     parser.add_argument("--headroom", type=float, default=1.05,
                         help="free space asked for, as a multiple of the bytes still to fetch")  # fmt: skip
     args = parser.parse_args(argv)
+    opts = Options(args.allow, args.ignore, args.max_workers, args.progress_every, args.headroom)
     try:
-        fetched = fetch(args.repo, args.revision, args.local_dir, args.headroom)
+        fetched = fetch(args.repo, args.revision, args.local_dir, opts)
         summary = json.dumps({k: v for k, v in fetched.items() if k != "sizes"})
-    except FetchError as error:
-        parser.exit(EXIT_OPERATOR_ERROR, f"error: {error}\n")
     except Exception as error:
-        if type(error).__module__.startswith(("huggingface_hub", "httpx")):
-            endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
-            found = (str(error).strip().splitlines() or [type(error).__name__])[0]
-            parser.exit(EXIT_OPERATOR_ERROR,
-                        f"error: {args.repo}@{args.revision}: expected {endpoint} to serve it, "
-                        f"found {found} — fix: check the repo id, revision, token file and "
-                        "HF_ENDPOINT\n")  # fmt: skip
-        if not isinstance(error, OSError):
+        line = _operator_line(error, args)
+        if line is None:
+            report_failure(args.local_dir, f"error: {type(error).__name__}: {error}")
             raise
-        where = error.filename or args.local_dir
-        parser.exit(EXIT_OPERATOR_ERROR,
-                    f"error: {where}: expected to write {args.repo} there, found "
-                    f"{error.strerror or error} — fix: check the directory's owner, mode and "
-                    "disk, then run again\n")  # fmt: skip
+        report_failure(args.local_dir, line)
+        parser.exit(EXIT_OPERATOR_ERROR, f"{line}\n")
     print(summary)
     return 0
 
