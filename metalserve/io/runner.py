@@ -46,13 +46,19 @@ class DeployRun:
             return False
         return True
 
-    def stage_seconds(self) -> dict[str, float]:
-        """Seconds per stage (the @deploy name before ' | '), from one start to the next."""
-        stages: dict[str, float] = {}
+    def operation_seconds(self) -> list[tuple[str, float]]:
+        """Each operation as pyinfra named it, in order, with its seconds from its start to the
+        next one's (the last one's to the end of the run)."""
         marks = [*self.starts, (self.elapsed, "")]
-        for (t0, name), (t1, _) in zip(marks, marks[1:], strict=False):
+        return [(name, t1 - t0) for (t0, name), (t1, _) in zip(marks, marks[1:], strict=False)]
+
+    def stage_seconds(self) -> dict[str, float]:
+        """Seconds per stage (the @deploy name before ' | '), in the order stages first started;
+        the time before the first operation (connecting, gathering facts) is no stage's."""
+        stages: dict[str, float] = {}
+        for name, seconds in self.operation_seconds():
             stage = name.split(" | ", 1)[0]
-            stages[stage] = stages.get(stage, 0.0) + (t1 - t0)
+            stages[stage] = stages.get(stage, 0.0) + seconds
         return stages
 
 

@@ -14,20 +14,15 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import testinfra
 
-from metalserve.artefacts.wheelhouse import converter_wheelhouse, engine_wheelhouse
 from metalserve.io.runner import DeployRun, run_pyinfra
-from metalserve.sandbox import fileserver
-from metalserve.sandbox.demo import SandboxInputs, prepare_sandbox, sandbox_metalserve_data
-from metalserve.sandbox.inventory import clients, host_data
+from metalserve.sandbox.demo import prepare_sandbox
+from metalserve.sandbox.engines import VLLM_LOCK as LOCK
+from metalserve.sandbox.engines import engine_host as vllm_host
 from metalserve.sandbox.layout import default_layout
-from metalserve.sandbox.lifecycle import APT_SERVED_NAME
-from metalserve.sandbox.recipe import RootfsRecipe
-from metalserve.sandbox.standins import standin_repo
 from metalserve.sandbox.state import SandboxState
 from tests.e2e.test_stack import put_back
 
@@ -39,7 +34,6 @@ pytestmark = [
     ),
 ]
 
-LOCK = Path("locks/vllm-0.33.0-py3.11-x86_64.txt")
 UNIT = "metalserve-vllm.service"
 CRASH_REPORT_S = 60
 
@@ -49,33 +43,10 @@ def engine_host(
     sandbox: SandboxState, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[str, str]]:
     """(host name, inventory path): the last sandbox host as a one-GPU H100 PCIe vLLM node."""
-    layout = default_layout()
-    inputs: SandboxInputs = prepare_sandbox(sandbox, layout, progress=print)
-    wheels = engine_wheelhouse(LOCK, converter_wheelhouse())
-    repo = standin_repo((layout.www_dir / APT_SERVED_NAME).resolve(), RootfsRecipe().suite)
-    apt = fileserver.serve_dir(layout, "apt-nvidia", repo)
-    target = sandbox.hosts[-1]
-    base = sandbox_metalserve_data(sandbox.apt_url, inputs, clients(sandbox))
-    data = {
-        **host_data(sandbox, target),
-        "metalserve": {
-            **{k: v for k, v in base.items() if k not in ("profile", "engine")},
-            "hardware": {"gpu": "h100-pcie", "gpus_per_node": 1, "nodes": 1,
-                         "interconnect": "pcie", "host_ram_gb": 16},
-            "engine": {"name": "vllm", "max_model_len": 2048, "enforce_eager": True},
-            "sources": {
-                **base["sources"],
-                "apt": {"kind": "mirror", "url": apt},
-                "python": {"kind": "bundle", "wheelhouse": str(wheels)},
-            },
-            "service": {"health_timeout_s": 600},
-        },
-    }  # fmt: skip
-    data.pop("sandbox")
-    inventory = tmp_path_factory.mktemp("engines") / "vllm_sandbox.py"
-    inventory.write_text(f"hosts = [({target.name!r}, {data!r})]\n")
-    yield target.name, str(inventory)
-    host = testinfra.get_host(f"paramiko://{target.name}", ssh_config=str(sandbox.ssh_config))
+    inputs = prepare_sandbox(sandbox, default_layout(), progress=print)
+    engine = vllm_host(sandbox, inputs, LOCK, tmp_path_factory.mktemp("engines"))
+    yield engine.name, str(engine.inventory)
+    host = testinfra.get_host(f"paramiko://{engine.name}", ssh_config=str(sandbox.ssh_config))
     host.run(f"systemctl disable --now {UNIT}; rm -f /etc/systemd/system/{UNIT}; "
              "systemctl daemon-reload; rm -rf /opt/metalserve/venvs/vllm*")  # fmt: skip
     put_back(host)
