@@ -1,0 +1,69 @@
+"""What the download benches share: synthetic weight files, a raw copy of a mirror's files with
+curl (the yardstick), and the line that compares the two."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from urllib.parse import quote
+
+import numpy as np
+from safetensors.numpy import save_file
+
+RAW_COPY_MARK = "raw-copy"
+
+
+def synthetic_shards(folder: Path, megabytes: int, count: int, prefix: str) -> list[str]:
+    """``count`` safetensors files of random bytes (incompressible), ``megabytes`` MB (10^6 bytes)
+    in all, named ``PREFIX-0000i-of-0000n.safetensors``; their names."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    each = megabytes * 10**6 // count
+    names = []
+    for i in range(1, count + 1):
+        name = f"{prefix}-{i:05d}-of-{count:05d}.safetensors"
+        save_file({"bytes": np.frombuffer(rng.bytes(each), dtype=np.uint8)}, str(folder / name))
+        names.append(name)
+    return names
+
+
+def raw_copy_script(base_url: str, files: list[str], token_file: str | None = None) -> str:
+    """A bash script that fetches every file of ``base_url`` (``<endpoint>/<repo>/resolve/<commit>``)
+    with curl, all at once, into a scratch folder it removes; it prints ``raw-copy BYTES SECONDS``.
+    The token (if any) goes to curl on stdin (``-H @-``), never in an argument."""
+    header = (
+        f"printf 'Authorization: Bearer %s\\n' \"$(cat {shlex.quote(token_file)})\""
+        if token_file
+        else "true"
+    )
+    fetches = "\n".join(
+        f'{header} | curl -fsS -H @- -o "$dir"/{i} {shlex.quote(f"{base_url}/{quote(name)}")} &'
+        for i, name in enumerate(files)
+    )
+    return (
+        "set -e\ndir=$(mktemp -d)\nstart=$(date +%s.%N)\n"
+        f"{fetches}\n"
+        "wait\nend=$(date +%s.%N)\n"
+        "size=$(find \"$dir\" -type f -printf '%s\\n' | awk '{ s += $1 } END { print s }')\n"
+        f'echo {RAW_COPY_MARK} "$size" "$(awk "BEGIN {{ print $end - $start }}")"\n'
+        'rm -rf "$dir"\n'
+    )
+
+
+def raw_copy_result(output: str) -> tuple[int, float]:
+    """(bytes, seconds) from what ``raw_copy_script`` printed."""
+    for line in output.splitlines():
+        if line.startswith(RAW_COPY_MARK + " "):
+            _, size, seconds = line.split()
+            return int(size), float(seconds)
+    raise SystemExit(f"the raw copy printed no result:\n{output[-2000:]}")
+
+
+def compare(fetched: int, fetch_s: float, copied: int, copy_s: float) -> list[str]:
+    """The lines that compare the project's download with the raw copy of the same bytes."""
+    fetch_rate, copy_rate = fetched / fetch_s / 1e6, copied / copy_s / 1e6
+    return [
+        f"fetch_weights.py: {fetched / 1e6:9.1f} MB in {fetch_s:6.2f} s = {fetch_rate:7.1f} MB/s",
+        f"raw copy (curl):  {copied / 1e6:9.1f} MB in {copy_s:6.2f} s = {copy_rate:7.1f} MB/s",
+        f"download / raw copy: {fetch_rate / copy_rate:.2f} (goal >= 0.8)",
+    ]
