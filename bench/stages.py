@@ -1,40 +1,201 @@
-"""Wall time of each stage of the serve deploy, and of the whole, on one fresh sandbox host.
+"""Each stage of the serve deploy on one fresh sandbox host, the critical path, the wall time, and
+how far the one is from the other; the weights download's own throughput against a raw copy.
 
-    sudo .venv/bin/python bench/stages.py [--keep]
+    sudo .venv/bin/python bench/stages.py [--weights-mb 2048] [--engine vllm] [--keep]
 
-Stages are the roles' @deploy names (Packages, Layout, llama.cpp, Weights, GGUF, Service …), timed
-from pyinfra's own "Starting operation" lines. Caches on the control host (rootfs, apt repository,
-wheelhouse, ccache) are used as they are: run it twice to see cold vs warm. A report, not a test.
+What is measured:
+
+* each stage: the roles' @deploy names (``Packages: install``, ``llama.cpp: install``, ``GGUF:
+  install`` …), from one of pyinfra's "Starting operation" lines to the next
+  (``DeployRun.stage_seconds``); the time before the first operation (connecting, facts) is its
+  own stage;
+* the weights download: its transient unit on the host (started in ``Weights: start``, waited for
+  in ``Weights: wait``), from the unit's first journal line to its last (the host shares the
+  control host's clock, so it is placed on the deploy's timeline);
+* the critical path: the longest chain of stages each needing the one before
+  (``metalserve.io.stagegraph``, where the graph is), by those seconds; the wall time over it says
+  how much of what could overlap did not (the goal: at most 1.15);
+* the download's MB/s (the stamp's bytes over the unit's time, verification included) against
+  curl copying the same files from the same mirror on the same host, after the deploy;
+* with ``--engine vllm``: the host stands in for a one-GPU vLLM node (``metalserve.sandbox.engines``,
+  as the opt-in e2e run does): the wheelhouse's size, the operations that push it and install the
+  engine from its lock. With no GPU the engine cannot start, so that deploy ends failed at the
+  service, as expected.
+
+The tiny sandbox model downloads in well under a second; ``--weights-mb N`` publishes it with N MB
+of extra safetensors shards (random bytes the converter does not read: the index names only the
+model's shards) as ``metalserve/tiny-moe-bench`` on the sandbox's mirror, so the download is long
+enough to overlap. Caches on the control host (rootfs, apt repository, wheelhouses, ccache) are
+used as they are: run it twice to see cold vs warm. A report, not a test.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
 
+from _download import compare, raw_copy_result, raw_copy_script, synthetic_shards
 from _sandbox import fresh_sandbox
 
-from metalserve.io.runner import run_pyinfra
+from metalserve.io.inventory import plan_host_data
+from metalserve.io.runner import DeployRun, run_pyinfra
+from metalserve.io.stagegraph import (
+    CONNECT,
+    DOWNLOAD,
+    WAITS,
+    critical_path,
+    path_seconds,
+    unknown_stages,
+)
+from metalserve.mirror.index import publish
+from metalserve.plan import HostPlan, WeightsPlan
 from metalserve.sandbox import down
-from metalserve.sandbox.demo import INVENTORY, SERVE
+from metalserve.sandbox.demo import INVENTORY, SERVE, SandboxInputs, load_inputs, save_inputs
+from metalserve.sandbox.engines import VLLM_LOCK, engine_host
+from metalserve.sandbox.inventory import inventory_hosts
+from metalserve.sandbox.layout import default_layout
+from metalserve.sandbox.machines import ssh_argv
+from metalserve.sandbox.state import SandboxState
+from roles.weights import STAMP
+
+BENCH_REPO = "metalserve/tiny-moe-bench"
+
+
+def on_host(state: SandboxState, host: str, script: str, timeout: float = 600) -> str:
+    """Run a bash script on a sandbox host (on stdin); its output."""
+    done = subprocess.run(ssh_argv(state.ssh_config, host, "bash -s"), input=script,
+                          capture_output=True, text=True, timeout=timeout, check=False)  # fmt: skip
+    if done.returncode != 0:
+        raise SystemExit(f"on {host}: {done.stderr.strip() or done.stdout.strip()}")
+    return done.stdout
+
+
+def publish_heavier(inputs: SandboxInputs, megabytes: int) -> SandboxInputs:
+    """The tiny checkpoint with ``megabytes`` MB of extra shards, on the sandbox's mirror."""
+    with tempfile.TemporaryDirectory(prefix="bench-weights-") as scratch:
+        folder = Path(scratch) / "checkpoint"
+        shutil.copytree(inputs.checkpoint, folder)
+        synthetic_shards(folder, megabytes, max(1, megabytes // 256), "bench-extra")
+        publish(inputs.hub_root, BENCH_REPO, folder)
+    return inputs.model_copy(update={"repo_id": BENCH_REPO})
+
+
+def download_window(state: SandboxState, host: str, weights: WeightsPlan) -> tuple[float, float]:
+    """The weights unit's first and last journal lines (epoch seconds)."""
+    out = on_host(state, host, f"journalctl -u {weights.unit}.service -o short-unix -q --no-pager")
+    stamps = [float(line.split()[0]) for line in out.splitlines() if line[:1].isdigit()]
+    if not stamps:
+        raise SystemExit(f"{host}: no journal lines for {weights.unit}.service")
+    return stamps[0], stamps[-1]
+
+
+def stage_durations(run: DeployRun, window: tuple[float, float] | None) -> dict[str, float]:
+    """Seconds per stage in the order they started, with the download after ``Weights: start``."""
+    durations = {CONNECT: run.starts[0][0] if run.starts else run.elapsed}
+    for stage, seconds in run.stage_seconds().items():
+        durations[stage] = seconds
+        if stage == "Weights: start" and window is not None:
+            durations[DOWNLOAD] = window[1] - window[0]
+    return durations
+
+
+def print_stages(durations: dict[str, float], wall: float, offsets: tuple[float, float] | None,
+                 ) -> None:  # fmt: skip
+    path = critical_path(durations)
+    width = max(len(s) for s in durations)
+    for stage, seconds in durations.items():
+        mark = "*" if stage in path else " "
+        note = "  (waiting: counts 0 on a path)" if stage in WAITS else ""
+        if stage == DOWNLOAD and offsets:
+            note = f"  (on the host, from {offsets[0]:.1f} s to {offsets[1]:.1f} s of the deploy)"
+        share = "" if stage == DOWNLOAD else f"{100 * seconds / wall:5.1f} %"
+        print(f"{mark} {stage:<{width}}  {seconds:8.1f} s  {share:>7}{note}")
+    for stage in unknown_stages(durations):
+        print(f"  note: {stage!r} is not in the stage graph: taken to need every stage before it")
+    critical = path_seconds(path, durations)
+    print(f"critical path (*): {' -> '.join(path)}")
+    print(f"critical path: {critical:8.1f} s")
+    print(f"wall time:     {wall:8.1f} s")
+    print(f"wall / critical path: {wall / critical:.2f} (goal <= 1.15)")
+
+
+def download_vs_raw_copy(state: SandboxState, host: str, plan: HostPlan,
+                         seconds: float) -> None:  # fmt: skip
+    weights = plan.weights
+    assert weights is not None
+    stamp = json.loads(on_host(state, host, f"cat {weights.local_dir}/{STAMP}"))
+    base = f"{weights.source.endpoint}/{weights.repo_id}/resolve/{stamp['commit']}"
+    files = sorted(stamp["sizes"])
+    copy = on_host(state, host, raw_copy_script(base, files, weights.token_file))
+    copied, copy_s = raw_copy_result(copy)
+    if copied != stamp["bytes"]:
+        raise SystemExit(f"the raw copy got {copied} bytes of {stamp['bytes']}")
+    print(
+        f"weights {weights.repo_id}: {len(files)} files, on {host} from {weights.source.endpoint}"
+    )
+    for line in compare(int(stamp["bytes"]), seconds, copied, copy_s):
+        print(line)
+
+
+def print_engine_install(run: DeployRun, wheelhouse: Path) -> None:
+    wheels = list(wheelhouse.glob("*.whl"))
+    size = sum(w.stat().st_size for w in wheels)
+    print(f"wheelhouse: {len(wheels)} wheels, {size / 1e9:.2f} GB ({wheelhouse})")
+    for name, seconds in run.operation_seconds():
+        if "Push the wheelhouse" in name or "from its lock" in name:
+            print(f"  {name}: {seconds:.1f} s")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--weights-mb", type=int, default=0,
+                        help="MB of extra shards published with the tiny checkpoint")  # fmt: skip
+    parser.add_argument("--engine", choices=("llamacpp", "vllm"), default="llamacpp")
     parser.add_argument("--keep", action="store_true", help="leave the sandbox up")
     args = parser.parse_args()
-    fresh_sandbox(1)
-    run = run_pyinfra(INVENTORY, SERVE)
-    if run.returncode != 0:
+    state = fresh_sandbox(1)
+    layout = default_layout()
+    inputs = load_inputs(layout.run_dir)
+    assert inputs is not None
+    if args.weights_mb:
+        inputs = publish_heavier(inputs, args.weights_mb)
+        save_inputs(layout.run_dir, inputs)
+    scratch = Path(tempfile.mkdtemp(prefix="bench-stages-"))
+    if args.engine == "vllm":
+        engine = engine_host(state, inputs, VLLM_LOCK, scratch)
+        host, data, inventory = engine.name, engine.data, str(engine.inventory)
+    else:
+        host, data = inventory_hosts(state, inputs)[0]
+        inventory = INVENTORY
+    plan = plan_host_data({host: data["metalserve"]})[0]
+    assert plan.weights is not None
+
+    started = time.time()
+    run = run_pyinfra(inventory, SERVE, timeout_s=3600)
+    if run.returncode != 0 and (args.engine != "vllm" or "Install vllm" not in run.output):
         raise SystemExit(f"deploy failed:\n{run.output[-2000:]}")
-    stages = run.stage_seconds()
-    width = max(len(s) for s in stages)
-    for stage, seconds in stages.items():
-        print(f"{stage:<{width}}  {seconds:8.1f} s  {100 * seconds / run.elapsed:5.1f} %")
-    print(f"{'whole deploy':<{width}}  {run.elapsed:8.1f} s")
-    again = run_pyinfra(INVENTORY, SERVE)
-    print(f"{'no-op re-run':<{width}}  {again.elapsed:8.1f} s  ({again.totals.changed} changed)")
+    if run.returncode != 0:
+        failed = [line for line in run.output.splitlines() if "last journal lines" in line]
+        print(f"deploy ended failed, as it must with no GPU: {(failed or ['?'])[0].strip()[:300]}")
+    window = download_window(state, host, plan.weights)
+    durations = stage_durations(run, window)
+    print_stages(durations, run.elapsed, (window[0] - started, window[1] - started))
+    download_vs_raw_copy(state, host, plan, window[1] - window[0])
+    if args.engine == "vllm":
+        print_engine_install(run, engine.wheelhouse)
+    else:
+        again = run_pyinfra(inventory, SERVE)
+        print(f"no-op re-run: {again.elapsed:8.1f} s  ({again.totals.changed} changed)")
+    shutil.rmtree(scratch, ignore_errors=True)
     if not args.keep:
         down(progress=lambda _: None)
+        if args.weights_mb:
+            shutil.rmtree(inputs.hub_root / BENCH_REPO, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -28,9 +28,11 @@ VLLM_LOCK = Path(__file__).resolve().parents[2] / "locks" / "vllm-0.33.0-py3.11-
 
 @dataclass(frozen=True)
 class EngineHost:
-    """The host, the pyinfra inventory that names it, and the wheelhouse it installs from."""
+    """The host, its pyinfra host data and the inventory that holds it, and the wheelhouse it
+    installs from."""
 
     name: str
+    data: dict[str, Any]
     inventory: Path
     wheelhouse: Path
 
@@ -73,4 +75,4 @@ def engine_host(state: SandboxState, inputs: SandboxInputs, lock: Path, folder: 
     folder.mkdir(parents=True, exist_ok=True)
     inventory = folder / f"{lock.name.split('-', 1)[0]}_sandbox.py"
     inventory.write_text(f"hosts = [({target.name!r}, {data!r})]\n")
-    return EngineHost(target.name, inventory, wheels)
+    return EngineHost(target.name, data, inventory, wheels)
