@@ -1,7 +1,7 @@
-"""vLLM installed for real on a sandbox host from its lock, its flags checked by its own parser,
-its unit started — and, with no GPU, its crash loop reported within a minute.
+"""vLLM and SGLang installed for real on a sandbox host from their locks, their flags checked by
+their own parsers, their units started — and, with no GPU, the crash loop reported within a minute.
 
-Opt-in (`METALSERVE_E2E_ENGINES=1`): the lock's wheels are about 9 GB, downloaded once into the
+Opt-in (`METALSERVE_E2E_ENGINES=1`): each lock's wheels are 4-5 GB, downloaded once into the
 cache (keyed by the lock's hash) and pushed to the host. The host stands in for a one-GPU H100
 PCIe node on the stand-in NVIDIA repository (as in test_stack.py); what fails is the engine's own
 start, as it would on a host whose GPU is gone.
@@ -39,19 +39,30 @@ pytestmark = [
     ),
 ]
 
-LOCK = Path("locks/vllm-0.33.0-py3.11-x86_64.txt")
-UNIT = "metalserve-vllm.service"
+ENGINES = {
+    "vllm": ("0.33.0", {"max_model_len": 2048, "enforce_eager": True}),
+    "sglang": ("0.5.23", {"context_length": 2048}),
+}
 CRASH_REPORT_S = 60
+
+
+@pytest.fixture(scope="module", params=sorted(ENGINES))
+def engine(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
 
 
 @pytest.fixture(scope="module")
 def engine_host(
-    sandbox: SandboxState, tmp_path_factory: pytest.TempPathFactory
+    sandbox: SandboxState, engine: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[str, str]]:
-    """(host name, inventory path): the last sandbox host as a one-GPU H100 PCIe vLLM node."""
+    """(host name, inventory path): the last sandbox host as a one-GPU H100 PCIe node of
+    ``engine``."""
+    version, settings = ENGINES[engine]
+    unit = f"metalserve-{engine}.service"
     layout = default_layout()
     inputs: SandboxInputs = prepare_sandbox(sandbox, layout, progress=print)
-    wheels = engine_wheelhouse(LOCK, converter_wheelhouse())
+    lock = Path(f"locks/{engine}-{version}-py3.11-x86_64.txt")
+    wheels = engine_wheelhouse(lock, converter_wheelhouse())
     repo = standin_repo((layout.www_dir / APT_SERVED_NAME).resolve(), RootfsRecipe().suite)
     apt = fileserver.serve_dir(layout, "apt-nvidia", repo)
     target = sandbox.hosts[-1]
@@ -62,7 +73,7 @@ def engine_host(
             **{k: v for k, v in base.items() if k not in ("profile", "engine")},
             "hardware": {"gpu": "h100-pcie", "gpus_per_node": 1, "nodes": 1,
                          "interconnect": "pcie", "host_ram_gb": 16},
-            "engine": {"name": "vllm", "max_model_len": 2048, "enforce_eager": True},
+            "engine": {"name": engine, **settings},
             "sources": {
                 **base["sources"],
                 "apt": {"kind": "mirror", "url": apt},
@@ -72,12 +83,12 @@ def engine_host(
         },
     }  # fmt: skip
     data.pop("sandbox")
-    inventory = tmp_path_factory.mktemp("engines") / "vllm_sandbox.py"
+    inventory = tmp_path_factory.mktemp("engines") / f"{engine}_sandbox.py"
     inventory.write_text(f"hosts = [({target.name!r}, {data!r})]\n")
     yield target.name, str(inventory)
     host = testinfra.get_host(f"paramiko://{target.name}", ssh_config=str(sandbox.ssh_config))
-    host.run(f"systemctl disable --now {UNIT}; rm -f /etc/systemd/system/{UNIT}; "
-             "systemctl daemon-reload; rm -rf /opt/metalserve/venvs/vllm*")  # fmt: skip
+    host.run(f"systemctl disable --now {unit}; rm -f /etc/systemd/system/{unit}; "
+             f"systemctl daemon-reload; rm -rf /opt/metalserve/venvs/{engine}*")  # fmt: skip
     put_back(host)
 
 
@@ -90,9 +101,14 @@ def _started(run: DeployRun, operation: str) -> float:
     return next(t for t, name in run.starts if operation in name)
 
 
-def test_vllm_installs_from_its_lock_and_its_parser_accepts_the_unit(first_run: DeployRun) -> None:
+def test_the_engine_installs_from_its_lock_and_its_parser_accepts_the_unit(
+    first_run: DeployRun, engine: str
+) -> None:
     out = first_run.output
-    install = re.search(r"Install vllm 0\.33\.0 from its lock[^\n]*\n\s+\[[^\]]+\] Success", out)
+    version = re.escape(ENGINES[engine][0])
+    install = re.search(
+        rf"Install {engine} {version} from its lock[^\n]*\n\s+\[[^\]]+\] Success", out
+    )
     assert install, out[-3000:]
     check = re.search(r"own parser[^\n]*\n\s+\[[^\]]+\] Success", out)
     assert check, out[-3000:]
