@@ -17,8 +17,8 @@ What is measured:
   how much of what could overlap did not (the goal: at most 1.15);
 * the download's MB/s (the stamp's bytes over the unit's time, verification included) against
   curl copying the same files from the same mirror on the same host, after the deploy;
-* with ``--engine vllm``: the host stands in for a one-GPU vLLM node (``metalserve.sandbox.engines``,
-  as the opt-in e2e run does): the wheelhouse's size, the operations that push it and install the
+* with ``--engine vllm`` (or ``sglang``): the host stands in for a one-GPU node of that engine
+  (``metalserve.sandbox.engines``, as the opt-in e2e run does): the wheelhouse's size, the operations that push it and install the
   engine from its lock. With no GPU the engine cannot start, so that deploy ends failed at the
   service, as expected.
 
@@ -56,7 +56,7 @@ from metalserve.mirror.index import publish
 from metalserve.plan import HostPlan, WeightsPlan
 from metalserve.sandbox import down
 from metalserve.sandbox.demo import INVENTORY, SERVE, SandboxInputs, load_inputs, save_inputs
-from metalserve.sandbox.engines import VLLM_LOCK, engine_host
+from metalserve.sandbox.engines import ENGINES, engine_host
 from metalserve.sandbox.inventory import inventory_hosts
 from metalserve.sandbox.layout import default_layout
 from metalserve.sandbox.machines import ssh_argv
@@ -155,7 +155,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights-mb", type=int, default=0,
                         help="MB of extra shards published with the tiny checkpoint")  # fmt: skip
-    parser.add_argument("--engine", choices=("llamacpp", "vllm"), default="llamacpp")
+    parser.add_argument("--engine", choices=("llamacpp", *sorted(ENGINES)), default="llamacpp")
     parser.add_argument("--keep", action="store_true", help="leave the sandbox up")
     args = parser.parse_args()
     state = fresh_sandbox(1)
@@ -166,8 +166,8 @@ def main() -> None:
         inputs = publish_heavier(inputs, args.weights_mb)
         save_inputs(layout.run_dir, inputs)
     scratch = Path(tempfile.mkdtemp(prefix="bench-stages-"))
-    if args.engine == "vllm":
-        engine = engine_host(state, inputs, VLLM_LOCK, scratch)
+    if args.engine in ENGINES:
+        engine = engine_host(state, inputs, args.engine, scratch)
         host, data, inventory = engine.name, engine.data, str(engine.inventory)
     else:
         host, data = inventory_hosts(state, inputs)[0]
@@ -177,7 +177,7 @@ def main() -> None:
 
     started = time.time()
     run = run_pyinfra(inventory, SERVE, timeout_s=3600)
-    if run.returncode != 0 and (args.engine != "vllm" or "Install vllm" not in run.output):
+    if run.returncode != 0 and (args.engine not in ENGINES or "from its lock" not in run.output):
         raise SystemExit(f"deploy failed:\n{run.output[-2000:]}")
     if run.returncode != 0:
         failed = [line for line in run.output.splitlines() if "last journal lines" in line]
@@ -186,7 +186,7 @@ def main() -> None:
     durations = stage_durations(run, window)
     print_stages(durations, run.elapsed, (window[0] - started, window[1] - started))
     download_vs_raw_copy(state, host, plan, window[1] - window[0])
-    if args.engine == "vllm":
+    if args.engine in ENGINES:
         print_engine_install(run, engine.wheelhouse)
     else:
         again = run_pyinfra(inventory, SERVE)

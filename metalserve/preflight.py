@@ -91,6 +91,11 @@ def skipped(check: str, expected: str, why: str) -> CheckResult:
     return CheckResult(check=check, verdict=Verdict.SKIP, expected=expected, found=why)
 
 
+def warned(check: str, expected: str, found: str, fix: str) -> CheckResult:
+    """A check that could not be judged as it stands: what was read instead, and how to read it."""
+    return CheckResult(check=check, verdict=Verdict.WARN, expected=expected, found=found, fix=fix)
+
+
 class DiskSpace(Frozen):
     """``df`` of a path (or of its nearest existing parent) and, where the path exists, ``du``."""
 
@@ -262,12 +267,11 @@ def check_secure_boot(facts: HostFacts) -> CheckResult:
             Verdict.FAIL,
         )
     if facts.secure_boot == "unknown":
-        return CheckResult(
-            check="secure-boot",
-            verdict=Verdict.WARN,
-            expected=expected,
-            found="state unknown (no mokutil, no SecureBoot EFI variable)",
-            fix="apt-get install mokutil, then run preflight again",
+        return warned(
+            "secure-boot",
+            expected,
+            "state unknown (no mokutil, no SecureBoot EFI variable)",
+            "apt-get install mokutil, then run preflight again",
         )
     return _result("secure-boot", True, expected, facts.secure_boot, "", Verdict.FAIL)
 
@@ -466,12 +470,11 @@ def check_acs(facts: HostFacts) -> CheckResult:
     name = "pcie-acs"
     expected = "ACS source validation off on every PCI bridge (GPU peer-to-peer over PCIe)"
     if facts.acs_bridges is None:
-        return CheckResult(
-            check=name,
-            verdict=Verdict.WARN,
-            expected=expected,
-            found="not read (lspci missing or not root)",
-            fix="apt-get install pciutils, then run preflight again",
+        return warned(
+            name,
+            expected,
+            "not read (lspci missing or not root)",
+            "apt-get install pciutils, then run preflight again",
         )
     return _result(
         name,
@@ -498,12 +501,11 @@ def check_roce_pfc(target: PreflightTarget, facts: HostFacts) -> CheckResult:
     tc = int(target.traffic_class or 0)
     expected = f"PFC on the priority NCCL_IB_TC={tc} maps to, on every RoCE netdev"
     if not facts.roce_pfc:
-        return CheckResult(
-            check="roce-pfc",
-            verdict=Verdict.WARN,
-            expected=expected,
-            found="no RoCE netdev read",
-            fix="check the HCAs' netdevs (rdma link show), then run preflight again",
+        return warned(
+            "roce-pfc",
+            expected,
+            "no RoCE netdev read",
+            "check the HCAs' netdevs (rdma link show), then run preflight again",
         )
     found, wrong, unread = [], [], []
     for nic in facts.roce_pfc:
@@ -523,12 +525,11 @@ def check_roce_pfc(target: PreflightTarget, facts: HostFacts) -> CheckResult:
     if wrong:
         return _result("roce-pfc", False, expected, "; ".join(found), fix, Verdict.FAIL)
     if unread:
-        return CheckResult(
-            check="roce-pfc",
-            verdict=Verdict.WARN,
-            expected=expected,
-            found="; ".join(found),
-            fix="apt-get install iproute2 (dcb); a NIC driver without DCB netlink needs its "
+        return warned(
+            "roce-pfc",
+            expected,
+            "; ".join(found),
+            "apt-get install iproute2 (dcb); a NIC driver without DCB netlink needs its "
             "vendor tool (mlnx_qos)",
         )
     return _result("roce-pfc", True, expected, "; ".join(found), fix, Verdict.FAIL)
@@ -541,10 +542,9 @@ def check_iommu(facts: HostFacts) -> CheckResult:
     troubleshooting guide, the same section as ACS)."""
     expected = "IOMMU off or in passthrough (iommu=pt) where GPUs or NICs talk peer to peer"
     if facts.iommu is None:
-        return CheckResult(
-            check="iommu", verdict=Verdict.WARN, expected=expected, found="not read",
-            fix="read /proc/cmdline and /sys/class/iommu by hand",
-        )  # fmt: skip
+        return warned(
+            "iommu", expected, "not read", "read /proc/cmdline and /sys/class/iommu by hand"
+        )
     return _result(
         "iommu",
         facts.iommu in ("off", "passthrough"),

@@ -77,8 +77,8 @@ def _pip_download(requirements: tuple[str, ...], into: Path) -> None:
     _run_pip(command, " ".join(requirements))
 
 
-def _run_pip(command: list[str], what: str) -> None:
-    run = subprocess.run(command, capture_output=True, text=True, check=False)
+def _run_pip(command: list[str], what: str, env: dict[str, str] | None = None) -> None:
+    run = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
     if run.returncode != 0:
         last = (run.stderr.strip().splitlines() or ["no output"])[-1]
         raise ArtefactError(
@@ -134,7 +134,10 @@ def engine_wheelhouse(lock: Path, base: Wheelhouse) -> Path:
             "--require-hashes", "--disable-pip-version-check", "--quiet", "-d", str(folder),
             "-r", str(lock),
         ]  # fmt: skip
-        _run_pip(command, lock.name)
+        # The lock, hashes and all, is the whole truth: no pip config file (a machine-wide
+        # constraint such as torchvision<=0.29.1 would refuse its pins) takes part; an index
+        # mirror still comes in through PIP_INDEX_URL.
+        _run_pip(command, lock.name, env={**os.environ, "PIP_CONFIG_FILE": os.devnull})
         for wheel in base.path.glob("*.whl"):
             if not (folder / wheel.name).exists():
                 os.link(wheel, folder / wheel.name)

@@ -1,5 +1,5 @@
-"""Edge: a sandbox host dressed as a one-GPU vLLM node, for the engine install run (the opt-in
-e2e ``tests/e2e/test_engines.py``) and its bench (``bench/stages.py --engine vllm``).
+"""Edge: a sandbox host dressed as a one-GPU vLLM or SGLang node, for the engine install run (the
+opt-in e2e ``tests/e2e/test_engines.py``) and its bench (``bench/stages.py --engine vllm``).
 
 The host stands in for an H100 PCIe node: the NVIDIA packages come from the stand-in repository
 (as in the stack's e2e), the engine's wheels from the lock's wheelhouse (downloaded once on the
@@ -9,8 +9,8 @@ as in the demo. With no GPU, the engine's own start is what fails.
 Example::
 
     inputs = prepare_sandbox(state, default_layout())
-    engine = engine_host(state, inputs, VLLM_LOCK, folder)
-    run_pyinfra(str(engine.inventory), "deploy/serve.py")
+    vllm = engine_host(state, inputs, "vllm", folder)
+    run_pyinfra(str(vllm.inventory), "deploy/serve.py")
 """
 
 from __future__ import annotations
@@ -19,11 +19,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from metalserve.catalog import pins
 from metalserve.sandbox.demo import SandboxInputs
 from metalserve.sandbox.state import SandboxState
 
-VLLM_LOCK = Path(__file__).resolve().parents[2] / "locks" / "vllm-0.33.0-py3.11-x86_64.txt"
-"""The vLLM pin's lock for the sandbox hosts' Python (Debian 12: 3.11) on this architecture."""
+LOCKS = Path(__file__).resolve().parents[2] / "locks"
+ENGINES: dict[str, tuple[str, dict[str, Any]]] = {
+    "vllm": (pins.VLLM.version, {"max_model_len": 2048, "enforce_eager": True}),
+    "sglang": (pins.SGLANG.version, {"context_length": 2048}),
+}
+"""Each engine the sandbox installs: its pinned version (the catalogue's) and the inventory's
+engine settings."""
+
+
+def engine_lock(engine: str) -> Path:
+    """The engine pin's lock for the sandbox hosts' Python (Debian 12: 3.11) on x86_64."""
+    return LOCKS / f"{engine}-{ENGINES[engine][0]}-py3.11-x86_64.txt"
 
 
 @dataclass(frozen=True)
@@ -37,10 +48,12 @@ class EngineHost:
     wheelhouse: Path
 
 
-def engine_host(state: SandboxState, inputs: SandboxInputs, lock: Path, folder: Path) -> EngineHost:
-    """The last sandbox host as a one-GPU H100 PCIe vLLM node whose engine installs from
-    ``lock``'s wheelhouse, its other inputs served as ``prepare_sandbox`` served them (``inputs``);
-    its inventory is written into ``folder``."""
+def engine_host(
+    state: SandboxState, inputs: SandboxInputs, engine: str, folder: Path
+) -> EngineHost:
+    """The last sandbox host as a one-GPU H100 PCIe node of ``engine`` (a key of ``ENGINES``),
+    installed from its lock's wheelhouse, its other inputs served as ``prepare_sandbox`` served
+    them (``inputs``); its inventory is written into ``folder``."""
     from metalserve.artefacts.wheelhouse import converter_wheelhouse, engine_wheelhouse
     from metalserve.sandbox import fileserver
     from metalserve.sandbox.demo import sandbox_metalserve_data
@@ -51,7 +64,7 @@ def engine_host(state: SandboxState, inputs: SandboxInputs, lock: Path, folder: 
     from metalserve.sandbox.standins import standin_repo
 
     layout = default_layout()
-    wheels = engine_wheelhouse(lock, converter_wheelhouse())
+    wheels = engine_wheelhouse(engine_lock(engine), converter_wheelhouse())
     repo = standin_repo((layout.www_dir / APT_SERVED_NAME).resolve(), RootfsRecipe().suite)
     apt = fileserver.serve_dir(layout, "apt-nvidia", repo)
     target = state.hosts[-1]
@@ -62,7 +75,7 @@ def engine_host(state: SandboxState, inputs: SandboxInputs, lock: Path, folder: 
             **{k: v for k, v in base.items() if k not in ("profile", "engine")},
             "hardware": {"gpu": "h100-pcie", "gpus_per_node": 1, "nodes": 1,
                          "interconnect": "pcie", "host_ram_gb": 16},
-            "engine": {"name": "vllm", "max_model_len": 2048, "enforce_eager": True},
+            "engine": {"name": engine, **ENGINES[engine][1]},
             "sources": {
                 **base["sources"],
                 "apt": {"kind": "mirror", "url": apt},
@@ -73,6 +86,6 @@ def engine_host(state: SandboxState, inputs: SandboxInputs, lock: Path, folder: 
     }  # fmt: skip
     data.pop("sandbox")
     folder.mkdir(parents=True, exist_ok=True)
-    inventory = folder / f"{lock.name.split('-', 1)[0]}_sandbox.py"
+    inventory = folder / f"{engine}_sandbox.py"
     inventory.write_text(f"hosts = [({target.name!r}, {data!r})]\n")
     return EngineHost(target.name, data, inventory, wheels)

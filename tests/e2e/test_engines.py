@@ -1,7 +1,7 @@
-"""vLLM installed for real on a sandbox host from its lock, its flags checked by its own parser,
-its unit started — and, with no GPU, its crash loop reported within a minute.
+"""vLLM and SGLang installed for real on a sandbox host from their locks, their flags checked by
+their own parsers, their units started — and, with no GPU, the crash loop reported within a minute.
 
-Opt-in (`METALSERVE_E2E_ENGINES=1`): the lock's wheels are about 9 GB, downloaded once into the
+Opt-in (`METALSERVE_E2E_ENGINES=1`): each lock's wheels are 4-5 GB, downloaded once into the
 cache (keyed by the lock's hash) and pushed to the host. The host stands in for a one-GPU H100
 PCIe node on the stand-in NVIDIA repository (as in test_stack.py); what fails is the engine's own
 start, as it would on a host whose GPU is gone.
@@ -20,8 +20,8 @@ import testinfra
 
 from metalserve.io.runner import DeployRun, run_pyinfra
 from metalserve.sandbox.demo import prepare_sandbox
-from metalserve.sandbox.engines import VLLM_LOCK as LOCK
-from metalserve.sandbox.engines import engine_host as vllm_host
+from metalserve.sandbox.engines import ENGINES
+from metalserve.sandbox.engines import engine_host as engine_host_for
 from metalserve.sandbox.layout import default_layout
 from metalserve.sandbox.state import SandboxState
 from tests.e2e.test_stack import put_back
@@ -34,22 +34,28 @@ pytestmark = [
     ),
 ]
 
-UNIT = "metalserve-vllm.service"
 CRASH_REPORT_S = 60
+
+
+@pytest.fixture(scope="module", params=sorted(ENGINES))
+def engine(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
 
 
 @pytest.fixture(scope="module")
 def engine_host(
-    sandbox: SandboxState, tmp_path_factory: pytest.TempPathFactory
+    sandbox: SandboxState, engine: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[str, str]]:
-    """(host name, inventory path): the last sandbox host as a one-GPU H100 PCIe vLLM node."""
+    """(host name, inventory path): the last sandbox host as a one-GPU H100 PCIe node of
+    ``engine``."""
+    unit = f"metalserve-{engine}.service"
     inputs = prepare_sandbox(sandbox, default_layout(), progress=print)
-    engine = vllm_host(sandbox, inputs, LOCK, tmp_path_factory.mktemp("engines"))
-    yield engine.name, str(engine.inventory)
-    host = testinfra.get_host(f"paramiko://{engine.name}", ssh_config=str(sandbox.ssh_config))
-    host.run(f"systemctl disable --now {UNIT}; rm -f /etc/systemd/system/{UNIT}; "
-             "systemctl daemon-reload; rm -rf /opt/metalserve/venvs/vllm*")  # fmt: skip
-    put_back(host)
+    host = engine_host_for(sandbox, inputs, engine, tmp_path_factory.mktemp("engines"))
+    yield host.name, str(host.inventory)
+    target = testinfra.get_host(f"paramiko://{host.name}", ssh_config=str(sandbox.ssh_config))
+    target.run(f"systemctl disable --now {unit}; rm -f /etc/systemd/system/{unit}; "
+               f"systemctl daemon-reload; rm -rf /opt/metalserve/venvs/{engine}*")  # fmt: skip
+    put_back(target)
 
 
 @pytest.fixture(scope="module")
@@ -61,9 +67,14 @@ def _started(run: DeployRun, operation: str) -> float:
     return next(t for t, name in run.starts if operation in name)
 
 
-def test_vllm_installs_from_its_lock_and_its_parser_accepts_the_unit(first_run: DeployRun) -> None:
+def test_the_engine_installs_from_its_lock_and_its_parser_accepts_the_unit(
+    first_run: DeployRun, engine: str
+) -> None:
     out = first_run.output
-    install = re.search(r"Install vllm 0\.33\.0 from its lock[^\n]*\n\s+\[[^\]]+\] Success", out)
+    version = re.escape(ENGINES[engine][0])
+    install = re.search(
+        rf"Install {engine} {version} from its lock[^\n]*\n\s+\[[^\]]+\] Success", out
+    )
     assert install, out[-3000:]
     check = re.search(r"own parser[^\n]*\n\s+\[[^\]]+\] Success", out)
     assert check, out[-3000:]
