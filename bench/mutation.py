@@ -101,13 +101,28 @@ _ADDED = re.compile(r"^\+(?!\+\+)(.*)$")
 
 def mutated_line(name: str) -> str:
     """The line the mutant changed, as ``mutmut show`` prints it (first added line)."""
-    shown = subprocess.run(
-        [str(MUTMUT), "show", name], cwd=REPO, capture_output=True, text=True, check=False
-    ).stdout
-    for line in shown.splitlines():
-        if m := _ADDED.match(line):
-            return m.group(1).strip()
+    for _attempt in range(2):  # a run in progress may be rewriting the mutant's .meta file
+        shown = subprocess.run(
+            [str(MUTMUT), "show", name], cwd=REPO, capture_output=True, text=True, check=False
+        ).stdout
+        for line in shown.splitlines():
+            if m := _ADDED.match(line):
+                return m.group(1).strip()
     return ""
+
+
+def record(name: str, why: str) -> int:
+    line = mutated_line(name)
+    if not line:
+        print(f"{name}: no such mutant (mutmut show printed no change)", file=sys.stderr)
+        return 2
+    if "\t" in why or "\n" in why:
+        print("WHY is one line without tabs", file=sys.stderr)
+        return 2
+    with SURVIVORS_FILE.open("a", encoding="utf-8") as out:
+        out.write(f"{name}\t{line}\t{why}\n")
+    print(f"recorded {name}: {line}")
+    return 0
 
 
 def collect(paths: list[str], equivalents: dict[str, str]) -> list[ModuleScore]:
@@ -171,6 +186,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("modules", nargs="*", help="e.g. sizing diag/judge (default: all)")
     parser.add_argument("--report", action="store_true", help="print the last run's scores")
     parser.add_argument("--fresh", action="store_true", help="delete ./mutants first")
+    parser.add_argument(
+        "--record",
+        nargs=2,
+        metavar=("MUTANT", "WHY"),
+        help="write MUTANT into the survivors file as equivalent, with its mutated line and WHY",
+    )
     parser.add_argument("--max-children", type=int, default=1)
     parser.add_argument("--min-total", type=float, default=85.0)
     parser.add_argument("--min-module", type=float, default=80.0)
@@ -179,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     if not MUTMUT.exists():
         print(f"{MUTMUT} not found: pip install -e '.[dev]' (mutmut>=3.3,<4)", file=sys.stderr)
         return 2
+    if args.record:
+        return record(*args.record)
     paths = mutated_paths()
     if args.modules:
         wanted = {m.removesuffix(".py") for m in args.modules}

@@ -308,3 +308,23 @@ def test_an_index_that_is_not_an_object_is_one_line() -> None:
     with pytest.raises(SpecError) as exc:
         weight_bytes_from_index([1, 2])
     assert str(exc.value) == "model.safetensors.index.json: expected a JSON object"
+
+
+def test_the_smallest_valid_shapes_are_read() -> None:
+    # one head of one dimension: tiny test models (e.g. hf-internal-testing tiny configs)
+    tiny = architecture_from_config({**LLAMA2_7B, "hidden_size": 1, "num_attention_heads": 1})
+    assert (tiny.hidden_size, tiny.num_attention_heads, tiny.head_dim) == (1, 1, 1)
+    assert weight_bytes_from_index({"metadata": {"total_size": 1}}) == 1
+
+
+def test_head_dim_is_the_integer_quotient_and_at_least_one() -> None:
+    odd = architecture_from_config({**LLAMA2_7B, "hidden_size": 100, "num_attention_heads": 3})
+    assert odd.head_dim == 100 // 3 == 33
+    narrow = architecture_from_config({**LLAMA2_7B, "hidden_size": 2, "num_attention_heads": 4})
+    assert narrow.head_dim == 1
+
+
+def test_a_zero_hidden_size_is_refused_as_not_positive() -> None:
+    with pytest.raises(SpecError) as exc:
+        architecture_from_config({**LLAMA2_7B, "hidden_size": 0})
+    assert str(exc.value) == "config.json: hidden_size and num_attention_heads must be positive"
