@@ -481,3 +481,128 @@ def test_request_defaults_are_the_documented_ones() -> None:
     req = SizingRequest(profile=PROFILES["h200-sxm-8"], checkpoint=GLM52_FP8, engine="vllm")
     assert (req.tensor_parallel, req.pipeline_parallel, req.memory_fraction) == (1, 1, 0.92)
     assert (req.kv_dtype, req.context_tokens, req.gpu_layers) == (None, None, None)
+
+
+def test_the_summary_says_plainly_when_it_does_not_fit() -> None:
+    report = size(
+        request_for(PROFILES["h100-sxm-4"], GLM52_FP8, VllmSettings(tensor_parallel_size=4))
+    )
+    assert report.summary().startswith("zai-org/GLM-5.2-FP8 on h100-sxm-4: does NOT fit; weights")
+
+
+def _bare(weight_bytes: int) -> Checkpoint:
+    """A GGUF whose shape is unknown: sizing can weigh it but not its KV cache."""
+    return Checkpoint(
+        id="test/bare.gguf",
+        repo_id=None,
+        family="test",
+        format=WeightFormat.GGUF,
+        weight_dtype="q4_k_m",
+        weight_bytes=weight_bytes,
+        weight_bytes_source="test",
+    )
+
+
+def test_llamacpp_weights_exactly_filling_gpu_and_ram_fit_and_one_byte_more_do_not() -> None:
+    profile = PROFILES["h100-sxm-4"]  # 4 × 80 GB, 1024 GB RAM
+    usable = 4 * H100_GB * GB - 4 * GIB + 1024 * GB - 8 * GB
+    settings = LlamaCppSettings(ctx_size=8192)
+    report = size(request_for(profile, _bare(usable), settings))
+    assert report.fits
+    assert report.kv_bytes_per_token is None and report.max_context_tokens is None
+    assert report.cpu_offload_bytes == 1024 * GB - 8 * GB
+    assert not size(request_for(profile, _bare(usable + 1), settings)).fits
+
+
+def test_llamacpp_on_a_host_with_nothing_usable_fits_not_even_one_byte() -> None:
+    # sandbox-cpu: no GPU, 4 GB of RAM under the 8 GB kept for the OS
+    report = size(request_for(PROFILES["sandbox-cpu"], _bare(1), LlamaCppSettings()))
+    assert not report.fits
+    assert report.reasons[0].startswith("weights 0.0 GB + KV 0.0 GB exceed GPU 0.0 GB + RAM 0.0 GB")
+
+
+def test_llamacpp_layers_exactly_filling_the_gpus_are_accepted() -> None:
+    profile = PROFILES["h100-sxm-4"]
+    vram_usable = 4 * H100_GB * GB - 4 * GIB
+    ckpt = GLM52_Q4_K_M.model_copy(update={"weight_bytes": vram_usable})
+    report = size(request_for(profile, ckpt, LlamaCppSettings(n_gpu_layers=78, ctx_size=4096)))
+    assert report.reasons == () and report.cpu_offload_bytes == 0
+
+
+def test_llamacpp_layer_share_is_whole_bytes() -> None:
+    settings = LlamaCppSettings(n_gpu_layers=10, ctx_size=4096)
+    report = size(request_for(PROFILES["h100-sxm-4"], GLM52_Q4_K_M, settings))
+    on_gpu = 220 * GB * 10 // 78  # 28,205,128,205 bytes: 10 of 78 layers, rounded down
+    assert report.cpu_offload_bytes == 220 * GB - on_gpu
+    assert report.weight_bytes_per_gpu == on_gpu // 4
+
+
+def test_llamacpp_context_of_a_kv_cache_under_one_byte_per_token() -> None:
+    # one layer of a one-element MLA latent in q4_0 (18 bytes per 32 values): 0.5625 B per token
+    tiny = Architecture(
+        model_type="t",
+        num_hidden_layers=1,
+        hidden_size=1,
+        num_attention_heads=1,
+        num_key_value_heads=1,
+        head_dim=1,
+        vocab_size=1,
+        kv_lora_rank=1,
+    )
+    ckpt = _bare(10 * GB).model_copy(update={"architecture": tiny})
+    report = size(request_for(PROFILES["sandbox-cpu"], ckpt, LlamaCppSettings(cache_type_k="q4_0")))
+    assert report.kv_bytes_per_token == 18 / 32
+    assert report.max_context_tokens == 0
+
+
+def test_smallest_setup_for_llamacpp_on_four_gpus_is_still_one_process() -> None:
+    # 700 GB: over 3 Sparks' GPU + RAM (3 × 128 GB − 3 GiB + 120 GB), within 4×RTX PRO 6000 + 512 GB
+    setup = smallest_setup(
+        request_for(PROFILES["h100-sxm-4"], _bare(700 * GB), LlamaCppSettings(ctx_size=512))
+    )
+    assert setup is not None
+    assert (setup.profile_id, setup.tensor_parallel, setup.pipeline_parallel) == (
+        "rtxpro6000-4",
+        1,
+        1,
+    )
+
+
+def test_smallest_setup_sizes_each_profile_with_all_of_its_nodes() -> None:
+    setup = smallest_setup(request_for(PROFILES["h100-sxm-4"], GLM45_AIR_FP8, VllmSettings()))
+    assert setup is not None and setup.profile_id == "dgx-spark-3"
+    assert setup.report.gpus_used == 3
+    assert setup.report.weight_bytes_per_gpu == ceil_div(106 * GB, 3)
+
+
+def test_a_vram_claim_close_to_the_weights_adds_up() -> None:
+    assert audit_claims(_claimed(200 * GB, vram_gb=200)) == []
+    assert audit_claims(_claimed(200 * GB, vram_gb=229)) == []
+
+
+def test_parameter_counts_are_printed_rounded_to_whole_billions() -> None:
+    ckpt = _claimed(4 * GB, total_params_b=3).model_copy(update={"total_params": 1_500_000_000})
+    assert audit_claims(ckpt) == [
+        "test/ckpt: 4.0 GB (test) implies 21.33 bits per weight for 2B parameters, but bf16 "
+        "averages 16.0 — expect ~3.0 GB",
+        "src gives 3B total parameters; test/ckpt has 2B (test) — kept as distinct checkpoints, "
+        "not merged",
+    ]
+
+
+def test_a_minimum_profile_of_several_nodes_is_sized_over_all_of_them() -> None:
+    # 200 GB over 3 DGX Sparks (TP 1 × PP 3): 66.7 GB + 2 GB of 128 GB × 0.92 each
+    assert audit_claims(_claimed(200 * GB, minimum_profile="dgx-spark-3")) == []
+
+
+def test_a_minimum_profile_without_gpu_is_refused_for_a_gpu_engine() -> None:
+    (finding,) = audit_claims(_claimed(200 * GB, minimum_profile="sandbox-cpu"))
+    assert finding.endswith(": sandbox-cpu has no GPU; vllm needs one — use llama.cpp")
+
+
+def test_the_catalogue_audit_covers_every_checkpoint() -> None:
+    from metalserve.catalog.checkpoints import CHECKPOINTS
+    from metalserve.sizing import audit_catalogue
+
+    assert audit_catalogue() == {cid: audit_claims(c) for cid, c in CHECKPOINTS.items()}
+    assert audit_catalogue()["zai-org/GLM-4.5-Air-FP8"] == []
