@@ -152,10 +152,18 @@ def collect(paths: list[str], equivalents: dict[str, str]) -> list[ModuleScore]:
     return scores
 
 
-def run_mutmut(paths: list[str], max_children: int) -> int:
+def not_killed(paths: list[str]) -> list[str]:
+    return [
+        name for s in collect(paths, {}) for name in s.survived + s.untested + s.unchecked + s.other
+    ]
+
+
+def run_mutmut(paths: list[str], max_children: int, names: list[str] | None = None) -> int:
+    """mutmut reruns every mutant it is given by name or glob, killed ones included."""
     command = [str(MUTMUT), "run", "--max-children", str(max_children)]
-    command += [mutant_glob(p) for p in paths]
-    print("+", " ".join(command), flush=True)
+    command += names if names is not None else [mutant_glob(p) for p in paths]
+    shown = command if len(command) < 12 else [*command[:6], f"... ({len(command) - 4} mutants)"]
+    print("+", " ".join(shown), flush=True)
     return subprocess.run(command, cwd=REPO, stdout=subprocess.DEVNULL, check=False).returncode
 
 
@@ -187,6 +195,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report", action="store_true", help="print the last run's scores")
     parser.add_argument("--fresh", action="store_true", help="delete ./mutants first")
     parser.add_argument(
+        "--survivors",
+        action="store_true",
+        help="rerun only the mutants the last run did not kill (after adding tests)",
+    )
+    parser.add_argument(
         "--record",
         nargs=2,
         metavar=("MUTANT", "WHY"),
@@ -216,7 +229,11 @@ def main(argv: list[str] | None = None) -> int:
         paths = [p for p in paths if module_name(p) in wanted]
     if args.fresh:
         shutil.rmtree(REPO / "mutants", ignore_errors=True)
-    if not args.report:
+    if args.survivors:
+        names = not_killed(paths)
+        if names:
+            run_mutmut(paths, args.max_children, names)
+    elif not args.report:
         run_mutmut(paths, args.max_children)
 
     commit = subprocess.run(
