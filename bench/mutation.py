@@ -125,16 +125,20 @@ def record(name: str, why: str) -> int:
     return 0
 
 
+def mutant_results(path: str) -> dict[str, int | None]:
+    """mutmut's exit code per mutant of ``path`` (None: not run yet), from its last run."""
+    meta = REPO / "mutants" / f"{path}.meta"
+    if not meta.exists():
+        return {}
+    codes: dict[str, int | None] = json.loads(meta.read_text())["exit_code_by_key"]
+    return codes
+
+
 def collect(paths: list[str], equivalents: dict[str, str]) -> list[ModuleScore]:
     scores = []
     for path in paths:
         score = ModuleScore(path=path)
-        meta = REPO / "mutants" / f"{path}.meta"
-        if not meta.exists():
-            scores.append(score)
-            continue
-        exit_codes = json.loads(meta.read_text())["exit_code_by_key"]
-        for name, code in sorted(exit_codes.items()):
+        for name, code in sorted(mutant_results(path).items()):
             if code in KILLED:
                 score.killed += 1
             elif code in SURVIVED:

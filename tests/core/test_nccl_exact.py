@@ -395,3 +395,112 @@ def test_hca_devices_are_the_named_ones(hca: str | None, devices: tuple[str, ...
     env = env_of(**({"NCCL_IB_HCA": hca} if hca else {}))
     assert env.hca_devices() == devices
     assert env.get("NCCL_IB_HCA") == hca
+
+
+SEED = "seed 000 'NCCL Tuning for Multi-GPU'"
+DOC = "NCCL env.rst (docs.nvidia.com/deeplearning/nccl/user-guide/docs/env.html)"
+# The reason each variable carries into the engine's environment file, as an operator reads it.
+REASONS = {
+    ("one node", "NCCL_SOCKET_IFNAME"): (
+        "one node: NCCL's bootstrap stays on loopback, never a docker or VLAN interface"
+    ),
+    ("one node", "NCCL_IB_DISABLE"): (
+        "one node: no inter-node network, so NCCL does not probe IB HCAs"
+    ),
+    ("nvlink", "NCCL_P2P_DISABLE"): (
+        "keep GPU-direct P2P over NVLink; =1 is a crutch that costs 40-60 %"
+    ),
+    ("nvlink", "NCCL_P2P_LEVEL"): "use P2P where GPUs are joined by NVLink",
+    ("pcie", "NCCL_P2P_DISABLE"): (
+        "PCIe cards with P2P: keep it on (=1 costs 40-60 %); if P2P is slow or hangs, fix "
+        "ACS/IOMMU (iommu=pt, ACS off) rather than disabling it"
+    ),
+    ("no p2p", "NCCL_P2P_DISABLE"): (
+        "NVIDIA GeForce RTX 4090: the driver has no PCIe P2P on this product, so NCCL goes "
+        "through host shared memory anyway; declaring it avoids the hangs of drivers that "
+        "advertised P2P and costs nothing here"
+    ),
+    ("pair", "NCCL_SOCKET_IFNAME"): (
+        "bootstrap interface, matched exactly ('=') so NCCL never picks docker0, lo or a VLAN "
+        "sub-interface sharing the prefix"
+    ),
+    ("pair", "NCCL_IB_DISABLE"): "several nodes: use the RDMA fabric, not TCP sockets",
+    ("pair", "NCCL_IB_HCA"): (
+        "the data HCAs as the inventory selects them; a list is matched exactly ('=': mlx5_1 "
+        "alone would also match mlx5_10-19)"
+    ),
+    ("pair", "NCCL_P2P_LEVEL"): "inside each node, P2P over NVLink",
+    ("pair", "NCCL_IB_GID_INDEX"): (
+        "RoCE v2 with a routable IPv4 GID (show_gids); a link-local or RoCE v1 GID gives "
+        "'completion with error 12' and timeouts"
+    ),
+    ("pair", "NCCL_IB_TC"): "traffic class of the switches' lossless (PFC/ECN) queue: DSCP << 2",
+    ("pair", "NCCL_MIN_NCHANNELS"): (
+        "expert parallelism across nodes is all-to-all heavy; a channel floor keeps every NIC "
+        "busy (check with the diagnostic's alltoall)"
+    ),
+    ("ethernet", "NCCL_IB_DISABLE"): (
+        "plain Ethernet between nodes: NCCL's socket transport, no RDMA probing"
+    ),
+}
+
+
+def reasons_of(env: NcclEnvironment) -> dict[str, tuple[str, str]]:
+    return {s.name: (s.reason, s.source) for s in env.settings}
+
+
+def test_each_variable_carries_its_reason_and_source() -> None:
+    single = reasons_of(nccl_environment(PROFILES["h200-sxm-8"]))
+    for name in ("NCCL_SOCKET_IFNAME", "NCCL_IB_DISABLE"):
+        assert single[name] == (REASONS[("one node", name)], SEED)
+    for name in ("NCCL_P2P_DISABLE", "NCCL_P2P_LEVEL"):
+        assert single[name] == (REASONS[("nvlink", name)], SEED)
+    pcie = reasons_of(nccl_environment(PROFILES["rtxpro6000-4"]))
+    assert pcie["NCCL_P2P_DISABLE"] == (
+        REASONS[("pcie", "NCCL_P2P_DISABLE")],
+        f"{SEED}; operator-painpoints #14",
+    )
+    no_p2p = reasons_of(nccl_environment(PROFILES["rtx4090-4"]))
+    assert no_p2p["NCCL_P2P_DISABLE"] == (
+        REASONS[("no p2p", "NCCL_P2P_DISABLE")],
+        "blog.chlc.cc rtx4090-gpudirect-p2p-unlocked (~15 GB/s busbw without P2P)",
+    )
+    pair = reasons_of(nccl_environment(PROFILES["h100-sxm-8x2-roce"], ROCE, expert_parallel=True))
+    assert pair == {
+        "NCCL_IB_DISABLE": (REASONS[("pair", "NCCL_IB_DISABLE")], SEED),
+        "NCCL_SOCKET_IFNAME": (
+            REASONS[("pair", "NCCL_SOCKET_IFNAME")],
+            f"{DOC} (NCCL_SOCKET_IFNAME)",
+        ),
+        "NCCL_IB_HCA": (REASONS[("pair", "NCCL_IB_HCA")], f"{DOC} (NCCL_IB_HCA)"),
+        "NCCL_P2P_LEVEL": (REASONS[("pair", "NCCL_P2P_LEVEL")], SEED),
+        "NCCL_IB_GID_INDEX": (
+            REASONS[("pair", "NCCL_IB_GID_INDEX")],
+            f"{DOC}; operator-painpoints #10; OCI pins 3",
+        ),
+        "NCCL_IB_TC": (
+            REASONS[("pair", "NCCL_IB_TC")],
+            f"{DOC}; operator-painpoints #11 (106 = DSCP 26)",
+        ),
+        "NCCL_MIN_NCHANNELS": (
+            REASONS[("pair", "NCCL_MIN_NCHANNELS")],
+            f"{SEED} (NCCL_MIN_NCHANNELS tuning for MoE all-to-all)",
+        ),
+    }
+    eth = reasons_of(nccl_environment(ethernet_pair(), ETH))
+    assert eth["NCCL_IB_DISABLE"] == (
+        REASONS[("ethernet", "NCCL_IB_DISABLE")],
+        f"{DOC} (NCCL_IB_DISABLE)",
+    )
+
+
+def test_two_cards_without_p2p_are_declared_too() -> None:
+    two = PROFILES["rtx4090-4"].model_copy(update={"gpus_per_node": 2})
+    assert nccl_environment(two).get("NCCL_P2P_DISABLE") == "1"
+
+
+def test_rdma_only_overrides_on_an_ethernet_pair_are_warned_about() -> None:
+    env = nccl_environment(ethernet_pair(), ETH, overrides={"NCCL_IB_HCA": "mlx5_0"})
+    assert env.warnings == (
+        "nccl.NCCL_IB_HCA has no effect on h100-eth (no RDMA fabric between nodes) — remove it",
+    )
