@@ -504,3 +504,13 @@ def test_rdma_only_overrides_on_an_ethernet_pair_are_warned_about() -> None:
     assert env.warnings == (
         "nccl.NCCL_IB_HCA has no effect on h100-eth (no RDMA fabric between nodes) — remove it",
     )
+
+
+def test_every_override_s_warning_is_kept() -> None:
+    env = nccl_environment(
+        PROFILES["h200-sxm-8"], overrides={"NCCL_IB_HCAS": "x", "NCCL_IB_TC": "106"}
+    )
+    assert env.warnings == (
+        "unknown NCCL variable NCCL_IB_HCAS (not in NCCL's documented list) — typo?",
+        "nccl.NCCL_IB_TC has no effect on h200-sxm-8 (no RDMA fabric between nodes) — remove it",
+    )

@@ -564,3 +564,38 @@ def test_topology_of_a_catalogue_profile() -> None:
         0,
     )
     assert topology_of(PROFILES["rtx4090-4"]).p2p_available is False
+
+
+def test_missing_gpus_do_not_hide_the_aborts_after_them() -> None:
+    usage = abort(AbortKind.USAGE, "Invalid number of GPUs: 8 requested but only 6 were found.")
+    cuda = abort(AbortKind.CUDA, "out of memory", "h1")
+    j = judge(parsed(aborts=(usage, cuda)), None, None)
+    assert codes(j) == ["gpus-missing", "aborted-cuda"]
+
+
+def test_corruption_has_its_own_code() -> None:
+    j = judge(parsed((row(GIB, 99.0, wrong=1),)), None, EXPECT_100)
+    assert codes(j) == ["data-corruption", "bandwidth-ok"]
+
+
+def test_sockets_on_one_node_are_no_fallback_even_with_a_fabric_named() -> None:
+    one = Topology(gpus_per_node=8, nodes=1, interconnect="nvswitch", fabric="infiniband")
+    socket = TransportSummary(channels={"NET/Socket": 8})
+    assert "net-socket-fallback" not in codes(judge(parsed(transport=socket), one, None))
+
+
+def test_two_gpus_exchanging_through_shm_have_lost_p2p() -> None:
+    two = Topology(gpus_per_node=2, nodes=1, interconnect="pcie")
+    shm = TransportSummary(channels={"SHM": 2})
+    assert "p2p-disabled" in codes(judge(parsed(transport=shm), two, None))
+
+
+def test_a_large_row_measuring_zero_is_not_the_best() -> None:
+    j = judge(parsed((row(GIB, 0.0), row(2 * GIB, 0.5))), None, EXPECT_100)
+    assert (j.measured_busbw, j.measured_at_bytes) == (0.5, 2 * GIB)
+
+
+def test_without_a_topology_the_full_figure_is_the_bar() -> None:
+    j = judge(parsed((row(8 * GIB, 460.0),)), None, RING)
+    assert (j.expected_busbw, j.expected_source) == (470.0, "nvls")
+    assert "nvls-off" not in codes(j)
