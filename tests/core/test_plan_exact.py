@@ -488,7 +488,7 @@ def test_llamacpp_rpc_cluster_plans_head_and_worker() -> None:
 
     _, head, worker = sandbox_plans()
     assert head.llamacpp is not None and worker.llamacpp is not None
-    assert head.llamacpp.cmake_flags[-2:] == ("-DGGML_RPC=ON", "-DGGML_RPC_RDMA=OFF")
+    assert head.llamacpp.cmake_flags == (*BASE_FLAGS, "-DGGML_RPC=ON", "-DGGML_RPC_RDMA=OFF")
     assert head.llamacpp.targets[-1] == RPC_SERVER
     assert worker.gguf is None and worker.weights is None
     assert worker.service.restart == "always"  # rpc-server exits 0 on a bad flag
@@ -558,3 +558,24 @@ def test_a_roce_pair_gives_the_fabric_role_the_gid_index() -> None:
 def test_a_cpu_host_has_no_nvidia_stack_fabric_or_diagnostic() -> None:
     p = cpu_llamacpp()
     assert (p.nvidia, p.fabric, p.diag) == (None, None, None)
+
+
+def test_llamacpp_needs_a_gguf_or_a_repo_to_convert() -> None:
+    from metalserve.catalog.checkpoints import GLM45_AIR_FP8
+
+    spec = host_spec(
+        "h1",
+        {
+            "access": {"clients": CLIENTS},
+            "profile": "h100-sxm-4",
+            "model": {"checkpoint": "zai-org/GLM-4.5-Air-FP8"},
+            "engine": {"name": "llamacpp"},
+        },
+    )
+    read = GLM45_AIR_FP8.model_copy(update={"repo_id": None})  # as the edge may read one
+    with pytest.raises(PlanError) as exc:
+        plan_alone(spec, read)
+    assert str(exc.value) == (
+        "host h1: metalserve.model: llama.cpp needs a GGUF or an HF repo to convert — fix: give "
+        "model.repo_id"
+    )

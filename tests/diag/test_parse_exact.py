@@ -638,3 +638,19 @@ def test_iter_busbw_in_table_order() -> None:
     assert list(iter_busbw(run)) == [440.76, 441.49, 100.5, 441.49]
     assert run.peak_busbw == 441.49
     assert parse_nccl_tests("").peak_busbw is None
+
+
+def test_a_headerless_row_reads_like_one_under_its_header() -> None:
+    assert parse_nccl_tests(ROW).rows == parse_nccl_tests(HEADER + ROW).rows
+    (old,) = parse_nccl_tests(OLD_ROW).rows
+    assert old.redop == "sum"
+    assert old.out_of_place == Placement(
+        time_us=63896.0, algbw=134.44, busbw=235.26, max_error=1e-06
+    )
+
+
+def test_a_headerless_row_whose_first_time_is_na_has_no_redop() -> None:
+    line = "     1048576        262144     float    N/A   17.83   15.60    0e+00    N/A   17.77   15.55    0e+00\n"
+    (row,) = parse_nccl_tests(line).rows
+    assert row.redop is None
+    assert row.out_of_place == Placement(time_us=None, algbw=17.83, busbw=15.60, max_error=0.0)
