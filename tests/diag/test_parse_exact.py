@@ -654,3 +654,39 @@ def test_a_headerless_row_whose_first_time_is_na_has_no_redop() -> None:
     (row,) = parse_nccl_tests(line).rows
     assert row.redop is None
     assert row.out_of_place == Placement(time_us=None, algbw=17.83, busbw=15.60, max_error=0.0)
+
+
+def test_every_unreadable_json_row_is_counted_before_and_after_good_ones() -> None:
+    good = {"size": 8, "count": 2, "out_of_place": {"bus_bw": 1.5}}
+    bad = ["x", "y", {"size": -1, "count": 1}, {"size": 1, "count": "2"}, {"size": 1, "count": 1}]
+    run = parse_json(json.dumps({"results": [*bad, good, *bad, {"size": 2, "count": 2}, good]}))
+    assert len(run.rows) == 2
+    assert run.skipped_row_lines == 11
+
+
+@pytest.mark.parametrize(
+    ("value", "read"),
+    [
+        (-1000, -1000),
+        (-(2**63), -(2**63)),
+        (-(2**63) - 1, None),
+        (2**63 - 1, 2**63 - 1),
+        (2**63, None),
+    ],
+)
+def test_json_integers_are_read_within_64_bits(value: int, read: int | None) -> None:
+    data = {"results": [], "config": {"nthreads": value}}
+    assert parse_json(json.dumps(data)).n_threads == read
+
+
+def test_json_text_fields_that_are_not_text_are_left_unset() -> None:
+    row = {"size": 8, "count": 2, "redop": 5, "out_of_place": {"bus_bw": 1.5}}
+    run = parse_json(json.dumps({"results": [row], "config": {"devices": [{"rank": 0}]}}))
+    assert run.rows[0].redop is None and run.rows[0].root is None
+    assert run.devices == (RankDevice(rank=0, host="", device=0, bus_id="", name=""),)
+
+
+def test_the_json_average_is_kept_as_printed() -> None:
+    text = '{"results": [], "average_bus_bandwidth": {"bandwidth": 68.40480, "okay": "unchecked"}}'
+    run = parse_json(text)
+    assert (run.avg_busbw_text, run.avg_busbw) == ("68.40480", 68.4048)
