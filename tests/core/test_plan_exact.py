@@ -579,3 +579,89 @@ def test_llamacpp_needs_a_gguf_or_a_repo_to_convert() -> None:
         "host h1: metalserve.model: llama.cpp needs a GGUF or an HF repo to convert — fix: give "
         "model.repo_id"
     )
+
+
+def test_the_command_names_the_model_as_the_inventory_typed_it() -> None:
+    served = cpu_llamacpp(model={"repo_id": "org/tiny", "served_name": "tiny"})
+    assert served.service.served_model == "tiny"
+    vllm = plan(
+        profile="h200-sxm-8",
+        model={"checkpoint": "zai-org/GLM-5.2-FP8", "served_name": "glm"},
+        engine={"name": "vllm", "tensor_parallel_size": 8},
+    )
+    assert vllm.command[:3] == ("vllm", "serve", "zai-org/GLM-5.2-FP8")
+    repo = plan(
+        profile="h200-sxm-8",
+        model={"repo_id": "org/model", "served_name": "m"},
+        engine={"name": "vllm", "tensor_parallel_size": 8},
+    )
+    assert repo.command[:3] == ("vllm", "serve", "org/model")
+
+
+def test_the_firewall_of_each_node() -> None:
+    head, worker = pair({"name": "vllm", "tensor_parallel_size": 8, "pipeline_parallel_size": 2})
+    assert head.firewall is not None and worker.firewall is not None
+    assert (head.firewall.serving_port, head.firewall.cluster_ports) == (8000, (29500,))
+    assert (worker.firewall.serving_port, worker.firewall.cluster_ports) == (None, (29500,))
+    assert head.firewall.peers_v4 == ("10.1.0.2/32",) and worker.firewall.peers_v4 == (
+        "10.1.0.1/32",
+    )
+    assert head.firewall.clients_v4 == tuple(CLIENTS) and head.firewall.ssh_port == 22
+    alone = cpu_llamacpp(access={"clients": CLIENTS, "ssh_port": 2222}).firewall
+    assert alone is not None
+    assert (alone.serving_port, alone.cluster_ports, alone.ssh_port) == (8080, (), 2222)
+
+
+def test_the_rpc_worker_runs_the_built_rpc_server() -> None:
+    from tests.core.shipped import sandbox_plans
+
+    _, _, worker = sandbox_plans()
+    assert worker.service.exec_argv[0] == f"/opt/metalserve/llama.cpp/current/bin/{RPC_SERVER}"
+
+
+def test_a_gid_index_override_on_infiniband_reaches_no_fabric_check() -> None:
+    common = {
+        "access": {"clients": CLIENTS},
+        "profile": "h200-sxm-8x2-ib",
+        "model": {"checkpoint": "zai-org/GLM-5.2"},
+        "engine": {"name": "vllm", "tensor_parallel_size": 8, "pipeline_parallel_size": 2},
+        "fabric": IB_FABRIC,
+        "nccl": {"NCCL_IB_GID_INDEX": "3"},
+    }
+    head, _ = plan_hosts(
+        [
+            host_spec("n1", {**common, "cluster": {"node_rank": 0, "address": "10.1.0.1"}}),
+            host_spec(
+                "n2",
+                {
+                    **common,
+                    "cluster": {"node_rank": 1, "address": "10.1.0.2", "head_address": "10.1.0.1"},
+                },
+            ),
+        ]
+    )
+    assert head.fabric is not None and head.fabric.gid_index is None
+
+
+def test_a_peer_named_by_host_name_is_refused_naming_the_cluster() -> None:
+    common = {
+        "access": {"clients": CLIENTS},
+        "profile": "h200-sxm-8x2-ib",
+        "model": {"checkpoint": "zai-org/GLM-5.2"},
+        "engine": {"name": "vllm", "tensor_parallel_size": 8, "pipeline_parallel_size": 2},
+        "fabric": IB_FABRIC,
+    }
+    cluster = {"name": "c1", "head_address": "10.1.0.1"}
+    with pytest.raises(PlanError) as exc:
+        plan_hosts(
+            [
+                host_spec(
+                    "n1", {**common, "cluster": {**cluster, "node_rank": 0, "address": "10.1.0.1"}}
+                ),
+                host_spec(
+                    "n2",
+                    {**common, "cluster": {**cluster, "node_rank": 1, "address": "n2.example"}},
+                ),
+            ]
+        )
+    assert str(exc.value).startswith("cluster c1: metalserve.cluster.address 'n2.example': ")

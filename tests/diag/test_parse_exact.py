@@ -690,3 +690,15 @@ def test_the_json_average_is_kept_as_printed() -> None:
     text = '{"results": [], "average_bus_bandwidth": {"bandwidth": 68.40480, "okay": "unchecked"}}'
     run = parse_json(text)
     assert (run.avg_busbw_text, run.avg_busbw) == ("68.40480", 68.4048)
+
+
+def test_the_collective_is_the_program_s_name_with_or_without_a_path() -> None:
+    assert parse_json(json.dumps(report(args=["all_gather_perf", "-b", "8"]))).collective == (
+        "all_gather_perf"
+    )
+    assert parse_json(json.dumps(report(args=[]))).collective is None
+
+
+def test_a_two_part_net_transport_keeps_its_name() -> None:
+    assert transport_kind("NET/IB") == "NET/IB"
+    assert transport_kind("NET/Socket") == "NET/Socket"
