@@ -665,3 +665,242 @@ def test_a_peer_named_by_host_name_is_refused_naming_the_cluster() -> None:
             ]
         )
     assert str(exc.value).startswith("cluster c1: metalserve.cluster.address 'n2.example': ")
+
+
+def test_pipeline_stages_count_in_the_gpus_asked_for() -> None:
+    with pytest.raises(PlanError) as exc:
+        plan(
+            profile="h200-sxm-8",
+            model={"checkpoint": "zai-org/GLM-5.2-FP8"},
+            engine={"name": "vllm", "tensor_parallel_size": 8, "pipeline_parallel_size": 2},
+        )
+    assert str(exc.value) == (
+        "host h1: metalserve.engine: TP 8 × PP 2 = 16 GPUs but h200-sxm-8 has 8 — fix: lower "
+        "the parallel sizes"
+    )
+    with pytest.raises(PlanError) as exc:
+        plan(
+            profile="h100-sxm-4",
+            model={"checkpoint": "zai-org/GLM-4.5-Air-FP8"},
+            engine={"name": "vllm", "tensor_parallel_size": 4, "data_parallel_size": 2},
+        )
+    assert str(exc.value).startswith("host h1: metalserve.engine: TP 4 × PP 1 × DP 2 = 8 GPUs")
+
+
+def test_two_data_parallel_ranks_do_not_split_over_three_nodes() -> None:
+    fabric = {
+        "socket_ifname": "enp1s0f0np0",
+        "ib_hca": ["rocep1s0f0"],
+        "gid_index": 3,
+        "traffic_class": 106,
+    }
+    specs = [
+        host_spec(
+            f"s{rank}",
+            {
+                "access": {"clients": CLIENTS},
+                "profile": "dgx-spark-3",
+                "model": {"checkpoint": "zai-org/GLM-4.5-Air-FP8"},
+                "engine": {"name": "vllm", "data_parallel_size": 2},
+                "fabric": fabric,
+                "cluster": {
+                    "node_rank": rank,
+                    "address": f"10.2.0.{rank + 1}",
+                    "head_address": "10.2.0.1",
+                },
+            },
+        )
+        for rank in range(3)
+    ]
+    with pytest.raises(PlanError) as exc:
+        plan_hosts(specs)
+    assert str(exc.value) == (
+        "host s0: metalserve.engine.data_parallel_size: 2 ranks do not split evenly over 3 nodes "
+        "— fix: a multiple of 3"
+    )
+
+
+@pytest.mark.parametrize(
+    ("local_dir", "repo"), [("/srv/models/tinyX/", "local/tinyX"), ("tiny-moe", "local/tiny-moe")]
+)
+def test_a_local_directory_s_last_component_names_it(local_dir: str, repo: str) -> None:
+    p = plan(profile="sandbox-cpu", model={"local_dir": local_dir}, engine={"name": "llamacpp"})
+    assert p.weights is not None and p.weights.repo_id == repo
+
+
+def test_the_llamacpp_command_reads_its_key_from_the_credentials() -> None:
+    p = cpu_llamacpp()
+    assert p.command[p.command.index("--api-key-file") + 1] == "%d/api_key"
+
+
+def test_a_gpu_engine_without_weights_is_one_line() -> None:
+    from metalserve.catalog.checkpoints import GLM45_AIR_FP8
+
+    spec = host_spec(
+        "h1",
+        {
+            "access": {"clients": CLIENTS},
+            "profile": "h100-sxm-4",
+            "model": {"checkpoint": "zai-org/GLM-4.5-Air-FP8"},
+            "engine": {"name": "vllm", "tensor_parallel_size": 4},
+        },
+    )
+    with pytest.raises(PlanError) as exc:
+        plan_alone(spec, GLM45_AIR_FP8.model_copy(update={"repo_id": None}))
+    assert str(exc.value) == (
+        "host h1: metalserve.model: no model weights to serve — fix: set model.checkpoint or "
+        "model.repo_id"
+    )
+
+
+def test_sglang_runs_from_its_own_venv() -> None:
+    p = plan(
+        profile="h100-sxm-8",
+        model={"checkpoint": "zai-org/GLM-4.7-FP8"},
+        engine={"name": "sglang", "tp_size": 8},
+    )
+    venv = p.engine.venv
+    assert venv is not None and venv.startswith("/opt/metalserve/venvs/sglang-")
+    assert p.service.exec_argv[:2] == (f"{venv}/bin/sglang", "serve")
+
+
+def test_the_engine_binds_loopback_unless_told_otherwise() -> None:
+    p = plan(
+        profile="h200-sxm-8",
+        model={"checkpoint": "zai-org/GLM-5.2-FP8"},
+        engine={"name": "vllm", "tensor_parallel_size": 8},
+    )
+    argv = p.service.exec_argv
+    assert argv[argv.index("--host") + 1] == "127.0.0.1"
+
+
+def test_a_model_that_fits_no_catalogue_setup_says_so() -> None:
+    from metalserve.catalog.checkpoints import GLM52_FP8
+
+    spec = host_spec(
+        "h1",
+        {
+            "access": {"clients": CLIENTS},
+            "profile": "h200-sxm-8",
+            "model": {"checkpoint": "zai-org/GLM-5.2-FP8"},
+            "engine": {"name": "vllm", "tensor_parallel_size": 8},
+        },
+    )
+    p = plan_alone(spec, GLM52_FP8.model_copy(update={"weight_bytes": 10**15}))
+    assert p.smallest_setup == "no catalogue setup fits"
+
+
+def test_a_vllm_cluster_may_name_its_nodes_when_the_site_firewalls() -> None:
+    common = {
+        "access": {"firewall": False, "firewall_off_reason": "site firewall"},
+        "profile": "h200-sxm-8x2-ib",
+        "model": {"checkpoint": "zai-org/GLM-5.2"},
+        "engine": {"name": "vllm", "tensor_parallel_size": 8, "pipeline_parallel_size": 2},
+        "fabric": IB_FABRIC,
+    }
+    head, worker = plan_hosts(
+        [
+            host_spec("n1", {**common, "cluster": {"node_rank": 0, "address": "n1.example"}}),
+            host_spec(
+                "n2",
+                {
+                    **common,
+                    "cluster": {
+                        "node_rank": 1,
+                        "address": "n2.example",
+                        "head_address": "n1.example",
+                    },
+                },
+            ),
+        ]
+    )
+    assert head.firewall is None and worker.node.address == "n2.example"
+
+
+@pytest.mark.parametrize(
+    "engine",
+    [
+        {
+            "name": "vllm",
+            "tensor_parallel_size": 8,
+            "pipeline_parallel_size": 2,
+            "enable_expert_parallel": True,
+        },
+        {"name": "sglang", "tp_size": 8, "pp_size": 2, "ep_size": 8},
+    ],
+)
+def test_expert_parallelism_across_nodes_sets_the_channel_floor(engine: dict[str, Any]) -> None:
+    head, _ = pair(engine)
+    assert head.environment_dict()["NCCL_MIN_NCHANNELS"] == "16"
+    plain, _ = pair({"name": "vllm", "tensor_parallel_size": 8, "pipeline_parallel_size": 2})
+    assert "NCCL_MIN_NCHANNELS" not in plain.environment_dict()
+
+
+def test_nccl_overrides_reach_the_environment() -> None:
+    p = plan(
+        profile="h200-sxm-8",
+        model={"checkpoint": "zai-org/GLM-5.2-FP8"},
+        engine={"name": "vllm", "tensor_parallel_size": 8},
+        nccl={"NCCL_DEBUG": "WARN"},
+    )
+    assert p.environment_dict()["NCCL_DEBUG"] == "WARN"
+
+
+def test_a_missing_fabric_value_is_one_line_naming_the_host() -> None:
+    common = {
+        "access": {"clients": CLIENTS},
+        "profile": "h200-sxm-8x2-ib",
+        "model": {"checkpoint": "zai-org/GLM-5.2"},
+        "engine": {"name": "vllm", "tensor_parallel_size": 8, "pipeline_parallel_size": 2},
+    }
+    with pytest.raises(MetalserveError) as exc:
+        plan_hosts(
+            [
+                host_spec("n1", {**common, "cluster": {"node_rank": 0, "address": "10.1.0.1"}}),
+                host_spec(
+                    "n2",
+                    {
+                        **common,
+                        "cluster": {
+                            "node_rank": 1,
+                            "address": "10.1.0.2",
+                            "head_address": "10.1.0.1",
+                        },
+                    },
+                ),
+            ]
+        )
+    assert str(exc.value).startswith(
+        "host n1: metalserve.fabric.socket_ifname: required for multi-node hardware h200-sxm-8x2-ib"
+    )
+
+
+def test_the_unit_sandbox_is_made_for_this_node_s_gpus_and_fabric() -> None:
+    from metalserve.hardening import Node, service_hardening
+    from metalserve.layout import Layout
+
+    def hardening_of(p: HostPlan, **node: Any) -> Any:
+        return service_hardening(Node(host=p.host, **node), Layout.for_service(p.service.name), {})
+
+    gpu = plan(
+        profile="h200-sxm-8",
+        model={"checkpoint": "zai-org/GLM-5.2-FP8"},
+        engine={"name": "vllm", "tensor_parallel_size": 8},
+    )
+    assert gpu.service.hardening == hardening_of(gpu, gpu=True, rdma=False, engine="vllm")
+    head, _ = pair({"name": "vllm", "tensor_parallel_size": 8, "pipeline_parallel_size": 2})
+    assert head.service.hardening == hardening_of(head, gpu=True, rdma=True, engine="vllm")
+    cpu = cpu_llamacpp()
+    assert cpu.service.hardening == hardening_of(cpu, gpu=False, rdma=False, engine="llamacpp")
+
+
+def test_packages_follow_the_engine_and_the_firewall() -> None:
+    from metalserve.catalog.packages import FIREWALL, packages_for
+
+    assert cpu_llamacpp().packages.names == packages_for("llamacpp") + FIREWALL
+    vllm = plan(
+        profile="h200-sxm-8",
+        model={"checkpoint": "zai-org/GLM-5.2-FP8"},
+        engine={"name": "vllm", "tensor_parallel_size": 8},
+    )
+    assert vllm.packages.names == packages_for("vllm") + FIREWALL
