@@ -702,3 +702,120 @@ def test_the_collective_is_the_program_s_name_with_or_without_a_path() -> None:
 def test_a_two_part_net_transport_keeps_its_name() -> None:
     assert transport_kind("NET/IB") == "NET/IB"
     assert transport_kind("NET/Socket") == "NET/Socket"
+
+
+SIX = "#  size  count  type  time  algbw  busbw\n"
+
+
+def test_a_header_of_six_names_reads_one_out_of_place_placement() -> None:
+    (row,) = parse_nccl_tests(SIX + "  1024  256  float  1.5  2.5  3.5\n").rows
+    assert row.out_of_place == Placement(time_us=1.5, algbw=2.5, busbw=3.5)
+    assert row.in_place is None
+    five = "#  size  count  type  time  busbw\n"
+    assert parse_nccl_tests(five + "  1024  256  float  1.5  3.5\n").rows == ()
+
+
+def test_lines_that_look_like_headers_but_are_not() -> None:
+    for line in (
+        "#  time  algbw  busbw  #wrong  time  algbw  busbw  #wrong\n",  # no size first
+        "#  size  count  type  redop  root  algbw  busbw  #wrong\n",  # no time column
+        "#  size  count  type  redop  root  time  algbw  #wrong\n",  # no busbw
+    ):
+        assert parse_nccl_tests(line + ROW).rows == parse_nccl_tests(ROW).rows
+
+
+def test_a_timestamp_column_is_not_a_measurement() -> None:
+    header = HEADER.rstrip("\n") + "  timestamp\n"
+    (row,) = parse_nccl_tests(header + ROW.rstrip("\n") + "  2026-12-07T13:40:21\n").rows
+    assert row == parse_nccl_tests(HEADER + ROW).rows[0]
+
+
+@pytest.mark.parametrize(
+    ("values", "placement"),
+    [
+        ("2.0  3.0  0", Placement(time_us=None, algbw=2.0, busbw=3.0, wrong=0.0)),
+        ("3.0  0", Placement(time_us=None, algbw=None, busbw=3.0, wrong=0.0)),
+    ],
+)
+def test_a_row_cut_short_on_the_left_reads_what_is_there(values: str, placement: Placement) -> None:
+    (row,) = parse_nccl_tests(HEADER + f"  1024  256  float  sum  -1  {values}\n").rows
+    assert (row.out_of_place, row.in_place) == (None, placement)
+
+
+def test_a_row_with_only_a_wrong_count_has_no_bandwidth() -> None:
+    run = parse_nccl_tests(HEADER + "  1024  256  float  sum  -1  0\n")
+    assert (run.rows, run.skipped_row_lines) == ((), 1)
+
+
+def test_sizes_past_18_digits_are_no_rows() -> None:
+    big_size = "  1234567890123456789  256  float  sum  -1  1.0  2.0  3.0  0  1.0  2.0  3.0  0\n"
+    big_count = "  1024  1234567890123456789  float  sum  -1  1.0  2.0  3.0  0  1.0  2.0  3.0  0\n"
+    run = parse_nccl_tests(HEADER + big_size + big_count)
+    assert (run.rows, run.skipped_row_lines) == ((), 2)
+
+
+def test_a_marked_na_is_still_na() -> None:
+    (row,) = parse_nccl_tests(HEADER + ROW.replace("       2\n", "    N/A*\n")).rows
+    assert row.in_place is not None and row.in_place.wrong is None
+
+
+def test_an_op_column_is_the_reduction() -> None:
+    header = HEADER.replace(" redop ", "    op ")
+    (row,) = parse_nccl_tests(header + ROW).rows
+    assert row.redop == "sum"
+
+
+def test_a_concluded_run_stays_concluded() -> None:
+    text = (
+        "# Collective test concluded: all_reduce_perf\n"
+        "# Collective test starting: all_gather_perf\n"
+    )
+    run = parse_nccl_tests(text)
+    assert (run.collective, run.concluded) == ("all_gather_perf", True)
+
+
+def test_channels_are_read_at_the_first_marker_of_a_line() -> None:
+    at_start = parse_nccl_log(["NCCL INFO Channel 00/0 : 0[0] -> 1[1] via P2P/IPC"])
+    assert at_start.channels == {"P2P/IPC": 1}
+    twice = parse_nccl_log(
+        ["h NCCL INFO Channel garbage NCCL INFO Channel 00/0 : 0[0] -> 1[1] via P2P/IPC"]
+    )
+    assert twice.channels == {}
+    ranks = parse_nccl_log(["h nranks 9 [0] NCCL INFO comm 0x1 rank 0 nranks 4 cudaDev 0"])
+    assert ranks.n_ranks == 4
+
+
+def test_the_largest_nvls_channel_count_and_the_first_version_win() -> None:
+    t = parse_nccl_log(
+        [
+            "a NCCL INFO 24 nvls channels, 16 nvls direct channels",
+            "a NCCL INFO 16 nvls channels, 16 nvls direct channels",
+            "a NCCL INFO NCCL version 2.23.4+cuda12.6",
+            "b NCCL INFO NCCL version 2.21.5+cuda12.4",
+        ]
+    )
+    assert (t.nvls_channels, t.nvls_available, t.nccl_version) == (24, None, "2.23.4")
+    assert (
+        parse_nccl_log(["a NCCL INFO 0 nvls channels, 0 nvls direct channels"]).nvls_channels == 0
+    )
+
+
+def test_the_network_nccl_names_wins_over_the_channels() -> None:
+    t = parse_nccl_log(
+        [
+            "a NCCL INFO Using network Socket",
+            "a NCCL INFO Channel 00/0 : 0[0] -> 1[1] [send] via NET/IB/0",
+        ]
+    )
+    assert t.network == "Socket"
+
+
+def test_the_run_s_own_nccl_version_wins_over_the_log_s() -> None:
+    text = "a NCCL INFO NCCL version 2.23.4+cuda12.6\nNCCL version 2.19.3+cuda12.2\n"
+    parsed = parse_output(text)
+    assert (parsed.run.nccl_version, parsed.transport.nccl_version) == ("2.19.3", "2.23.4")
+
+
+def test_every_unreadable_row_is_counted() -> None:
+    bad = "  1024  256  float  sum  -1  x  y  z  0  1.0  2.0  3.0  0\n"
+    assert parse_nccl_tests(HEADER + bad + ROW + bad).skipped_row_lines == 2
