@@ -819,3 +819,28 @@ def test_the_run_s_own_nccl_version_wins_over_the_log_s() -> None:
 def test_every_unreadable_row_is_counted() -> None:
     bad = "  1024  256  float  sum  -1  x  y  z  0  1.0  2.0  3.0  0\n"
     assert parse_nccl_tests(HEADER + bad + ROW + bad).skipped_row_lines == 2
+
+
+def test_marked_and_non_finite_averages() -> None:
+    # RCCL's footer marks the average with '*' (fixture mi-rccl_footer-asterisks_rccl2078.log)
+    assert parse_nccl_tests("# Avg bus bandwidth    : 68.4048*\n").avg_busbw == 68.4048
+    for text in ("nan", "inf", "-inf"):
+        run = parse_nccl_tests(f"# Avg bus bandwidth    : {text}\n")
+        assert (run.avg_busbw, run.avg_busbw_text) == (None, text)
+
+
+def test_rank_lines_without_pid_and_names_ending_in_x() -> None:
+    run = parse_nccl_tests("#  Rank  0 Group  0 on  host device  0 [0x3b] NVIDIA TITAN X\n")
+    assert run.devices == (
+        RankDevice(rank=0, host="host", device=0, bus_id="0x3b", name="NVIDIA TITAN X", group=0),
+    )
+
+
+def test_a_header_without_rows_still_tells_the_format() -> None:
+    assert parse_nccl_tests(HEADER).format is OutputFormat.CURRENT
+    assert parse_nccl_tests(OLD_HEADER).format is OutputFormat.PRE_2_13
+
+
+def test_an_abort_keeps_its_line_as_printed() -> None:
+    (abort,) = parse_nccl_tests("node-a: Test timeout (300s) common.cu:574   \r\n").aborts
+    assert abort.line == "node-a: Test timeout (300s) common.cu:574   "
