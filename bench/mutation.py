@@ -162,13 +162,42 @@ def not_killed(paths: list[str]) -> list[str]:
     ]
 
 
-def run_mutmut(paths: list[str], max_children: int, names: list[str] | None = None) -> int:
+def mutmut_missing() -> bool:
+    if MUTMUT.exists():
+        return False
+    print(f"{MUTMUT} not found: pip install -e '.[dev]' (mutmut>=3.3,<4)", file=sys.stderr)
+    return True
+
+
+def tree_state() -> str:
+    """The commit of the working tree, and whether it has uncommitted changes."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=REPO, capture_output=True, text=True, check=False
+        ).stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD") or "an unknown commit"
+    dirty = git("status", "--porcelain", "--untracked-files=no")
+    return f"{commit} + uncommitted changes" if dirty else commit
+
+
+def run_mutmut(
+    paths: list[str], max_children: int, names: list[str] | None = None, quiet: bool = False
+) -> int:
     """mutmut reruns every mutant it is given by name or glob, killed ones included."""
     command = [str(MUTMUT), "run", "--max-children", str(max_children)]
     command += names if names is not None else [mutant_glob(p) for p in paths]
     shown = command if len(command) < 12 else [*command[:6], f"... ({len(command) - 4} mutants)"]
-    print("+", " ".join(shown), flush=True)
-    return subprocess.run(command, cwd=REPO, stdout=subprocess.DEVNULL, check=False).returncode
+    if not quiet:
+        print("+", " ".join(shown), flush=True)
+    return subprocess.run(
+        command,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL if quiet else None,
+        check=False,
+    ).returncode
 
 
 def report(scores: list[ModuleScore]) -> tuple[float, list[str]]:
@@ -214,8 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-module", type=float, default=80.0)
     args = parser.parse_args(argv)
 
-    if not MUTMUT.exists():
-        print(f"{MUTMUT} not found: pip install -e '.[dev]' (mutmut>=3.3,<4)", file=sys.stderr)
+    if mutmut_missing():
         return 2
     if args.record:
         return record(*args.record)
@@ -231,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 2
         paths = [p for p in paths if module_name(p) in wanted]
+    measured_at = tree_state()  # the tree mutmut copies now, whatever is committed meanwhile
     if args.fresh:
         shutil.rmtree(REPO / "mutants", ignore_errors=True)
     if args.survivors:
@@ -240,10 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     elif not args.report:
         run_mutmut(paths, args.max_children)
 
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
-    ).stdout.strip()
-    print(f"mutation score at {commit or 'an unknown commit'}:")
+    print(f"mutation score at {measured_at}:")
     scores = collect(paths, read_equivalents())
     overall, unrecorded = report(scores)
     if unrecorded:

@@ -14,17 +14,15 @@ from __future__ import annotations
 
 import argparse
 import random
-import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from mutation import (  # noqa: E402  (bench/ is not a package)
-    MUTMUT,
-    REPO,
     mutant_results,
     mutated_paths,
+    mutmut_missing,
     not_killed,
     read_equivalents,
     run_mutmut,
@@ -36,13 +34,7 @@ NO_MUTANT = "metalserve.no_such_module_for_the_guard.*"
 def all_mutants(paths: list[str]) -> list[str]:
     """Every mutant of ``paths`` in the current code: mutmut generates them (and its map of which
     tests reach which function) on a run that selects none."""
-    subprocess.run(
-        [str(MUTMUT), "run", "--max-children", "1", NO_MUTANT],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        check=False,
-    )
+    run_mutmut(paths, 1, [NO_MUTANT], quiet=True)
     return sorted(name for path in paths for name in mutant_results(path))
 
 
@@ -52,8 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=15)
     parser.add_argument("--max-children", type=int, default=1)
     args = parser.parse_args(argv)
-    if not MUTMUT.exists():
-        print(f"{MUTMUT} not found: pip install -e '.[dev]' (mutmut>=3.3,<4)", file=sys.stderr)
+    if mutmut_missing():
         return 2
 
     paths = mutated_paths()

@@ -393,33 +393,37 @@ def test_data_parallel_counts_in_the_gpus_asked_for() -> None:
 IB_FABRIC = {"socket_ifname": "ib0", "ib_hca": ["mlx5_0"]}
 
 
-def pair(engine: dict[str, Any], port: int = 29500) -> list[HostPlan]:
+def two_nodes(
+    changes: dict[str, Any] | None = None,
+    addresses: tuple[str, str] = ("10.1.0.1", "10.1.0.2"),
+    **cluster: Any,
+) -> list[HostPlan]:
+    """The plans of a 2-node cluster: 8×H200 over InfiniBand unless ``changes`` say otherwise."""
     common = {
         "access": {"clients": CLIENTS},
         "profile": "h200-sxm-8x2-ib",
         "model": {"checkpoint": "zai-org/GLM-5.2"},
-        "engine": engine,
+        "engine": {"name": "vllm", "tensor_parallel_size": 8, "pipeline_parallel_size": 2},
         "fabric": IB_FABRIC,
+        **(changes or {}),
     }
+    head, worker = addresses
     return plan_hosts(
         [
-            host_spec(
-                "n1", {**common, "cluster": {"node_rank": 0, "address": "10.1.0.1", "port": port}}
-            ),
+            host_spec("n1", {**common, "cluster": {**cluster, "node_rank": 0, "address": head}}),
             host_spec(
                 "n2",
                 {
                     **common,
-                    "cluster": {
-                        "node_rank": 1,
-                        "address": "10.1.0.2",
-                        "head_address": "10.1.0.1",
-                        "port": port,
-                    },
+                    "cluster": {**cluster, "node_rank": 1, "address": worker, "head_address": head},
                 },
             ),
         ]
     )
+
+
+def pair(engine: dict[str, Any], port: int = 29500) -> list[HostPlan]:
+    return two_nodes({"engine": engine}, port=port)
 
 
 def test_tensor_parallel_across_nodes_is_warned_about() -> None:
@@ -533,24 +537,12 @@ def test_no_firewall_where_the_site_s_own_rules() -> None:
 
 def test_a_roce_pair_gives_the_fabric_role_the_gid_index() -> None:
     roce = {"socket_ifname": "bond0", "ib_hca": ["mlx5_0"], "gid_index": 3, "traffic_class": 106}
-    common = {
-        "access": {"clients": CLIENTS},
-        "profile": "h100-sxm-8x2-roce",
-        "model": {"checkpoint": "zai-org/GLM-4.7-FP8"},
-        "engine": {"name": "vllm", "tensor_parallel_size": 8, "pipeline_parallel_size": 2},
-        "fabric": roce,
-    }
-    head, _ = plan_hosts(
-        [
-            host_spec("n1", {**common, "cluster": {"node_rank": 0, "address": "10.1.0.1"}}),
-            host_spec(
-                "n2",
-                {
-                    **common,
-                    "cluster": {"node_rank": 1, "address": "10.1.0.2", "head_address": "10.1.0.1"},
-                },
-            ),
-        ]
+    head, _ = two_nodes(
+        {
+            "profile": "h100-sxm-8x2-roce",
+            "model": {"checkpoint": "zai-org/GLM-4.7-FP8"},
+            "fabric": roce,
+        }
     )
     assert head.fabric is not None and head.fabric.gid_index == 3
 
@@ -620,50 +612,13 @@ def test_the_rpc_worker_runs_the_built_rpc_server() -> None:
 
 
 def test_a_gid_index_override_on_infiniband_reaches_no_fabric_check() -> None:
-    common = {
-        "access": {"clients": CLIENTS},
-        "profile": "h200-sxm-8x2-ib",
-        "model": {"checkpoint": "zai-org/GLM-5.2"},
-        "engine": {"name": "vllm", "tensor_parallel_size": 8, "pipeline_parallel_size": 2},
-        "fabric": IB_FABRIC,
-        "nccl": {"NCCL_IB_GID_INDEX": "3"},
-    }
-    head, _ = plan_hosts(
-        [
-            host_spec("n1", {**common, "cluster": {"node_rank": 0, "address": "10.1.0.1"}}),
-            host_spec(
-                "n2",
-                {
-                    **common,
-                    "cluster": {"node_rank": 1, "address": "10.1.0.2", "head_address": "10.1.0.1"},
-                },
-            ),
-        ]
-    )
+    head, _ = two_nodes({"nccl": {"NCCL_IB_GID_INDEX": "3"}})
     assert head.fabric is not None and head.fabric.gid_index is None
 
 
 def test_a_peer_named_by_host_name_is_refused_naming_the_cluster() -> None:
-    common = {
-        "access": {"clients": CLIENTS},
-        "profile": "h200-sxm-8x2-ib",
-        "model": {"checkpoint": "zai-org/GLM-5.2"},
-        "engine": {"name": "vllm", "tensor_parallel_size": 8, "pipeline_parallel_size": 2},
-        "fabric": IB_FABRIC,
-    }
-    cluster = {"name": "c1", "head_address": "10.1.0.1"}
     with pytest.raises(PlanError) as exc:
-        plan_hosts(
-            [
-                host_spec(
-                    "n1", {**common, "cluster": {**cluster, "node_rank": 0, "address": "10.1.0.1"}}
-                ),
-                host_spec(
-                    "n2",
-                    {**common, "cluster": {**cluster, "node_rank": 1, "address": "n2.example"}},
-                ),
-            ]
-        )
+        two_nodes(addresses=("10.1.0.1", "n2.example"), name="c1")
     assert str(exc.value).startswith("cluster c1: metalserve.cluster.address 'n2.example': ")
 
 
@@ -791,29 +746,8 @@ def test_a_model_that_fits_no_catalogue_setup_says_so() -> None:
 
 
 def test_a_vllm_cluster_may_name_its_nodes_when_the_site_firewalls() -> None:
-    common = {
-        "access": {"firewall": False, "firewall_off_reason": "site firewall"},
-        "profile": "h200-sxm-8x2-ib",
-        "model": {"checkpoint": "zai-org/GLM-5.2"},
-        "engine": {"name": "vllm", "tensor_parallel_size": 8, "pipeline_parallel_size": 2},
-        "fabric": IB_FABRIC,
-    }
-    head, worker = plan_hosts(
-        [
-            host_spec("n1", {**common, "cluster": {"node_rank": 0, "address": "n1.example"}}),
-            host_spec(
-                "n2",
-                {
-                    **common,
-                    "cluster": {
-                        "node_rank": 1,
-                        "address": "n2.example",
-                        "head_address": "n1.example",
-                    },
-                },
-            ),
-        ]
-    )
+    site = {"access": {"firewall": False, "firewall_off_reason": "site firewall"}}
+    head, worker = two_nodes(site, addresses=("n1.example", "n2.example"))
     assert head.firewall is None and worker.node.address == "n2.example"
 
 
@@ -847,29 +781,8 @@ def test_nccl_overrides_reach_the_environment() -> None:
 
 
 def test_a_missing_fabric_value_is_one_line_naming_the_host() -> None:
-    common = {
-        "access": {"clients": CLIENTS},
-        "profile": "h200-sxm-8x2-ib",
-        "model": {"checkpoint": "zai-org/GLM-5.2"},
-        "engine": {"name": "vllm", "tensor_parallel_size": 8, "pipeline_parallel_size": 2},
-    }
     with pytest.raises(MetalserveError) as exc:
-        plan_hosts(
-            [
-                host_spec("n1", {**common, "cluster": {"node_rank": 0, "address": "10.1.0.1"}}),
-                host_spec(
-                    "n2",
-                    {
-                        **common,
-                        "cluster": {
-                            "node_rank": 1,
-                            "address": "10.1.0.2",
-                            "head_address": "10.1.0.1",
-                        },
-                    },
-                ),
-            ]
-        )
+        two_nodes({"fabric": {}})
     assert str(exc.value).startswith(
         "host n1: metalserve.fabric.socket_ifname: required for multi-node hardware h200-sxm-8x2-ib"
     )

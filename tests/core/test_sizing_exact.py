@@ -242,10 +242,10 @@ def test_fp8_weights_need_fp8_hardware() -> None:
         "zai-org/GLM-4.5-Air-FP8 is FP8 but NVIDIA GeForce RTX 4090 has no FP8 support"
         not in report.reasons
     )  # Ada has FP8 tensor cores
-    a100 = PROFILES["h100-sxm-4"].model_copy(
+    no_fp8 = PROFILES["h100-sxm-4"].model_copy(
         update={"gpu": PROFILES["h100-sxm-4"].gpu.model_copy(update={"fp8": False})}  # type: ignore[union-attr]
     )
-    report = size(request_for(a100, GLM45_AIR_FP8, VllmSettings(tensor_parallel_size=4)))
+    report = size(request_for(no_fp8, GLM45_AIR_FP8, VllmSettings(tensor_parallel_size=4)))
     assert report.reasons == (
         "zai-org/GLM-4.5-Air-FP8 is FP8 but NVIDIA H100 80GB HBM3 has no FP8 support",
     )
