@@ -56,6 +56,16 @@ def main(argv: list[str] | None = None) -> int:
     sample = sorted(random.Random(args.seed).sample(candidates, min(args.count, len(candidates))))
     print(f"{len(sample)} of {len(candidates)} mutants (seed {args.seed}):", flush=True)
     run_mutmut(paths, args.max_children, sample)
+    results = {name: code for path in paths for name, code in mutant_results(path).items()}
+    unrun = [name for name in sample if results.get(name) is None]
+    if unrun:
+        print(
+            f"mutmut ran {len(sample) - len(unrun)} of the {len(sample)} mutants: a test file in "
+            "[tool.mutmut] pytest_add_cli_args_test_selection is missing, or the clean test run "
+            "failed — run bench/mutation.py for mutmut's own output",
+            file=sys.stderr,
+        )
+        return 2
     left = set(not_killed(paths)) & set(sample)
     if left:
         print(f"{len(left)} sampled mutants were not killed:")
