@@ -3,9 +3,13 @@
     pyinfra inventories/h200-ib.py deploy/diagnose.py
 
 Reports land on the control host in ``diag-reports/<date>/<host>/`` (``metalserve.diag.reports_dir``);
-a FAIL verdict fails the host. Multi-node profiles need passwordless SSH from node 0 to the others.
+a FAIL verdict fails the host. Preflight runs first: a host that fails it is not diagnosed.
+Multi-node profiles need passwordless SSH from node 0 to the others.
 """
 
-from roles import base, nccl_diag
+from metalserve.preflight import Purpose
+from roles import base, nccl_diag, preflight
 
-base.run_phases([nccl_diag])
+plan = base.current_plan()
+preflight.first(plan, Purpose.DIAGNOSE)
+base.run_phases([nccl_diag], plan)

@@ -1,5 +1,5 @@
 """3× DGX Spark (GB10, 128 GB unified each) over 200G RoCE v2: GLM-4.5-Air-FP8, pipeline parallel
-across the three nodes (seed 003: "3x DGX Spark with pipeline parallelism")."""
+across the three nodes (the GLM-5.2-NVFP4 post: "3x DGX Spark with pipeline parallelism")."""
 
 _FABRIC = {
     "socket_ifname": "enp1s0f0np0",

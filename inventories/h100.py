@@ -1,5 +1,5 @@
 """8×H100 SXM (NVSwitch): GLM-5.2-FP8 (755.6 GB) does not fit 8 × 80 GB, so this box serves
-GLM-4.7-FP8 (355B) with seed 000's SGLang settings."""
+GLM-4.7-FP8 (355B) with the GLM 5.2 MoE guide's SGLang settings."""
 
 hosts = [
     (

@@ -1,5 +1,6 @@
-"""4×H100 SXM (NVLink, no NVSwitch). Seed 000's table says GLM-5.2-FP8 fits here; it does not
-(755.6 GB of weights, 320 GB of GPU memory — see `metalserve audit`). GLM-4.5-Air-FP8 does."""
+"""4×H100 SXM (NVLink, no NVSwitch). The GLM 5.2 MoE guide's table says GLM-5.2-FP8 fits here; it
+does not (755.6 GB of weights, 320 GB of GPU memory — see `metalserve audit`). GLM-4.5-Air-FP8
+does."""
 
 hosts = [
     (

@@ -1,4 +1,5 @@
-"""8×H200 SXM (NVSwitch): GLM-5.2-FP8 on vLLM, seed 004's command, kept warm every 14 minutes.
+"""8×H200 SXM (NVSwitch): GLM-5.2-FP8 on vLLM, the Modal 8x H200 post's command, kept warm every 14
+minutes (metalserve/catalog/guides.py).
 
 pyinfra inventories/h200.py deploy/serve.py
 metalserve plan inventories/h200.py

@@ -1,4 +1,4 @@
-"""4×RTX 4090 + 128 GB RAM: seed 000's llama.cpp "budget option", flag for flag.
+"""4×RTX 4090 + 128 GB RAM: the GLM 5.2 MoE guide's llama.cpp "budget option", flag for flag.
 
 `metalserve plan` says plainly that it does not fit: 220 GB of GGUF (itself too small for 744B at
 Q4_K_M) exceeds 96 GB of VRAM + 120 GB of usable RAM, and --n-gpu-layers 48 puts ~135 GB on the GPUs.

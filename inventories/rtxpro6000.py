@@ -1,4 +1,5 @@
-"""8×RTX PRO 6000 Blackwell (PCIe): NVIDIA's GLM-5.2-NVFP4 recipe, seed 003's command."""
+"""8×RTX PRO 6000 Blackwell (PCIe): NVIDIA's GLM-5.2-NVFP4 recipe, as the GLM-5.2-NVFP4 post
+gives it (metalserve/catalog/guides.py)."""
 
 hosts = [
     (

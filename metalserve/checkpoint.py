@@ -20,7 +20,7 @@ class Claim(Frozen):
 
     Example::
 
-        Claim(source="seed 000", statement="FP8 needs ~372 GB VRAM", vram_gb=372,
+        Claim(source=GLM52_GUIDE, statement="FP8 needs ~372 GB VRAM", vram_gb=372,
               minimum_profile="h100-sxm-4")
     """
 

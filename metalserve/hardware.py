@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 GB = 1_000_000_000
-"""Decimal gigabyte: vendors and the seeds size GPU memory and checkpoints in GB, not GiB."""
+"""Decimal gigabyte: vendors and the guides size GPU memory and checkpoints in GB, not GiB."""
 GIB = 1 << 30
 
 
@@ -59,6 +60,10 @@ class GpuModel(Frozen):
     pcie_p2p: bool = Field(description="the driver supports GPU peer-to-peer over PCIe")
     nvidia_peermem: bool = Field(
         description="a NIC can reach this GPU's memory through nvidia-peermem (GPUDirect RDMA)"
+    )
+    cpu_arch: Literal["x86_64", "aarch64"] | None = Field(
+        default=None,
+        description="the CPU this GPU comes with (a superchip or SoC); None: a card in any host",
     )
     source: str
 

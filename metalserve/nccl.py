@@ -12,6 +12,7 @@ from collections.abc import Mapping
 
 from pydantic import Field
 
+from metalserve.catalog.guides import GLM52_GUIDE
 from metalserve.catalog.nccl_vars import KNOWN_NCCL_VARIABLES
 from metalserve.errors import SpecError
 from metalserve.hardware import Frozen, HardwareProfile, Interconnect, NetworkFabric
@@ -23,13 +24,13 @@ from metalserve.ncclsyntax import (
     NcclSyntaxError,
 )
 
-SEED_000 = "seed 000 'NCCL Tuning for Multi-GPU'"
+GUIDE_NCCL = f"{GLM52_GUIDE}, 'NCCL Tuning for Multi-GPU'"
 NCCL_ENV_DOC = "NCCL env.rst (docs.nvidia.com/deeplearning/nccl/user-guide/docs/env.html)"
 
 MOE_MIN_CHANNELS = 16
-"""Channel floor for cross-node expert all-to-all. Seed 000 claims a NCCL_MIN_NCHANNELS fix for a 40 %
-MoE all-to-all loss without giving the value; 16 matches the per-NIC channel count of an 8-NIC node.
-Verify with the diagnostic's alltoall run."""
+"""Channel floor for cross-node expert all-to-all. The GLM 5.2 MoE guide claims a NCCL_MIN_NCHANNELS
+fix for a 40 % MoE all-to-all loss without giving the value; 16 matches the per-NIC channel count of
+an 8-NIC node. Verify with the diagnostic's alltoall run."""
 
 
 class FabricSpec(Frozen):
@@ -112,13 +113,13 @@ def _single_node(profile: HardwareProfile) -> list[NcclSetting]:
             name="NCCL_SOCKET_IFNAME",
             value="lo",
             reason="one node: NCCL's bootstrap stays on loopback, never a docker or VLAN interface",
-            source=SEED_000,
+            source=GUIDE_NCCL,
         ),
         NcclSetting(
             name="NCCL_IB_DISABLE",
             value="1",
             reason="one node: no inter-node network, so NCCL does not probe IB HCAs",
-            source=SEED_000,
+            source=GUIDE_NCCL,
         ),
     ]
     if profile.interconnect in (Interconnect.NVSWITCH, Interconnect.NVLINK):
@@ -127,13 +128,13 @@ def _single_node(profile: HardwareProfile) -> list[NcclSetting]:
                 name="NCCL_P2P_DISABLE",
                 value="0",
                 reason="keep GPU-direct P2P over NVLink; =1 is a crutch that costs 40-60 %",
-                source=SEED_000,
+                source=GUIDE_NCCL,
             ),
             NcclSetting(
                 name="NCCL_P2P_LEVEL",
                 value="NVL",
                 reason="use P2P where GPUs are joined by NVLink",
-                source=SEED_000,
+                source=GUIDE_NCCL,
             ),
         ]
     elif profile.p2p_available:
@@ -145,7 +146,7 @@ def _single_node(profile: HardwareProfile) -> list[NcclSetting]:
                     "PCIe cards with P2P: keep it on (=1 costs 40-60 %); if P2P is slow or hangs, "
                     "fix ACS/IOMMU (iommu=pt, ACS off) rather than disabling it"
                 ),
-                source=f"{SEED_000}; operator-painpoints #14",
+                source=f"{GUIDE_NCCL}; ACS/IOMMU: https://github.com/NVIDIA/nccl/issues/2079",
             )
         )
     elif profile.gpus_per_node > 1 and profile.gpu is not None:
@@ -194,7 +195,7 @@ def _between_nodes(profile: HardwareProfile, fabric: FabricSpec) -> list[NcclSet
             name="NCCL_IB_DISABLE",
             value="0",
             reason="several nodes: use the RDMA fabric, not TCP sockets",
-            source=SEED_000,
+            source=GUIDE_NCCL,
         ),
         _socket_ifname(fabric),
         NcclSetting(
@@ -219,7 +220,7 @@ def _multi_node(
                 name="NCCL_P2P_LEVEL",
                 value="NVL",
                 reason="inside each node, P2P over NVLink",
-                source=SEED_000,
+                source=GUIDE_NCCL,
             )
         )
     if profile.fabric is NetworkFabric.ROCE_V2:
@@ -231,13 +232,19 @@ def _multi_node(
                     "RoCE v2 with a routable IPv4 GID (show_gids); a link-local or RoCE v1 GID gives "
                     "'completion with error 12' and timeouts"
                 ),
-                source=f"{NCCL_ENV_DOC}; operator-painpoints #10; OCI pins 3",
+                source=(
+                    f"{NCCL_ENV_DOC}; wrong GID: https://github.com/NVIDIA/nccl/issues/769; "
+                    "oracle-quickstart/oci-hpc playbooks/roles/nccl-conf/templates pin 3"
+                ),
             ),
             NcclSetting(
                 name="NCCL_IB_TC",
                 value=str(fabric.traffic_class),
                 reason="traffic class of the switches' lossless (PFC/ECN) queue: DSCP << 2",
-                source=f"{NCCL_ENV_DOC}; operator-painpoints #11 (106 = DSCP 26)",
+                source=(
+                    f"{NCCL_ENV_DOC}; lossless class: https://github.com/NVIDIA/nccl/issues/378; "
+                    "106 = DSCP 26: https://github.com/openucx/ucx/issues/10325"
+                ),
             ),
         ]
     if expert_parallel:
@@ -249,7 +256,7 @@ def _multi_node(
                     "expert parallelism across nodes is all-to-all heavy; a channel floor keeps "
                     "every NIC busy (check with the diagnostic's alltoall)"
                 ),
-                source=f"{SEED_000} (NCCL_MIN_NCHANNELS tuning for MoE all-to-all)",
+                source=f"{GUIDE_NCCL} (NCCL_MIN_NCHANNELS tuning for MoE all-to-all)",
             )
         )
     return settings
@@ -312,7 +319,7 @@ def _override_warnings(profile: HardwareProfile, name: str, value: str) -> list[
     if name == "NCCL_P2P_DISABLE" and value == "1" and profile.p2p_available:
         warnings.append(
             "NCCL_P2P_DISABLE=1 on GPUs that support P2P costs 40-60 % of bus bandwidth; "
-            "fix ACS/IOMMU instead (operator-painpoints #14)"
+            "fix ACS/IOMMU instead (https://github.com/NVIDIA/nccl/issues/2079)"
         )
     return warnings
 

@@ -14,6 +14,7 @@ Example::
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 from collections.abc import Mapping, Sequence
 from typing import Literal
@@ -22,10 +23,13 @@ from pydantic import Field
 
 from metalserve.catalog import pins
 from metalserve.catalog.checkpoints import CHECKPOINTS
+from metalserve.catalog.engine_locks import EngineLock, locks_for
+from metalserve.catalog.nvidia_stack import cuda_runtime_problem
 from metalserve.catalog.packages import FIREWALL, packages_for
 from metalserve.checkpoint import Checkpoint, WeightFormat
 from metalserve.cluster import Cluster, ClusterNode, clusters_of
 from metalserve.diag.plan import DiagNode, DiagPlan, diag_plan
+from metalserve.diag.spec import DiagSpec, NcclTestsSource
 from metalserve.engines import LlamaCppSettings, SglangSettings, VllmSettings
 from metalserve.engines.base import NodeRole
 from metalserve.engines.flagsets import check_argv, deprecation_notes, flagset
@@ -33,9 +37,10 @@ from metalserve.engines.llamacpp import RPC_SERVER, rpc_server_argv
 from metalserve.errors import PlanError, SpecError
 from metalserve.firewall import ALL_INTERFACES, FirewallPlan, firewall_plan
 from metalserve.hardening import Node, ServiceHardening, service_hardening
-from metalserve.hardware import Frozen, HardwareProfile, NetworkFabric
+from metalserve.hardware import Frozen, HardwareProfile, Interconnect, NetworkFabric
 from metalserve.layout import Layout
 from metalserve.nccl import NcclEnvironment, distributed_environment, nccl_environment
+from metalserve.preflight import PreflightPlan
 from metalserve.sizing import SizingReport, audit_claims, request_for, size, smallest_setup
 from metalserve.sources import AptSource, LlamaCppSource, PythonSource, SourceKind, WeightsSource
 from metalserve.spec import HostSpec
@@ -92,6 +97,16 @@ class EnginePlan(Frozen):
     served_name: str = Field(description="the one model name clients, health and smoke ask for")
     running_requests_metric: str
     head: bool = Field(description="serves the API (rank 0); a worker only joins the head")
+    locks: tuple[EngineLock, ...] = Field(
+        default=(),
+        description="the release's locks this node may install from; the role takes the one of "
+        "the host's Python and architecture (refusing a target listed without a lock)",
+    )
+    parser_args: tuple[str, ...] = Field(
+        default=(),
+        description="the unit's engine arguments as the engine's own parser reads them, checked "
+        "by the installed engine before the unit is written (no secret among them)",
+    )
 
 
 class WeightsPlan(Frozen):
@@ -157,6 +172,11 @@ class ServicePlan(Frozen):
         description="head of a llama.cpp RPC cluster: the worker hosts whose restart restarts it",
     )
     hardening: ServiceHardening = Field(description="the units' systemd sandbox (hardening.py)")
+    unsourced: tuple[tuple[str, str], ...] = Field(
+        default=(),
+        description="(file, why and fix): files the unit reads that no deploy step provides, "
+        "checked on the host before the unit is written",
+    )
 
 
 class HostPlan(Frozen):
@@ -182,6 +202,7 @@ class HostPlan(Frozen):
     gguf: GgufPlan | None
     service: ServicePlan
     diag: DiagPlan | None = Field(description="nccl-tests on this node; none without a GPU")
+    preflight: PreflightPlan
     warnings: tuple[str, ...] = ()
 
     def environment_dict(self) -> dict[str, str]:
@@ -284,6 +305,8 @@ def _weights(
         source = WeightsSource(kind=SourceKind.BUNDLE, path=spec.model.local_dir)
     if repo is None:
         return None
+    if spec.sources.layout is not None and source.kind is SourceKind.BUNDLE:
+        source = source.model_copy(update={"path": spec.sources.layout.model_dir(repo)})
     return WeightsPlan(
         repo_id=repo,
         revision=spec.model.revision,
@@ -422,6 +445,21 @@ def _gguf(
     )
 
 
+def _unsourced_gguf(ckpt: Checkpoint | None, model_path: str | None) -> tuple[tuple[str, str], ...]:
+    """A catalogue GGUF without a repository: nothing fetches or converts it, so llama-server
+    would start on a missing file unless it was copied to the host by hand."""
+    if ckpt is None or ckpt.format is not WeightFormat.GGUF or ckpt.repo_id or not model_path:
+        return ()
+    return (
+        (
+            model_path,
+            f"metalserve.model.checkpoint: {ckpt.id} is a GGUF with no repository, so no deploy "
+            f"step fetches it — fix: copy it to {model_path} on the host, or give model.repo_id "
+            "(the Hugging Face checkpoint) to convert it",
+        ),
+    )
+
+
 def _check_flags(engine: Engine, command: list[str]) -> list[str]:
     """The command against the flag set derived from that engine release's own source: an unknown
     flag or value is an error (one line), a deprecated one a warning."""
@@ -431,11 +469,42 @@ def _check_flags(engine: Engine, command: list[str]) -> list[str]:
     return deprecation_notes(fs, args)
 
 
+def _engine_locks(
+    spec: HostSpec, engine: Engine, profile: HardwareProfile
+) -> tuple[EngineLock, ...]:
+    """The locks of the engine release for this node's architecture (fixed by a superchip's GPU,
+    else left to the host's facts), each one's CUDA runtime run by the pinned driver."""
+    if isinstance(engine, LlamaCppSettings):
+        return ()
+    arch = profile.gpu.cpu_arch if profile.gpu is not None else None
+    locks = tuple(
+        lock for lock in locks_for(engine.name, engine.version) if arch in (None, lock.arch)
+    )
+    if not any(lock.sha256 for lock in locks):
+        why = next((f" ({lock.unavailable})" for lock in locks if lock.unavailable), "")
+        raise PlanError(
+            f"host {spec.host}: metalserve.engine.version: {engine.name} {engine.version} has no "
+            f"lock for {arch or 'any target'}{why} — fix: pin a release with wheels for it and "
+            "run scripts/lock_engines.py"
+        )
+    driver = spec.nvidia.pins.driver_version
+    for lock in locks:
+        problem = None if lock.cuda_major is None else cuda_runtime_problem(driver, lock.cuda_major)
+        if problem and profile.gpu is not None:
+            raise PlanError(
+                f"host {spec.host}: metalserve.nvidia.pins.driver_version: {engine.name} "
+                f"{engine.version}'s wheels load the CUDA {lock.cuda_major} runtime ({lock.path}): "
+                f"{problem} — fix: pin a newer driver"
+            )
+    return locks
+
+
 class _Launch(Frozen):
     command: tuple[str, ...]
     exec_argv: tuple[str, ...]
     venv: str | None
     secret_env: tuple[tuple[str, str], ...] = ()
+    parser_args: tuple[str, ...] = ()
 
 
 def _launch(
@@ -468,6 +537,7 @@ def _launch(
             "set model.checkpoint or model.repo_id"
         )
     venv = layout.venv(f"{engine.name}-{engine.version}")
+    serving = engine.serving(served).argv(weights.local_dir, ())
     if isinstance(engine, VllmSettings):
         exe: tuple[str, ...] = (f"{venv}/bin/vllm",)
         secret_env: tuple[tuple[str, str], ...] = (("VLLM_API_KEY", API_KEY_CREDENTIAL),)
@@ -481,6 +551,8 @@ def _launch(
         exec_argv=(*engine.serving(served).argv(weights.local_dir, exe), *key_args),
         venv=venv,
         secret_env=secret_env,
+        # the key's --config file is a credential only the unit reads: not given to the check
+        parser_args=tuple(engine.parser_args(serving)),
     )
 
 
@@ -561,6 +633,46 @@ def _firewall(
     )
 
 
+def _preflight(
+    spec: HostSpec, cluster: Cluster, node: ClusterNode, nccl: NcclEnvironment
+) -> PreflightPlan:
+    """The nodes this one dials on the rendezvous port, as the engine does: llama.cpp's head
+    dials every worker's rpc-server; torch.distributed's workers (vLLM, SGLang) dial the head's
+    store. The address check needs an IP to look for."""
+    profile = cluster.hardware
+    head = cluster.head
+    if isinstance(spec.engine, LlamaCppSettings):
+        reach = cluster.workers if node == head else ()
+        dials = "the head dials each worker's rpc-server"
+    else:
+        reach = (head,) if node != head else ()
+        dials = "each worker dials the head"
+    try:
+        literal = bool(ipaddress.ip_address(node.address))
+    except ValueError:
+        literal = False  # a name: the peers' probe resolves and reaches it, or says it does not
+    return PreflightPlan(
+        skip=tuple(spec.preflight.skip.items()),
+        pcie_p2p=profile.interconnect is Interconnect.PCIE and profile.gpus_per_node > 1,
+        socket_ifname=nccl.get("NCCL_SOCKET_IFNAME"),
+        traffic_class=int(tc) if (tc := nccl.get("NCCL_IB_TC")) and tc.isdigit() else None,
+        cluster_address=node.address if cluster.multi_node and literal else None,
+        port=cluster.port if cluster.multi_node else None,
+        reach=tuple((n.host, n.address) for n in reach),
+        dials=dials if cluster.multi_node else "",
+    )
+
+
+def _diag_spec(spec: HostSpec) -> DiagSpec:
+    """From a bundle, nccl-tests is the bundle's tarball of the release the inventory names."""
+    layout, source = spec.sources.layout, spec.diag.source
+    if layout is None or source.kind == "local":
+        return spec.diag
+    path = layout.nccl_tests_tarball(source.ref)
+    bundled = NcclTestsSource(kind="local", ref=source.ref, path=path)
+    return spec.diag.model_copy(update={"source": bundled})
+
+
 def _url_host(address: str) -> str:
     return f"[{address}]" if ":" in address else address
 
@@ -615,6 +727,7 @@ def build_plan(spec: HostSpec, cluster: Cluster, checkpoint: Checkpoint | None =
         engine = engine.on_node(role)
     llamacpp = gguf = None
     model_path = None
+    unsourced: tuple[tuple[str, str], ...] = ()
     if isinstance(engine, LlamaCppSettings) and cluster.multi_node:
         _check_rpc_addresses(cluster)
     if isinstance(engine, LlamaCppSettings):
@@ -622,6 +735,9 @@ def build_plan(spec: HostSpec, cluster: Cluster, checkpoint: Checkpoint | None =
         model_path, gguf = _gguf(spec, engine, layout, ckpt, weights)
         if not role.head:
             gguf = None  # a worker holds tensors the head sends it; it reads no model file
+        else:
+            unsourced = _unsourced_gguf(ckpt, model_path)
+            warnings += [why for _, why in unsourced]
     launch = _launch(
         spec, engine, role, layout, served, weights, model_path, llamacpp, node.address
     )
@@ -650,6 +766,9 @@ def build_plan(spec: HostSpec, cluster: Cluster, checkpoint: Checkpoint | None =
     if weights is not None and not isinstance(engine, LlamaCppSettings):
         env["HF_HOME"] = layout.hf_home
         env["HF_HUB_OFFLINE"] = "1"  # weights are fetched by the deploy; the engine never downloads
+        # huggingface_hub's own opt-out (constants.py HF_HUB_DISABLE_TELEMETRY), offline or not
+        env["HF_HUB_DISABLE_TELEMETRY"] = "1"
+    env.update(engine.QUIET_ENVIRONMENT)
     env.update(spec.env)
     credentials = _credentials(spec, layout, cluster, token_allowed)
     nvidia = nvidia_plan(profile, spec.nvidia, spec.sources.apt)
@@ -689,6 +808,8 @@ def build_plan(spec: HostSpec, cluster: Cluster, checkpoint: Checkpoint | None =
             served_name=served,
             running_requests_metric=engine.RUNNING_REQUESTS_METRIC,
             head=role.head,
+            locks=_engine_locks(spec, engine, profile),
+            parser_args=launch.parser_args,
         ),
         nvidia=nvidia,
         fabric=fabric,
@@ -699,11 +820,11 @@ def build_plan(spec: HostSpec, cluster: Cluster, checkpoint: Checkpoint | None =
         gguf=gguf,
         service=_service(
             spec, layout, launch, engine.listen_port, role, served, credentials, hardening
-        ),
+        ).model_copy(update={"unsourced": unsourced}),
         diag=None
         if nvidia is None
         else diag_plan(
-            spec.diag,
+            _diag_spec(spec),
             DiagNode(
                 host=spec.host,
                 rank=node.rank,
@@ -715,6 +836,7 @@ def build_plan(spec: HostSpec, cluster: Cluster, checkpoint: Checkpoint | None =
             spec.nvidia.pins,
             nccl.as_dict(),
         ),
+        preflight=_preflight(spec, cluster, node, nccl),
         warnings=tuple(warnings),
     )
 

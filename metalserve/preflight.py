@@ -15,15 +15,49 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from enum import StrEnum
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from metalserve.hardware import Frozen
+from metalserve.ncclsyntax import IfnameSelection
 from metalserve.stack import KernelModuleFlavor
+from metalserve.types import FlagText
 
 REPROVISION = "run deploy/reprovision.py"
+
+
+class Purpose(StrEnum):
+    """The deploy preflight runs before. A check that deploy itself brings to the plan (the
+    driver stack's pins) is shown but not judged there: before a first serve nothing is installed
+    yet, and before a re-provision the old driver is the reason to run it."""
+
+    PREFLIGHT = "preflight"
+    SERVE = "serve"
+    REPROVISION = "reprovision"
+    DIAGNOSE = "diagnose"
+
+
+CONVERGED_CHECKS = frozenset(
+    {
+        "driver-loaded",
+        "driver-userspace",
+        "driver-installed",
+        "kernel-headers",
+        "packages-held",
+        "persistence-mode",
+        "fabric-manager",
+        "gpudirect",
+    }
+)
+CONVERGED_FIELDS = frozenset({"driver", "fabric_manager", "cuda", "nccl", "rdma"})
+"""Manifest fields the same deploys bring to the pins on every node."""
+
+_CONVERGED_BY = {
+    Purpose.SERVE: "deploy/serve.py installs it to the pins and verifies it",
+    Purpose.REPROVISION: "deploy/reprovision.py brings it to the pins and verifies it",
+}
 
 
 class Verdict(StrEnum):
@@ -66,6 +100,24 @@ class DiskSpace(Frozen):
     used_bytes: int | None = Field(default=None, description="bytes already under the path")
 
 
+class NetInterface(Frozen):
+    """One network interface as ``ip -o addr`` and ``/sys/class/net/*/mtu`` show it."""
+
+    name: str
+    mtu: int | None = None
+    addresses: tuple[str, ...] = Field(default=(), description="its IPv4/IPv6 addresses")
+
+
+class RocePfc(Frozen):
+    """One RoCE netdev's lossless setup, as ``dcb`` (iproute2) reads it from the NIC."""
+
+    netdev: str
+    pfc_on: tuple[int, ...] | None = Field(description="priorities with PFC on; None: not read")
+    dscp_prio: dict[int, int] = Field(
+        default_factory=dict, description="the NIC's DSCP -> priority entries (empty: default)"
+    )
+
+
 class HostFacts(Frozen):
     """What one host reports, as plain values (the role converts its facts into these)."""
 
@@ -91,6 +143,16 @@ class HostFacts(Frozen):
     roce_gid_indices: Mapping[str, int | None] = Field(
         default_factory=dict, description="HCA -> first RoCE v2 IPv4 GID index (None: none)"
     )
+    newest_kernel: str | None = Field(default=None, description="the newest kernel installed")
+    newest_kernel_modules: tuple[str, ...] = Field(
+        default=(), description="nvidia*.ko files built for the newest kernel"
+    )
+    peermem_loaded: bool | None = None
+    acs_bridges: tuple[str, ...] | None = Field(
+        default=None, description="PCI bridges with ACS source validation on; None: not read"
+    )
+    interfaces: tuple[NetInterface, ...] = ()
+    roce_pfc: tuple[RocePfc, ...] = ()
 
 
 class PreflightTarget(Frozen):
@@ -106,6 +168,13 @@ class PreflightTarget(Frozen):
     weights_bytes: int | None = None
     roce_devices: tuple[str, ...] = ()
     gid_index: int | None = None
+    traffic_class: int | None = Field(default=None, description="NCCL_IB_TC on RoCE")
+    peermem: bool = Field(default=False, description="GPUDirect RDMA through nvidia-peermem")
+    pcie_p2p: bool = Field(default=False, description="several GPUs talking over PCIe only")
+    socket_ifname: str | None = Field(default=None, description="NCCL_SOCKET_IFNAME as given")
+    cluster_address: str | None = Field(
+        default=None, description="this node's address on the cluster network (multi-node)"
+    )
     skip: Mapping[str, str] = Field(default_factory=dict, description="check -> the reason")
 
 
@@ -157,7 +226,7 @@ def check_userspace(target: PreflightTarget, facts: HostFacts) -> CheckResult:
 
 def check_held(target: PreflightTarget, facts: HostFacts) -> CheckResult:
     """Every pinned NVIDIA/CUDA/NCCL package is ``apt-mark hold``-ed, so unattended-upgrades
-    cannot move it under a running engine (operator pain point 2)."""
+    cannot move it under a running engine."""
     unheld = [name for name in target.must_hold if name not in facts.held]
     return _result(
         "packages-held",
@@ -170,7 +239,7 @@ def check_held(target: PreflightTarget, facts: HostFacts) -> CheckResult:
 
 
 def check_secure_boot(facts: HostFacts) -> CheckResult:
-    """Secure Boot enabled refuses an unsigned nvidia.ko at the next load (pain point 3)."""
+    """Secure Boot enabled refuses an unsigned nvidia.ko at the next load."""
     expected = "Secure Boot off, or nvidia.ko signed by an enrolled key"
     if facts.secure_boot == "enabled":
         signed = facts.module_signer is not None
@@ -200,7 +269,7 @@ def check_secure_boot(facts: HostFacts) -> CheckResult:
 
 
 def check_rivals(facts: HostFacts) -> CheckResult:
-    """nouveau / nova_core bound to the GPU keep nvidia.ko off it (pain point 5)."""
+    """nouveau / nova_core bound to the GPU keep nvidia.ko off it."""
     return _result(
         "rival-modules",
         not facts.rival_modules,
@@ -298,7 +367,7 @@ def check_shm(shm: DiskSpace | None) -> CheckResult:
 
 
 def check_weights_space(target: PreflightTarget, space: DiskSpace | None) -> CheckResult:
-    """Room for what is still to download where the weights go (pain point 16: a full disk hours
+    """Room for what is still to download where the weights go (a full disk hours
     into a download)."""
     name = "weights-space"
     if target.weights_bytes is None or space is None:
@@ -319,7 +388,7 @@ def check_weights_space(target: PreflightTarget, space: DiskSpace | None) -> Che
 
 def check_gid_index(target: PreflightTarget, facts: HostFacts) -> CheckResult:
     """Every RoCE HCA NCCL uses has its first RoCE v2 IPv4 GID at the plan's
-    ``NCCL_IB_GID_INDEX``; another index gives "completion with error 12" (pain point 10)."""
+    ``NCCL_IB_GID_INDEX``; another index gives "completion with error 12"."""
     expected = f"RoCE v2 IPv4 GID at index {target.gid_index} on {', '.join(target.roce_devices)}"
     found_by_device = {d: facts.roce_gid_indices.get(d) for d in target.roce_devices}
     wrong = {d: i for d, i in found_by_device.items() if i != target.gid_index}
@@ -336,7 +405,185 @@ def check_gid_index(target: PreflightTarget, facts: HostFacts) -> CheckResult:
     )
 
 
-def _opted_out(result: CheckResult, skip: Mapping[str, str]) -> CheckResult:
+def check_newest_kernel(facts: HostFacts) -> CheckResult:
+    """The newest installed kernel, the one the next reboot takes, has an nvidia.ko: DKMS builds
+    only where that kernel's headers are installed (a kernel update, a reboot, and no driver). A WARN: nothing breaks before that reboot."""
+    name = "driver-next-boot"
+    newest = facts.newest_kernel
+    if newest is None or newest == facts.kernel:
+        return _result(
+            name,
+            True,
+            "an nvidia.ko for the kernel the next boot takes",
+            "no newer kernel",
+            "",
+            Verdict.WARN,
+        )
+    found = (
+        f"{newest} has {', '.join(facts.newest_kernel_modules)}"
+        if facts.newest_kernel_modules
+        else f"{newest} (newer than the running {facts.kernel}) has no nvidia.ko"
+    )
+    return _result(
+        name,
+        bool(facts.newest_kernel_modules),
+        f"an nvidia.ko for {newest}, the kernel the next boot takes",
+        found,
+        f"apt-get install linux-headers-{newest} (DKMS then builds nvidia.ko for it), or remove "
+        "that kernel before rebooting",
+        Verdict.WARN,
+    )
+
+
+def check_gpudirect(target: PreflightTarget, facts: HostFacts) -> CheckResult:
+    """Where the plan routes GPUDirect RDMA through nvidia-peermem, the module is loaded; without
+    it NCCL falls back to staging every transfer through host memory."""
+    return _result(
+        "gpudirect",
+        bool(facts.peermem_loaded),
+        "nvidia_peermem loaded (the plan's GPUDirect RDMA path)",
+        "loaded" if facts.peermem_loaded else "nvidia_peermem not loaded",
+        "modprobe nvidia-peermem (it needs MLNX_OFED/DOCA-OFED; deploy/serve.py sets it up)",
+        Verdict.FAIL,
+    )
+
+
+ACS_SOURCE = (
+    "https://docs.nvidia.com/deeplearning/nccl/user-guide/docs/troubleshooting.html"
+    "#pci-access-control-services-acs"
+)
+
+
+def check_acs(facts: HostFacts) -> CheckResult:
+    """GPUs talking peer to peer over PCIe (RTX 4090, RTX PRO 6000, L40S boxes): ACS on a bridge
+    redirects every peer transfer to the root complex, a large slowdown or a hang in NCCL
+    (NCCL's troubleshooting guide, "PCI Access Control Services": ``lspci -vvv | grep ACSCtl``
+    showing ``SrcValid+``)."""
+    name = "pcie-acs"
+    expected = "ACS source validation off on every PCI bridge (GPU peer-to-peer over PCIe)"
+    if facts.acs_bridges is None:
+        return CheckResult(
+            check=name,
+            verdict=Verdict.WARN,
+            expected=expected,
+            found="not read (lspci missing or not root)",
+            fix="apt-get install pciutils, then run preflight again",
+        )
+    return _result(
+        name,
+        not facts.acs_bridges,
+        expected,
+        f"SrcValid+ on {', '.join(facts.acs_bridges)}" if facts.acs_bridges else "off everywhere",
+        f"disable ACS in the BIOS (or setpci ECAP_ACS+0x6.w=0000 per bridge): {ACS_SOURCE}",
+        Verdict.FAIL,
+    )
+
+
+def lossless_priority(traffic_class: int, dscp_prio: Mapping[int, int]) -> int:
+    """The priority NCCL's RoCE traffic travels at: ``NCCL_IB_TC`` is the IP traffic class byte,
+    its DSCP the upper six bits; the NIC maps DSCP to a priority by its ``dscp-prio`` table where
+    one is set (dcb-app(8)), else by the default of eight DSCPs per priority (DSCP >> 3, the
+    IEEE 802.1Q / mlx5 trust-dscp default): 106 -> DSCP 26 -> priority 3."""
+    dscp = traffic_class >> 2
+    return dscp_prio.get(dscp, dscp >> 3)
+
+
+def check_roce_pfc(target: PreflightTarget, facts: HostFacts) -> CheckResult:
+    """PFC on the priority NCCL's traffic class lands on, on every RoCE netdev: RoCE without a
+    lossless class drops under congestion and NCCL crawls through retransmits."""
+    tc = int(target.traffic_class or 0)
+    expected = f"PFC on the priority NCCL_IB_TC={tc} maps to, on every RoCE netdev"
+    if not facts.roce_pfc:
+        return CheckResult(
+            check="roce-pfc",
+            verdict=Verdict.WARN,
+            expected=expected,
+            found="no RoCE netdev read",
+            fix="check the HCAs' netdevs (rdma link show), then run preflight again",
+        )
+    found, wrong, unread = [], [], []
+    for nic in facts.roce_pfc:
+        prio = lossless_priority(tc, nic.dscp_prio)
+        if nic.pfc_on is None:
+            unread.append(nic.netdev)
+            found.append(f"{nic.netdev}: PFC not readable")
+            continue
+        on = ",".join(map(str, nic.pfc_on)) or "none"
+        found.append(f"{nic.netdev}: priority {prio}, PFC on {on}")
+        if prio not in nic.pfc_on:
+            wrong.append(nic.netdev)
+    fix = (
+        f"dcb pfc set dev <netdev> prio-pfc {lossless_priority(tc, {})}:on (and the switch ports), "
+        "or set nccl.NCCL_IB_TC to the traffic class of the fabric's lossless queue"
+    )
+    if wrong:
+        return _result("roce-pfc", False, expected, "; ".join(found), fix, Verdict.FAIL)
+    if unread:
+        return CheckResult(
+            check="roce-pfc",
+            verdict=Verdict.WARN,
+            expected=expected,
+            found="; ".join(found),
+            fix="apt-get install iproute2 (dcb); a NIC driver without DCB netlink needs its "
+            "vendor tool (mlnx_qos)",
+        )
+    return _result("roce-pfc", True, expected, "; ".join(found), fix, Verdict.FAIL)
+
+
+def _with_address(interfaces: Iterable[NetInterface]) -> list[NetInterface]:
+    return [i for i in interfaces if i.addresses]
+
+
+def check_socket_ifname(target: PreflightTarget, facts: HostFacts) -> CheckResult:
+    """NCCL_SOCKET_IFNAME selects exactly one interface with an address here: none and NCCL's
+    bootstrap fails ("no socket interface found"); several and it may pick one the other nodes
+    cannot reach."""
+    value = str(target.socket_ifname)
+    selection = IfnameSelection.parse(value)
+    chosen = [i for i in _with_address(facts.interfaces) if selection.selects(i.name)]
+    found = (
+        ", ".join(f"{i.name} ({', '.join(i.addresses)})" for i in chosen)
+        if chosen
+        else "no interface with an address matches"
+    )
+    return _result(
+        "socket-ifname",
+        len(chosen) == 1,
+        f"NCCL_SOCKET_IFNAME={value} matching exactly one interface",
+        found,
+        "set fabric.socket_ifname (or nccl.NCCL_SOCKET_IFNAME) to the cluster network's interface, "
+        "e.g. ['eth1'] (matched exactly); `ip -o addr` lists them",
+        Verdict.FAIL,
+    )
+
+
+def cluster_interface(target: PreflightTarget, facts: HostFacts) -> NetInterface | None:
+    """The interface that holds this node's cluster address."""
+    return next(
+        (i for i in facts.interfaces if target.cluster_address in i.addresses),
+        None,
+    )
+
+
+def check_cluster_address(target: PreflightTarget, facts: HostFacts) -> CheckResult:
+    """This node holds the address the plan gives the other nodes for it: else they dial a
+    stranger, or nobody."""
+    address = str(target.cluster_address)
+    interface = cluster_interface(target, facts)
+    return _result(
+        "cluster-address",
+        interface is not None,
+        f"{address} on one of this node's interfaces",
+        f"on {interface.name}"
+        if interface
+        else "on none of "
+        + (", ".join(i.name for i in _with_address(facts.interfaces)) or "its interfaces"),
+        "set cluster.address to this node's own address on the cluster network",
+        Verdict.FAIL,
+    )
+
+
+def opted_out(result: CheckResult, skip: Mapping[str, str]) -> CheckResult:
     """A check the inventory opted out of, with its reason; its finding is still shown."""
     reason = skip.get(result.check)
     if reason is None or result.verdict is Verdict.PASS:
@@ -354,6 +601,7 @@ def _gpu_checks(target: PreflightTarget, facts: HostFacts) -> list[CheckResult]:
     in_container = IN_CONTAINER.format(kind=facts.container) if facts.container else None
     kernel_checks = [
         ("driver-installed", check_installed_module),
+        ("driver-next-boot", lambda t, f: check_newest_kernel(f)),
         ("kernel-headers", check_headers),
         ("secure-boot", lambda t, f: check_secure_boot(f)),
         ("rival-modules", lambda t, f: check_rivals(f)),
@@ -366,12 +614,22 @@ def _gpu_checks(target: PreflightTarget, facts: HostFacts) -> list[CheckResult]:
             results.append(check(target, facts))
     results.append(check_held(target, facts))
     results.append(check_persistence(facts))
-    if target.fabric_manager:
-        results.append(check_fabric_manager(facts))
+    results.append(
+        check_fabric_manager(facts)
+        if target.fabric_manager
+        else skipped("fabric-manager", GPU_CHECKS["fabric-manager"], "no NVSwitch in this node")
+    )
+    results.append(
+        check_gpudirect(target, facts)
+        if target.peermem
+        else skipped("gpudirect", GPU_CHECKS["gpudirect"], "the plan uses no nvidia-peermem")
+    )
+    if not target.pcie_p2p:
+        results.append(skipped("pcie-acs", GPU_CHECKS["pcie-acs"], "no GPU peer-to-peer over PCIe"))
+    elif in_container:
+        results.append(skipped("pcie-acs", GPU_CHECKS["pcie-acs"], in_container))
     else:
-        results.append(
-            skipped("fabric-manager", GPU_CHECKS["fabric-manager"], "no NVSwitch in this node")
-        )
+        results.append(check_acs(facts))
     return results
 
 
@@ -379,33 +637,134 @@ GPU_CHECKS = {
     "driver-loaded": "the pinned nvidia.ko loaded",
     "driver-userspace": "nvidia-smi answering at the pinned driver",
     "driver-installed": "the pinned nvidia.ko installed",
+    "driver-next-boot": "an nvidia.ko for the kernel the next boot takes",
     "kernel-headers": "headers for the running kernel",
     "secure-boot": "Secure Boot off or nvidia.ko signed",
     "rival-modules": "no nouveau/nova loaded",
     "packages-held": "the pinned packages held",
     "persistence-mode": "persistence mode on",
     "fabric-manager": "fabric manager and NVLink fabric up",
+    "gpudirect": "nvidia_peermem loaded where the plan uses it",
+    "pcie-acs": "ACS off for GPU peer-to-peer over PCIe",
 }
-CHECKS = (*GPU_CHECKS, "shm-size", "weights-space", "roce-gid-index")
+NETWORK_CHECKS = {
+    "shm-size": "/dev/shm for NCCL",
+    "weights-space": "room for the weights",
+    "roce-gid-index": "RoCE GID index",
+    "roce-pfc": "PFC on NCCL_IB_TC's priority",
+    "socket-ifname": "NCCL_SOCKET_IFNAME matching one interface",
+    "cluster-address": "this node's cluster address on one of its interfaces",
+}
+PEER_CHECKS = {
+    "cluster-ports": "the rendezvous port of every node this one dials reachable",
+}
+HOST_CHECKS = (*GPU_CHECKS, *NETWORK_CHECKS)
+"""What :func:`host_checks` judges, in its order; the peer checks run at execution time."""
+CHECKS = (*HOST_CHECKS, *PEER_CHECKS)
 """Every check's name, as ``metalserve.preflight.skip`` names them."""
 
 
-def host_checks(target: PreflightTarget, facts: HostFacts) -> tuple[CheckResult, ...]:
+def _network_checks(target: PreflightTarget, facts: HostFacts) -> list[CheckResult]:
+    def unless(applies: bool, name: str, check: Callable[[], CheckResult], why: str) -> CheckResult:
+        return check() if applies else skipped(name, NETWORK_CHECKS[name], why)
+
+    return [
+        unless(target.nccl, "shm-size", lambda: check_shm(facts.shm), "NCCL does not run here"),
+        check_weights_space(target, facts.weights),
+        unless(
+            target.gid_index is not None and bool(target.roce_devices),
+            "roce-gid-index",
+            lambda: check_gid_index(target, facts),
+            "no RoCE fabric in the plan",
+        ),
+        unless(
+            target.traffic_class is not None and bool(target.roce_devices),
+            "roce-pfc",
+            lambda: check_roce_pfc(target, facts),
+            "no RoCE fabric in the plan",
+        ),
+        unless(
+            target.socket_ifname is not None,
+            "socket-ifname",
+            lambda: check_socket_ifname(target, facts),
+            "NCCL_SOCKET_IFNAME left to NCCL",
+        ),
+        unless(
+            target.cluster_address is not None,
+            "cluster-address",
+            lambda: check_cluster_address(target, facts),
+            "a single node, or an address given as a name",
+        ),
+    ]
+
+
+def _converged(result: CheckResult, purpose: Purpose) -> CheckResult:
+    """Before a deploy that brings a check to the plan itself, its finding is shown, not judged."""
+    why = _CONVERGED_BY.get(purpose)
+    judged = result.verdict in (Verdict.FAIL, Verdict.WARN)
+    if why is None or result.check not in CONVERGED_CHECKS or not judged:
+        return result
+    return result.model_copy(
+        update={"verdict": Verdict.SKIP, "found": f"{result.found} ({why})", "fix": ""}
+    )
+
+
+def host_checks(
+    target: PreflightTarget, facts: HostFacts, purpose: Purpose = Purpose.PREFLIGHT
+) -> tuple[CheckResult, ...]:
     """Every check on one host, in a fixed order; each names itself once."""
     if target.gpu:
         results = _gpu_checks(target, facts)
     else:
         results = [skipped(name, expected, NO_GPU) for name, expected in GPU_CHECKS.items()]
-    if target.nccl:
-        results.append(check_shm(facts.shm))
-    else:
-        results.append(skipped("shm-size", "/dev/shm for NCCL", "NCCL does not run on this node"))
-    results.append(check_weights_space(target, facts.weights))
-    if target.gid_index is not None and target.roce_devices:
-        results.append(check_gid_index(target, facts))
-    else:
-        results.append(skipped("roce-gid-index", "RoCE GID index", "no RoCE fabric in the plan"))
-    return tuple(_opted_out(result, target.skip) for result in results)
+    results += _network_checks(target, facts)
+    return tuple(opted_out(_converged(r, purpose), target.skip) for r in results)
+
+
+class PreflightSpec(Frozen):
+    """Inventory data (``metalserve.preflight``): checks this host opts out of, each with why.
+    The check still runs and its finding is shown, as SKIP with the reason.
+
+    Example (host data)::
+
+        "preflight": {"skip": {"secure-boot": "signed by the site's own MOK, enrolled at rack-in"}}
+    """
+
+    skip: dict[str, FlagText] = Field(
+        default_factory=dict, description="check -> why it is skipped"
+    )
+
+    @field_validator("skip")
+    @classmethod
+    def _known_with_reason(cls, skip: dict[str, str]) -> dict[str, str]:
+        for name, reason in skip.items():
+            if name not in CHECKS:
+                raise ValueError(
+                    f"{name!r} is not a preflight check (known: {', '.join(CHECKS)}) — fix: name "
+                    "one of them"
+                )
+            if len(reason.strip()) < 3 or not reason.isprintable() or len(reason) > 200:
+                raise ValueError(
+                    f"{name}: the reason must be one line saying why this host may skip it — "
+                    "fix: give the reason"
+                )
+        return skip
+
+
+class PreflightPlan(Frozen):
+    """What preflight checks on this node beyond the other sections: the opt-outs, the cluster
+    network, and the peers whose rendezvous port must answer."""
+
+    skip: tuple[tuple[str, str], ...] = Field(default=(), description="(check, reason) pairs")
+    pcie_p2p: bool = Field(description="several GPUs in this node talk peer to peer over PCIe")
+    socket_ifname: str | None = Field(description="NCCL_SOCKET_IFNAME as NCCL is given it")
+    traffic_class: int | None = Field(default=None, description="NCCL_IB_TC, on RoCE")
+    cluster_address: str | None = Field(description="this node's cluster address, if an IP")
+    port: int | None = Field(description="the rendezvous port, on a cluster of several nodes")
+    reach: tuple[tuple[str, str], ...] = Field(
+        default=(), description="(host, address) of the nodes this one dials on that port"
+    )
+    dials: str = Field(default="", description="who dials whom, for the SKIP of the others")
 
 
 def failed(results: Iterable[CheckResult]) -> tuple[CheckResult, ...]:
@@ -422,14 +781,35 @@ class NodeManifest(Frozen):
     nccl: str | None = None
     engine: str = Field(description="the engine and version the plan installs")
     gid_index: str | None = Field(default=None, description="HCA:index, as found, per RoCE HCA")
+    rdma: str | None = Field(default=None, description="rdma-core / MLNX_OFED version")
+    mtu: str | None = Field(default=None, description="interface:MTU of the cluster network")
+    pfc: str | None = Field(default=None, description="netdev:priorities with PFC on, per RoCE NIC")
 
 
-MANIFEST_FIELDS = ("kernel", "driver", "fabric_manager", "cuda", "nccl", "engine", "gid_index")
+MANIFEST_FIELDS = (
+    "kernel",
+    "driver",
+    "fabric_manager",
+    "cuda",
+    "nccl",
+    "rdma",
+    "engine",
+    "gid_index",
+    "pfc",
+    "mtu",
+)
 
 _DRIFT_FIX = {
     "kernel": "boot every node into the same kernel (apt-mark hold linux-image-*)",
     "gid_index": "give every node's HCAs the same addressing, so NCCL_IB_GID_INDEX fits all",
+    "pfc": "one PFC setup on every node's RoCE NICs (dcb pfc set dev <netdev> prio-pfc ...)",
+    "mtu": "one MTU on every node's cluster interface and on the switch ports (ip link set mtu)",
 }
+
+CLOCK_SPREAD_MAX_S = 1.0
+"""NTP (chrony, systemd-timesyncd) keeps hosts on one LAN within milliseconds of each other; a
+second apart means a node is not synchronised, and its logs no longer line up with the others'
+when a multi-node hang is reconstructed."""
 
 
 class HostReport(Frozen):
@@ -439,32 +819,89 @@ class HostReport(Frozen):
     cluster: str
     results: tuple[CheckResult, ...]
     manifest: NodeManifest
+    purpose: Purpose = Purpose.PREFLIGHT
+    run: str = Field(default="", description="the deploy run that wrote it")
+    clock_offset_s: float | None = Field(
+        default=None, description="this node's clock minus the control host's, measured"
+    )
+
+
+def _manifest_checks(name: str, members: list[HostReport]) -> list[CheckResult]:
+    purpose = members[0].purpose
+    results = []
+    for field in MANIFEST_FIELDS:
+        values = {r.host: getattr(r.manifest, field) for r in members}
+        found = "; ".join(f"{h}: {v or 'none'}" for h, v in sorted(values.items()))
+        result = _result(
+            f"{name}: {field} equal",
+            len(set(values.values())) == 1,
+            f"one {field} on every node of {name}",
+            found,
+            _DRIFT_FIX.get(field, REPROVISION + " (it brings every node to the pins)"),
+            Verdict.FAIL,
+        )
+        why = _CONVERGED_BY.get(purpose)
+        if why and field in CONVERGED_FIELDS and result.verdict is Verdict.FAIL:
+            result = result.model_copy(
+                update={"verdict": Verdict.SKIP, "found": f"{found} ({why})", "fix": ""}
+            )
+        results.append(result)
+    return results
+
+
+def check_clocks(name: str, members: list[HostReport]) -> CheckResult:
+    """The nodes' clocks within :data:`CLOCK_SPREAD_MAX_S` of each other (each measured against
+    the control host, whose own error cancels out)."""
+    offsets = {r.host: r.clock_offset_s for r in members if r.clock_offset_s is not None}
+    check = f"{name}: clocks in sync"
+    expected = f"every node's clock within {CLOCK_SPREAD_MAX_S:g} s of the others"
+    if len(offsets) < 2:
+        return skipped(check, expected, "not measured: preflight measures them during a deploy")
+    spread = max(offsets.values()) - min(offsets.values())
+    found = (
+        f"{spread:.3f} s apart ("
+        + ", ".join(f"{h}: {o:+.3f} s" for h, o in sorted(offsets.items()))
+        + " against the control host)"
+    )
+    return _result(
+        check,
+        spread <= CLOCK_SPREAD_MAX_S,
+        expected,
+        found,
+        "timedatectl set-ntp true (chrony or systemd-timesyncd) on the nodes that are off",
+        Verdict.FAIL,
+    )
 
 
 def cluster_checks(reports: Iterable[HostReport]) -> tuple[CheckResult, ...]:
-    """Per cluster of several nodes: each manifest field equal on every node. A field that differs
-    is one FAIL naming every node's value."""
+    """Per cluster of several nodes: each manifest field equal on every node (a field that
+    differs is one FAIL naming every node's value), and the clocks together."""
     clusters: dict[str, list[HostReport]] = {}
     for report in reports:
         clusters.setdefault(report.cluster, []).append(report)
     results: list[CheckResult] = []
     for name, members in sorted(clusters.items()):
-        if len(members) < 2:
-            continue
-        for field in MANIFEST_FIELDS:
-            values = {r.host: getattr(r.manifest, field) for r in members}
-            found = "; ".join(f"{h}: {v or 'none'}" for h, v in sorted(values.items()))
-            results.append(
-                _result(
-                    f"{name}: {field} equal",
-                    len(set(values.values())) == 1,
-                    f"one {field} on every node of {name}",
-                    found,
-                    _DRIFT_FIX.get(field, REPROVISION + " (it brings every node to the pins)"),
-                    Verdict.FAIL,
-                )
-            )
+        if len(members) >= 2:
+            results += _manifest_checks(name, members)
+            results.append(check_clocks(name, members))
     return tuple(results)
+
+
+def check_peer_ports(port: int, outcomes: Mapping[str, str]) -> CheckResult:
+    """From this node, each other node's rendezvous port answers a TCP connect (peer -> "ok" or
+    the error): a firewall, a route or a wrong address shows here, not as an engine that hangs
+    at start waiting for its workers."""
+    bad = {peer: why for peer, why in outcomes.items() if why != "ok"}
+    found = "; ".join(f"{peer}: {why}" for peer, why in sorted(outcomes.items()))
+    return _result(
+        "cluster-ports",
+        not bad,
+        f"tcp/{port} of every node this one dials reachable from here",
+        found or "no other node",
+        f"open tcp/{port} between the nodes (host firewall, switch ACL, security group) and check "
+        f"the route to {', '.join(sorted(bad))}",
+        Verdict.FAIL,
+    )
 
 
 def table_text(reports: Iterable[HostReport]) -> str:

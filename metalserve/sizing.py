@@ -1,7 +1,8 @@
 """Will this checkpoint fit this machine with these engine settings, and with how much context?
 
-Figures are decimal GB, as the seeds and vendors use. Seed 003's arithmetic is the reference case:
-465 GB of weights on 8 × 96 GB = 768 GB leaves 303 GB, 60.5 % of the memory used.
+Figures are decimal GB, as the published guides (``metalserve.catalog.guides``) and vendors use. The
+GLM-5.2-NVFP4 post's arithmetic is the reference case: 465 GB of weights on 8 × 96 GB = 768 GB
+leaves 303 GB, 60.5 % of the memory used.
 
 Example::
 

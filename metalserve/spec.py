@@ -29,7 +29,9 @@ from metalserve.errors import MetalserveError, SpecError
 from metalserve.hardening import GOVERNED_BY, RELAXABLE
 from metalserve.hardware import Frozen, HardwareProfile
 from metalserve.nccl import FabricSpec
+from metalserve.preflight import PreflightSpec
 from metalserve.sources import Sources
+from metalserve.target import HostOs
 from metalserve.types import (
     Address,
     CatalogueId,
@@ -151,7 +153,7 @@ class ServiceSpec(Frozen):
     name: ServiceName | None = None
     user: UserName = "metalserve"
     keep_warm_minutes: int | None = Field(
-        default=None, ge=1, description="ping /health this often (seed 004: every 14 min)"
+        default=None, ge=1, description="ping /health this often (Modal H200 post: every 14 min)"
     )
     health_timeout_s: int = Field(default=1800, ge=10)
     relax: dict[str, FlagText] = Field(
@@ -199,6 +201,10 @@ class HostSpec(Frozen):
     service: ServiceSpec = ServiceSpec()
     diag: DiagSpec = DiagSpec()
     nvidia: NvidiaStack = NvidiaStack()
+    preflight: PreflightSpec = PreflightSpec()
+    os: HostOs | None = Field(
+        default=None, description="release and architecture, for a bundle built off-site"
+    )
 
     @field_validator("env")
     @classmethod

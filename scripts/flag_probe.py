@@ -77,7 +77,7 @@ def dump_parser(parser: argparse.ArgumentParser) -> list[dict[str, Any]]:
 
 
 def probe_vllm() -> dict[str, Any]:
-    """vLLM: ``make_arg_parser`` plus the registries argparse does not check (engine-facts.md)."""
+    """vLLM: ``make_arg_parser`` plus the registries argparse does not check (parsers, KV dtype)."""
     from typing import get_args
 
     from vllm.config import load as load_config

@@ -4,7 +4,8 @@ It has the layout of a real Mixtral repository — ``config.json``, sharded safe
 ``model.safetensors.index.json`` carrying ``metadata.total_size``, and a SentencePiece
 ``tokenizer.model`` trained in-process — so the weights, conversion and quantization steps run the
 same code they run for a real model. The hidden size is 256 so that ``Q4_K_M`` makes real K-quant
-blocks (a hidden size of 64 falls back to q5_0: ``shared/notes/sandbox-facts.md`` section 3).
+blocks (a hidden size of 64 falls back to q5_0: K-quant super-blocks hold QK_K = 256 values,
+ggml/src/ggml-common.h in llama.cpp).
 
 Example::
 

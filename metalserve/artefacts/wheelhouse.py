@@ -8,8 +8,8 @@ runs 2.4; each set is resolved on its own and written next to its requirements f
 installs either with ``pip install --no-index --find-links DIR -r DIR/<set>.txt``.
 
 Wheels are downloaded for the control host's own interpreter and platform: the hosts must run the
-same CPython minor and a glibc at least as new (Debian 12 on both sides here; see
-``shared/notes/sandbox-facts.md`` section 3 on why ``--platform`` cross-downloads miss numpy).
+same CPython minor and a glibc at least as new (Debian 12 on both sides here; a cross-download
+with ``pip download --platform manylinux_2_28_x86_64`` was seen to miss numpy 2.2.6).
 
 Example::
 
@@ -19,6 +19,8 @@ Example::
 
 from __future__ import annotations
 
+import hashlib
+import os
 import platform
 import subprocess
 import sys
@@ -72,11 +74,15 @@ def _pip_download(requirements: tuple[str, ...], into: Path) -> None:
         sys.executable, "-m", "pip", "download", "--only-binary", ":all:",
         "--disable-pip-version-check", "--quiet", "-d", str(into), *requirements,
     ]  # fmt: skip
+    _run_pip(command, " ".join(requirements))
+
+
+def _run_pip(command: list[str], what: str) -> None:
     run = subprocess.run(command, capture_output=True, text=True, check=False)
     if run.returncode != 0:
         last = (run.stderr.strip().splitlines() or ["no output"])[-1]
         raise ArtefactError(
-            f"expected pip to download wheels for {' '.join(requirements)}, found exit "
+            f"expected pip to download wheels for {what}, found exit "
             f"{run.returncode}: {last} — fix: check that PyPI (or your index mirror) is reachable"
         )
 
@@ -104,3 +110,35 @@ def converter_wheelhouse() -> Wheelhouse:
         size=sum(int(f["size"]) for f in entry.manifest["files"].values()),
         python_tag=str(entry.manifest["python_tag"]),
     )
+
+
+ENGINE_KIND = "engine-wheelhouse"
+
+
+def engine_wheelhouse(lock: Path, base: Wheelhouse) -> Path:
+    """Every wheel of an engine's lock (``locks/<engine>-<version>-py3.X-<arch>.txt``, hashes
+    checked by pip) beside the converter and hub wheels of ``base``: one folder a host's venvs all
+    install from. Downloaded once per lock and base, cached like the others; the lock must be for
+    this interpreter, since pip fetches the wheels for the machine it runs on."""
+    digest = hashlib.sha256(lock.read_bytes()).hexdigest()
+    wanted = f"py{sys.version_info.major}.{sys.version_info.minor}-{platform.machine()}"
+    if wanted not in lock.name:
+        raise ArtefactError(
+            f"{lock.name}: expected a lock for this interpreter ({wanted}), found another target "
+            "— fix: build the wheelhouse on a machine of the lock's Python and architecture"
+        )
+
+    def build(folder: Path) -> dict[str, object]:
+        command = [
+            sys.executable, "-m", "pip", "download", "--only-binary", ":all:", "--no-deps",
+            "--require-hashes", "--disable-pip-version-check", "--quiet", "-d", str(folder),
+            "-r", str(lock),
+        ]  # fmt: skip
+        _run_pip(command, lock.name)
+        for wheel in base.path.glob("*.whl"):
+            if not (folder / wheel.name).exists():
+                os.link(wheel, folder / wheel.name)
+        return {"lock": lock.name}
+
+    entry = cached_build(ENGINE_KIND, {"lock_sha256": digest, "base": base.path.name}, build)
+    return entry.path

@@ -3,7 +3,7 @@
 The one place these figures live; ``metalserve.diag.judge`` reads them, an inventory may override a
 figure (``metalserve.diag.expected_busbw``), and nothing else restates them. Every figure is a large-
 message (≥ 1 GiB) all_reduce ``busbw`` in GB/s as nccl-tests prints it, from a public measurement or
-a maintainer's statement, summarised in ``shared/notes/nccl-facts.md``.
+a maintainer's statement, each cited beside its figure.
 
 Example::
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from metalserve.catalog.guides import GLM52_GUIDE
 from metalserve.catalog.profiles import PROFILES
 from metalserve.errors import SpecError
 from metalserve.hardware import HardwareProfile
@@ -73,7 +74,7 @@ THRESHOLDS = Thresholds(
         "Azure/OCI health checks judge 1-16 GB"
     ),
     p2p_disabled_cost="40-60 %",
-    p2p_disabled_source="seed 000: NCCL_P2P_DISABLE=1 'cuts throughput by 40-60%'",
+    p2p_disabled_source=f"{GLM52_GUIDE}: NCCL_P2P_DISABLE=1 'cuts throughput by 40-60%'",
 )
 
 _SOURCES_H100 = "NVIDIA/nccl-tests#290 (473.6-476.5 GB/s at 4 GB, 8×H100 SXM, NVLS)"
@@ -102,7 +103,7 @@ EXPECTED_ALLREDUCE_BUSBW: dict[str, BusBwExpectation] = {
             profile_id="h100-sxm-4",
             busbw_gbps=None,
             basis="4×H100 NVLink without NVSwitch: no public all_reduce figure found",
-            source="none found (nccl-facts.md table has no 4-GPU HGX row)",
+            source="none found (nccl-tests issues, Azure and OCI health checks publish no 4-GPU HGX row)",
         ),
         BusBwExpectation(
             profile_id="rtxpro6000-8",

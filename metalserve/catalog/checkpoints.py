@@ -1,13 +1,15 @@
-"""The checkpoints of the seeds, each fact with its source.
+"""The checkpoints of the published guides (``metalserve.catalog.guides``), each fact with its source.
 
-The seeds disagree: seed 000 gives GLM-5.2 744B total parameters, seed 003 gives 469B. They are kept as
-distinct checkpoints (the 469B one matches the pruned "REAP-469B" variant seed 003 mentions) rather than
-silently picking one; ``metalserve.sizing.audit_claims`` reports where a claim does not add up.
+The guides disagree: the GLM 5.2 MoE guide gives GLM-5.2 744B total parameters, the NVFP4 post gives
+469B. They are kept as distinct checkpoints (the 469B one matches the pruned "REAP-469B" variant the
+NVFP4 post mentions) rather than silently picking one; ``metalserve.sizing.audit_claims`` reports where
+a claim does not add up.
 """
 
 from __future__ import annotations
 
 from metalserve.architecture import Architecture
+from metalserve.catalog.guides import GLM52_GUIDE, MODAL_POST, NVFP4_POST
 from metalserve.checkpoint import Checkpoint, Claim, WeightFormat
 from metalserve.errors import SpecError
 from metalserve.hardware import GB, GIB
@@ -36,14 +38,17 @@ GLM5_ARCHITECTURE = Architecture(
     num_nextn_predict_layers=1,
     max_position_embeddings=202752,
 )
+_GLM5_REPORT = "GLM-5 technical report (table quoted at https://glennklockwood.com/garden/GLM-5)"
 _GLM5_SOURCE = (
-    "engine-facts.md §5 (GLM-5 technical report table; GlmMoeDsaForCausalLM config.json); rope/index "
+    f"{_GLM5_REPORT}; "
+    "GlmMoeDsaConfig defaults for zai-org/GLM-5 (huggingface/transformers "
+    "src/transformers/models/glm_moe_dsa/configuration_glm_moe_dsa.py); rope/index "
     "head sizes from the DeepSeek-V3.2 layout vLLM uses for GLM-5"
 )
 
-_SEED000 = "seed 000 (GPU sizing table)"
-_SEED003 = "seed 003 (NVIDIA model card figures)"
-_SEED004 = "seed 004 (Modal, 8x H200)"
+_GUIDE_TABLE = f"{GLM52_GUIDE}, GPU sizing table"
+_NVFP4_CARD = f"{NVFP4_POST}, NVIDIA model card figures"
+_MODAL = f"{MODAL_POST}, 8x H200"
 
 GLM52_BF16 = Checkpoint(
     id="zai-org/GLM-5.2",
@@ -54,20 +59,20 @@ GLM52_BF16 = Checkpoint(
     bits_per_weight=16,
     total_params=744 * 10**9,
     active_params=40 * 10**9,
-    params_source=f"{_SEED000}; GLM-5 report 744B/40B (engine-facts.md §5)",
+    params_source=f"{_GUIDE_TABLE}; {_GLM5_REPORT}: 744B/40B",
     weight_bytes=744 * 10**9 * 2,
     weight_bytes_source="derived: 744B parameters × 2 bytes (BF16)",
     architecture=GLM5_ARCHITECTURE,
     claims=(
         Claim(
-            source=_SEED000,
+            source=_GUIDE_TABLE,
             statement="FP16: disk ~1.4 TB, VRAM (total) ~744 GB, minimum 8×H200",
             disk_gb=1400,
             vram_gb=744,
             minimum_profile="h200-sxm-8",
         ),
         Claim(
-            source=_SEED004,
+            source=_MODAL,
             statement="BF16 would require over 1.5 TB of VRAM: impossible on a single node",
             vram_gb=1500,
         ),
@@ -83,21 +88,21 @@ GLM52_FP8 = Checkpoint(
     bits_per_weight=8,
     total_params=744 * 10**9,
     active_params=40 * 10**9,
-    params_source=f"{_SEED000}; GLM-5 report (engine-facts.md §5)",
+    params_source=f"{_GUIDE_TABLE}; {_GLM5_REPORT}",
     weight_bytes=int(703.74 * GIB),
-    weight_bytes_source=f"{_SEED004}: 'a massive 703.74 GiB FP8 checkpoint'",
+    weight_bytes_source=f"{_MODAL}: 'a massive 703.74 GiB FP8 checkpoint'",
     architecture=GLM5_ARCHITECTURE,
     needs_fp8=True,
     claims=(
         Claim(
-            source=_SEED000,
+            source=_GUIDE_TABLE,
             statement="FP8: disk ~744 GB, VRAM (total) ~372 GB, minimum 4×H100 (80GB each)",
             disk_gb=744,
             vram_gb=372,
             minimum_profile="h100-sxm-4",
         ),
         Claim(
-            source=_SEED004,
+            source=_MODAL,
             statement="fits comfortably within the 1.1 TB of aggregate VRAM of an 8x H200 node",
             minimum_profile="h200-sxm-8",
         ),
@@ -112,19 +117,21 @@ GLM52_NVFP4 = Checkpoint(
     weight_dtype="nvfp4-mixed",
     bits_per_weight=None,
     total_params=469 * 10**9,
-    params_source=f"{_SEED003}: '469B parameters' (conflicts with seed 000's 744B: kept distinct)",
+    params_source=f"{_NVFP4_CARD}: '469B parameters' (the GLM 5.2 MoE guide says 744B: kept distinct)",
     weight_bytes=465 * GB,
-    weight_bytes_source=f"{_SEED003}: 'NVFP4-mixed checkpoint size of approximately 465 GB'",
+    weight_bytes_source=f"{_NVFP4_CARD}: 'NVFP4-mixed checkpoint size of approximately 465 GB'",
     architecture=GLM5_ARCHITECTURE,
     needs_nvfp4=True,
     claims=(
         Claim(
-            source=_SEED003,
+            source=_NVFP4_CARD,
             statement="465 GB on 8x 96 GB = 768 GB leaves roughly 303 GB; VRAM utilization ~60.5%",
             vram_gb=465,
             minimum_profile="rtxpro6000-8",
         ),
-        Claim(source=_SEED000, statement="GLM 5.2 has 744B total parameters", total_params_b=744),
+        Claim(
+            source=_GUIDE_TABLE, statement="GLM 5.2 has 744B total parameters", total_params_b=744
+        ),
     ),
 )
 
@@ -136,13 +143,13 @@ GLM52_Q4_K_M = Checkpoint(
     weight_dtype="q4_k_m",
     bits_per_weight=4.85,
     total_params=744 * 10**9,
-    params_source=_SEED000,
+    params_source=_GUIDE_TABLE,
     weight_bytes=220 * GB,
-    weight_bytes_source=f"{_SEED000}: 'Download Q4_K_M GGUF (~220 GB)'",
+    weight_bytes_source=f"{_GUIDE_TABLE}: 'Download Q4_K_M GGUF (~220 GB)'",
     architecture=GLM5_ARCHITECTURE,
     claims=(
         Claim(
-            source=_SEED000,
+            source=_GUIDE_TABLE,
             statement="Q4_K_M GGUF: ~220 GB, 4×RTX 4090 (24GB each) + 128GB RAM, model loads",
             disk_gb=220,
             vram_gb=220,
@@ -152,7 +159,10 @@ GLM52_Q4_K_M = Checkpoint(
 )
 """Q4_K_M averages about 4.85 bits per weight (llama.cpp tools/quantize README, 7B-8B models)."""
 
-_GLM45_SOURCE = "engine-facts.md §5 (Megatron-Bridge GLM-4.5 docs; glm4_moe config fixture)"
+_GLM45_SOURCE = (
+    "NVIDIA-NeMo/Megatron-Bridge docs/models/llm/glm45.md; Glm4MoeConfig (huggingface/transformers "
+    "src/transformers/models/glm4_moe/configuration_glm4_moe.py)"
+)
 
 
 def _glm45_architecture(

@@ -1,7 +1,8 @@
-"""GPU products. Memory is the marketed decimal-GB figure the seeds size against."""
+"""GPU products. Memory is the marketed decimal-GB figure the published guides size against."""
 
 from __future__ import annotations
 
+from metalserve.catalog.guides import GLM52_GUIDE, MODAL_POST, NVFP4_POST
 from metalserve.hardware import GpuModel
 
 _SPECS = "NVIDIA product datasheet"
@@ -19,7 +20,7 @@ H200_SXM = GpuModel(
     fabric_manager_with_nvswitch=True,
     pcie_p2p=True,
     nvidia_peermem=True,
-    source=f"{_SPECS} (H200 SXM 141 GB HBM3e); seed 004 '141GB of HBM3e'",
+    source=f"{_SPECS} (H200 SXM 141 GB HBM3e); {MODAL_POST}: '141GB of HBM3e'",
 )
 H100_SXM = GpuModel(
     id="h100-sxm",
@@ -34,7 +35,7 @@ H100_SXM = GpuModel(
     fabric_manager_with_nvswitch=True,
     pcie_p2p=True,
     nvidia_peermem=True,
-    source=f"{_SPECS} (H100 SXM5 80 GB); seed 000 '4×H100 (80GB each)'",
+    source=f"{_SPECS} (H100 SXM5 80 GB); {GLM52_GUIDE}: '4×H100 (80GB each)'",
 )
 H100_PCIE = GpuModel(
     id="h100-pcie",
@@ -114,8 +115,10 @@ RTX_PRO_6000 = GpuModel(
     pcie_p2p=True,
     nvidia_peermem=True,
     source=(
-        f"{_SPECS} (96 GB GDDR7, PCIe Gen5); seed 003 '8x RTX PRO 6000 Blackwell GPUs (96 GB each)'; "
-        "Blackwell needs the open kernel module (operator-painpoints #6)"
+        f"{_SPECS} (96 GB GDDR7, PCIe Gen5); "
+        f"{NVFP4_POST}: '8x RTX PRO 6000 Blackwell GPUs (96 GB each)'; Blackwell needs the open "
+        "kernel module ('RmInitAdapter failed' with the proprietary one: "
+        "https://github.com/runs-on/runner-images-for-aws/issues/55)"
     ),
 )
 B200 = GpuModel(
@@ -131,7 +134,10 @@ B200 = GpuModel(
     fabric_manager_with_nvswitch=True,
     pcie_p2p=True,
     nvidia_peermem=True,
-    source=f"{_SPECS} (HGX B200 180 GB HBM3e; FM also needs NVLSM, operator-painpoints #4)",
+    source=(
+        f"{_SPECS} (HGX B200 180 GB HBM3e); Fabric Manager also needs NVLSM and the mlx5_ib and "
+        "ib_umad modules (https://github.com/NVIDIA/gpu-operator/issues/2781)"
+    ),
 )
 GB10 = GpuModel(
     id="gb10",
@@ -146,6 +152,7 @@ GB10 = GpuModel(
     fabric_manager_with_nvswitch=False,
     pcie_p2p=False,
     nvidia_peermem=False,
+    cpu_arch="aarch64",  # GB10 pairs the Blackwell GPU with a 20-core Arm CPU (DGX Spark datasheet)
     source=(
         f"{_SPECS} (DGX Spark: GB10, 128 GB unified LPDDR5x shared with the CPU, ConnectX-7 200G); "
         "no nvidia-peermem: 'modprobe nvidia_peermem returns Invalid argument on GB10 … unified "
@@ -157,3 +164,19 @@ GPUS: dict[str, GpuModel] = {
     g.id: g
     for g in (H200_SXM, H100_SXM, H100_PCIE, A100_SXM, L40S, RTX_4090, RTX_PRO_6000, B200, GB10)
 }
+
+_VENDOR_PREFIX = "NVIDIA "
+"""Older drivers name a GPU without it: ``A100-SXM4-40GB`` in the nccl-tests output kept by
+microsoft/superbenchmark (tests/data/nccl_allreduce.log), ``NVIDIA A100-SXM4-40GB`` in later ones."""
+
+
+def gpu_named(name: str) -> GpuModel | None:
+    """The catalogue GPU the driver calls ``name``: nvidia-smi's ``name``, which is also the CUDA
+    device name nccl-tests prints after each rank (``prop.name``, NVIDIA/nccl-tests src/common.cu).
+    Exact, so ``NVIDIA H200 NVL`` is not the H200 SXM; ``None`` for a GPU the catalogue lacks.
+
+    >>> gpu_named("NVIDIA H100 80GB HBM3").id, gpu_named("NVIDIA H200 NVL")
+    ('h100-sxm', None)
+    """
+    wanted = name.strip().removeprefix(_VENDOR_PREFIX)
+    return next((g for g in GPUS.values() if g.name.removeprefix(_VENDOR_PREFIX) == wanted), None)

@@ -43,6 +43,7 @@ __all__ = [
     "PackageName",
     "cuda_packages",
     "cuda_pin",
+    "cuda_runtime_problem",
     "dkms_packages_installed",
     "distro_of",
     "driver_lock_pin",
@@ -95,6 +96,10 @@ _DRIVER_VERSION = re.compile(r"^(\d{3})\.\d+(\.\d+)?$")
 CUDA_MIN_DRIVER: dict[str, str] = {"13.0": "580.65.06"}
 """Oldest Linux driver for each CUDA toolkit (minor version compatibility aside); see SOURCES."""
 
+CUDA_MAJOR_MIN_DRIVER: dict[int, str] = {12: "525.60.13", 13: CUDA_MIN_DRIVER["13.0"]}
+"""Oldest Linux driver that runs every toolkit of a CUDA major, through minor version compatibility:
+what a prebuilt wheel (torch's nvidia-cuda-runtime) asks of the host's driver; see SOURCES."""
+
 FIRST_BRANCH = 580
 """The oldest driver branch whose package names this catalogue spells (SOURCES["fabricmanager"]:
 R580 renamed fabric manager and NSCQ). Every toolkit's driver floor above is of this branch or later,
@@ -103,6 +108,23 @@ so every pin the catalogue accepts is (a test keeps it so)."""
 
 def _version_key(version: str) -> tuple[int, ...]:
     return tuple(int(part) for part in version.split("."))
+
+
+def cuda_runtime_problem(driver_version: str, cuda_major: int) -> str | None:
+    """Why ``driver_version`` cannot run CUDA ``cuda_major`` wheels, or None when it can.
+
+    Example::
+
+        >>> cuda_runtime_problem("570.133.20", 13)
+        'CUDA 13 needs driver >= 580.65.06, found 570.133.20'
+    """
+    oldest = CUDA_MAJOR_MIN_DRIVER.get(cuda_major)
+    if oldest is None:
+        known = ", ".join(str(m) for m in CUDA_MAJOR_MIN_DRIVER)
+        return f"CUDA {cuda_major} has no driver floor metalserve knows (known: {known})"
+    if _version_key(driver_version) < _version_key(oldest):
+        return f"CUDA {cuda_major} needs driver >= {oldest}, found {driver_version}"
+    return None
 
 
 class NvidiaStackPins(_Frozen):
@@ -168,10 +190,20 @@ SOURCES: dict[str, str] = {
         "https://developer.download.nvidia.com/compute/cuda/repos/ubuntu2404/sbsa/, as listed in public "
         "notes; not fetched from here). The pins accept any revision of the version (<version>-*)"
     ),
-    "cuda_version": "docs/engine-facts: the vLLM 0.33 wheel links libcudart.so.13 (CUDA 13)",
+    "cuda_version": (
+        "the vllm 0.33.0 wheel on PyPI (https://pypi.org/project/vllm/0.33.0/) links "
+        "libcudart.so.13 (CUDA 13)"
+    ),
     "CUDA_MIN_DRIVER": (
         "CUDA 13.0 release notes, table 'CUDA Toolkit and Corresponding Driver Versions': "
         "CUDA 13.0 GA needs >= 580.65.06 on Linux"
+    ),
+    "CUDA_MAJOR_MIN_DRIVER": (
+        "CUDA 12.x release notes, table 'CUDA Toolkit and Minimum Required Driver Version for CUDA "
+        "Minor Version Compatibility': CUDA 12.x >= 525.60.13 on Linux; CUDA Compatibility guide, "
+        "'Minor Version Compatibility' (https://docs.nvidia.com/deploy/cuda-compatibility/"
+        "minor-version-compatibility.html): CUDA 13.x >= 580, CUDA 12.x >= 525 — the first R580 "
+        "driver being CUDA 13.0 GA's 580.65.06"
     ),
     "nccl_version": (
         "libnccl2=2.28.9-1+cuda13.0 and libnccl-dev=2.28.9-1+cuda13.0 as installed from the CUDA "
@@ -202,30 +234,50 @@ SOURCES: dict[str, str] = {
         "NVIDIA Driver Installation Guide, 'Recent Updates', 'Version locking packages for Ubuntu / "
         "Debian' (https://docs.nvidia.com/datacenter/tesla/driver-installation-guide/"
         "recent-updates.html): driver pinning packages lock a host to a branch or to one driver "
-        "version, 'install the pinning package prior to installing the driver'; how they lock is "
-        "in 'Version locking', APT (…/version-locking.html): an apt preferences file. The "
-        "exact-version name nvidia-driver-pinning-<version> is as NVIDIA's repositories list it in "
-        "public notes ('nvidia-driver-pinning-580.105.08 - APT driver pinning file for driver "
-        "version 580.105.08' on debian12/x86_64; nvidia-driver-pinning-580.126.20_580.126.20-1 on "
-        "ubuntu2404/x86_64); its preferences file's content was not read from here"
+        "version, 'install the pinning package prior to installing the driver'. NVIDIA's own "
+        "packaging spells the exact-version package nvidia-driver-pinning-${DRIVER_VERSION} and "
+        "says what it does: it 'pins the whole driver tree to DRIVER_VERSION' and 'constrains the "
+        "driver-versioned packages (fabricmanager, nscq, imex)' (NVIDIA/gpu-driver-container "
+        "ubuntu26.04/install.sh and ubuntu26.04/README.md at commit 0c547950, still so at "
+        "06a208ca; also kata-containers/kata-containers tools/osbuilder/rootfs-builder/nvidia/"
+        "nvidia_chroot.sh at ffc87251, NVIDIA's GPU rootfs). That repository uses it on Ubuntu "
+        "26.04 only, whose builds exclude 580; that 580 releases have it on Ubuntu 22.04/24.04 "
+        "and Debian 12 is from public listings ('nvidia-driver-pinning-580.105.08 - APT driver "
+        "pinning file for driver version 580.105.08' on debian12/x86_64; "
+        "nvidia-driver-pinning-580.126.20_580.126.20-1 on ubuntu2404/x86_64; "
+        "nvidia-driver-pinning-590.48.01=590.48.01-0ubuntu1 on ubuntu2404/sbsa in "
+        "dsx-ai-factory/infra-controller#6049). It must be installed by an apt run of its own: "
+        "installed in the same transaction as the driver, its pin is not active while apt resolves "
+        "that transaction (NVIDIA/NemoClaw#8197, fixed in #8207). The apt preferences file it "
+        "ships was not read from here (NVIDIA's repository is unreachable from this project's "
+        "build machine), so metalserve's own pins (AptPin) hold every package it names as well"
     ),
     "fabricmanager": (
         "From branch 580 NVIDIA ships fabric manager and the NVSwitch query library as "
-        "nvidia-fabricmanager and libnvidia-nscq, versioned <driver version>-1 (-1ubuntu1 on later "
-        "Ubuntu builds): NVIDIA/gpu-driver-container commit 78fa4ac 'add driver 580.65.06' and PR "
-        "#451 'Fix: precompiled R580 package install error' (ubuntu22.04/precompiled/nvidia-driver: "
-        "DRIVER_BRANCH >= 580 → nvidia-fabricmanager / libnvidia-nscq, installed "
-        "=${DRIVER_VERSION}* and held; earlier branches nvidia-fabricmanager-<branch>); the Driver "
-        "Installation Guide's 590 rename table lists libnvidia-nscq as 'no change'. Fabric Manager "
-        "User Guide: fabric manager and driver must be the same version "
-        "(NVIDIA/gpu-driver-container#735 for the mismatch failure)"
+        "nvidia-fabricmanager and libnvidia-nscq: NVIDIA/gpu-driver-container "
+        "ubuntu22.04/install.sh and ubuntu24.04/install.sh, commit 78fa4ac0 'add driver "
+        "580.65.06' (DRIVER_BRANCH >= 580 → nvidia-fabricmanager=${DRIVER_VERSION}-1, "
+        "libnvidia-nscq=${DRIVER_VERSION}-1; earlier branches nvidia-fabricmanager-<branch>), "
+        "commit dc7857e8 (PR #451 'Fix: precompiled R580 package install error', the same for the "
+        "precompiled images), commit feb891d6 ('=${DRIVER_VERSION}*': later Ubuntu builds carry "
+        "-1ubuntu1, e.g. libnvidia-nscq / nvidia-fabricmanager 595.71.05-1ubuntu1 listed in PR "
+        "#899), installed at the driver's version and held (ubuntu24.04/install.sh at 06a208ca). "
+        "The Driver Installation Guide's 590 rename table lists libnvidia-nscq as 'no change'. "
+        "Fabric Manager User Guide: fabric manager and driver must be the same version "
+        "(NVIDIA/gpu-driver-container#735 for the mismatch failure). The Debian 12 names of the "
+        "580 builds are not in any NVIDIA source read here; the same names are assumed"
     ),
     "fabricmanager_provides": (
         "nvidia-fabricmanager-580 is only a virtual package of nvidia-fabricmanager in NVIDIA's "
         "repository: apt's error quoted in NVIDIA/gpu-driver-container#451 ('Package "
         "nvidia-fabricmanager-580 is a virtual package provided by: nvidia-fabricmanager "
-        "580.65.06-1'; 'Version ... for nvidia-fabricmanager-580 was not found'). "
-        "libnvidia-nscq-580 as a virtual package of libnvidia-nscq is inferred by analogy, not checked"
+        "580.65.06-1'; \"Version '580.65.06-1' for 'nvidia-fabricmanager-580' was not found\"). "
+        "Before 580 it was the other way round: nvidia-fabricmanager-<branch> and "
+        "libnvidia-nscq-<branch> were the real packages, providing the bare names "
+        "(NVIDIA/apt-packaging-fabric-manager and NVIDIA/apt-packaging-libnvidia-nscq "
+        "debian/templates/control.in). libnvidia-nscq-580 as a virtual package of libnvidia-nscq "
+        "is by analogy: NVIDIA's kata-containers rootfs moved from libnvidia-nscq-<branch> to "
+        "libnvidia-nscq with the same change (kata-containers commit ffc87251)"
     ),
     "default_module_flavor": (
         "NVIDIA Driver Installation Guide, 'Kernel modules': the open GPU kernel modules are the "
@@ -262,12 +314,17 @@ SOURCES: dict[str, str] = {
         "imports dma-buf into RDMA memory regions from Linux 5.12 (oneCCL 'Enabling OFI/verbs/dmabuf "
         "Support': kernel >= 5.12, rdma-core >= 34). nvidia-peermem's init returns -EINVAL unless "
         "built with NV_MLNX_IB_PEER_MEM_SYMBOLS_PRESENT, i.e. against MLNX_OFED/DOCA-OFED "
-        "(NVIDIA/open-gpu-kernel-modules kernel-open/nvidia-peermem/nvidia-peermem.c, "
-        "nv_mem_client_init); NCCL logs 'NET/IB : GPU Direct RDMA (DMABUF|nvidia-peermem) enabled' "
-        "(NVIDIA/nccl src/transport/net_ib)"
+        "(NVIDIA/open-gpu-kernel-modules kernel-open/nvidia-peermem/nvidia-peermem.c at 0dd4d36d, "
+        "nv_mem_client_init: '#else return -EINVAL'). NCCL (NVIDIA/nccl v2.28.9-1) offers an HCA "
+        "GPU memory through nvidia-peermem when /sys/module/nvidia_peermem is loaded and through "
+        "DMA-BUF when the HCA's kernel takes dma-buf (src/transport/net_ib.cc, "
+        "ncclIbGetPhysProperties), uses DMA-BUF whenever both the GPU and the HCA support it "
+        "(src/transport/net.cc, useDmaBuf), and logs 'DMA-BUF is available on GPU device %d' "
+        "(src/init.cc), 'NET/%s : GPU Direct RDMA %s for HCA %d '%s'' (src/graph/topo.cc) and "
+        "'/GDRDMA' on each network channel that uses it (src/transport/net.cc)"
     ),
     "blacklist": (
-        "operator pain point 5: nouveau, and on newer kernels nova_core/nova_drm, bind the GPU first "
+        "nouveau, and on newer kernels nova_core/nova_drm, bind the GPU first "
         "unless blacklisted inside the initramfs (NVIDIA/ansible-role-nvidia-driver#44, "
         "beclab/Olares#3963)"
     ),
@@ -518,7 +575,7 @@ def kernel_headers_packages(distro: Distro, kernel_release: str) -> tuple[str, .
     """Headers for the running kernel, plus the meta package that brings them for future kernels.
 
     DKMS builds ``nvidia.ko`` against these; a kernel that arrives without them boots without a
-    driver (operator pain point 1).
+    driver.
 
     Example::
 
@@ -577,7 +634,7 @@ def repository_line(distro: Distro, deb_arch: str) -> str:
 class AptPin(_Frozen):
     """Packages held at one version: apt prefers it (1001, even as a downgrade) and refuses every
     other version (-1); the same packages are ``apt-mark hold``-ed so unattended-upgrades leaves them
-    alone (operator pain point 2).
+    alone.
 
     Example::
 
@@ -633,7 +690,7 @@ def driver_lock_pin(pins: NvidiaStackPins) -> AptPin:
 
 
 def fabricmanager_pin(pins: NvidiaStackPins) -> AptPin:
-    """Fabric manager at the driver's exact version: a different one refuses to start (pain point 4)."""
+    """Fabric manager at the driver's exact version: a different one refuses to start."""
     return AptPin(packages=fabricmanager_packages(pins), version=f"{pins.driver_version}-*")
 
 

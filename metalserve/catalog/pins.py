@@ -19,10 +19,10 @@ class Pin(BaseModel):
 
 
 VLLM = Pin(
-    name="vllm", version="0.33.0", source="PyPI; engine-facts.md §1 (checked against the code)"
+    name="vllm", version="0.33.0", source="PyPI; vllm-project/vllm v0.33.0 vllm/engine/arg_utils.py"
 )
-SGLANG = Pin(name="sglang", version="0.5.23", source="PyPI; engine-facts.md §2")
-HUGGINGFACE_HUB = Pin(name="huggingface_hub", version="2.4.0", source="PyPI; engine-facts.md §4")
+SGLANG = Pin(name="sglang", version="0.5.23", source="PyPI; sgl-project/sglang v0.5.23")
+HUGGINGFACE_HUB = Pin(name="huggingface_hub", version="2.4.0", source="PyPI huggingface_hub 2.4.0")
 GGUF = Pin(name="gguf", version="0.19.0", source="PyPI; vendored gguf-py in llama.cpp 0c1e57098")
 LLAMA_CPP_PYTHON = Pin(
     name="llama-cpp-python",
@@ -32,24 +32,24 @@ LLAMA_CPP_PYTHON = Pin(
 LLAMA_CPP = Pin(
     name="llama.cpp",
     version="0c1e57098",
-    source="vendor/llama.cpp of the llama-cpp-python 0.3.36 sdist (engine-facts.md §3)",
+    source="vendor/llama.cpp of the llama-cpp-python 0.3.36 sdist (its CHANGELOG.md)",
 )
 
 # The converter venv (llama.cpp requirements/requirements-convert_hf_to_gguf.txt), CPU torch.
 CONVERTER_REQUIREMENTS: tuple[Pin, ...] = (
     Pin(
-        name="torch", version="2.13.0", source="CPU wheel on the control machine (sandbox-facts §3)"
+        name="torch", version="2.13.0", source="CPU wheel (+cpu) from download.pytorch.org/whl/cpu"
     ),
     Pin(
         name="transformers",
         version="4.57.6",
         source="llama.cpp requirements-convert_hf_to_gguf.txt",
     ),
-    Pin(name="numpy", version="2.2.6", source="gguf-py wants numpy>=2.2.6 (sandbox-facts §3)"),
+    Pin(name="numpy", version="2.2.6", source="llama.cpp converter requirements: numpy~=2.2.6"),
     Pin(
         name="sentencepiece",
         version="0.2.0",
-        source="0.2.3 breaks with protobuf<5 (sandbox-facts §3)",
+        source="0.2.3 with protobuf<5: ImportError runtime_version (Python 3.11)",
     ),
     Pin(name="protobuf", version="4.25.8", source="llama.cpp pins protobuf<5"),
     Pin(name="safetensors", version="0.6.2", source="transformers 4.57 dependency"),
@@ -58,7 +58,7 @@ CONVERTER_REQUIREMENTS: tuple[Pin, ...] = (
 NCCL_TESTS = Pin(
     name="nccl-tests",
     version="v2.19.6",
-    source="NVIDIA/nccl-tests release tag; JSON output (-J) exists since 2.17.3 (nccl-facts.md (c))",
+    source="NVIDIA/nccl-tests release tag; JSON output (-J) exists since v2.17.3 (src/util.cu)",
 )
 
 GGUF_PY_RUNTIME: tuple[str, ...] = ("pyyaml>=5.1", "tqdm>=4.27", "requests>=2.25")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from metalserve.catalog import gpus
+from metalserve.catalog.guides import GLM52_GUIDE, MODAL_POST, NVFP4_POST
 from metalserve.errors import SpecError
 from metalserve.hardware import HardwareProfile, Interconnect, NetworkFabric
 
@@ -17,7 +18,7 @@ PROFILES: dict[str, HardwareProfile] = {
             nodes=1,
             interconnect=Interconnect.NVSWITCH,
             host_ram_gb=2048,
-            source="seed 004 (8x H200, 141 GB each); seed 000 '8×H200'",
+            source=f"{MODAL_POST} (8x H200, 141 GB each); {GLM52_GUIDE}: '8×H200'",
         ),
         HardwareProfile(
             id="h100-sxm-8",
@@ -27,7 +28,7 @@ PROFILES: dict[str, HardwareProfile] = {
             nodes=1,
             interconnect=Interconnect.NVSWITCH,
             host_ram_gb=2048,
-            source="seed 000 'real numbers from 8×H200 and 4×H100'",
+            source=f"{GLM52_GUIDE}: 'real numbers from 8×H200 and 4×H100'",
         ),
         HardwareProfile(
             id="h100-sxm-4",
@@ -37,7 +38,7 @@ PROFILES: dict[str, HardwareProfile] = {
             nodes=1,
             interconnect=Interconnect.NVLINK,
             host_ram_gb=1024,
-            source="seed 000 'FP8 … Minimum GPUs 4×H100 (80GB each)'",
+            source=f"{GLM52_GUIDE}: 'FP8 … Minimum GPUs 4×H100 (80GB each)'",
         ),
         HardwareProfile(
             id="rtxpro6000-8",
@@ -47,7 +48,7 @@ PROFILES: dict[str, HardwareProfile] = {
             nodes=1,
             interconnect=Interconnect.PCIE,
             host_ram_gb=1024,
-            source="seed 003 (validated NVFP4 configuration, 8x 96 GB)",
+            source=f"{NVFP4_POST} (validated NVFP4 configuration, 8x 96 GB)",
         ),
         HardwareProfile(
             id="rtxpro6000-4",
@@ -57,7 +58,7 @@ PROFILES: dict[str, HardwareProfile] = {
             nodes=1,
             interconnect=Interconnect.PCIE,
             host_ram_gb=512,
-            source="seed 003 'Variants running on 4x RTX PRO 6000 (SM120)'",
+            source=f"{NVFP4_POST}: 'Variants running on 4x RTX PRO 6000 (SM120)'",
         ),
         HardwareProfile(
             id="rtx4090-4",
@@ -67,7 +68,7 @@ PROFILES: dict[str, HardwareProfile] = {
             nodes=1,
             interconnect=Interconnect.PCIE,
             host_ram_gb=128,
-            source="seed 000 '4×RTX 4090 (24GB each) + 128GB RAM'",
+            source=f"{GLM52_GUIDE}: '4×RTX 4090 (24GB each) + 128GB RAM'",
         ),
         HardwareProfile(
             id="dgx-spark-3",
@@ -80,7 +81,7 @@ PROFILES: dict[str, HardwareProfile] = {
             fabric_rate_gbps=200,
             nics_per_node=1,
             host_ram_gb=128,
-            source="seed 003 '3x DGX Spark with pipeline parallelism'",
+            source=f"{NVFP4_POST}: '3x DGX Spark with pipeline parallelism'",
         ),
         HardwareProfile(
             id="h200-sxm-8x2-ib",
@@ -93,7 +94,10 @@ PROFILES: dict[str, HardwareProfile] = {
             fabric_rate_gbps=400,
             nics_per_node=8,
             host_ram_gb=2048,
-            source="seed 000 multi-node NCCL block (ib0); nccl-facts.md (a)",
+            source=(
+                f"{GLM52_GUIDE}, multi-node NCCL block (ib0); 2×8 H100 over IB NDR 8×400G "
+                "(https://github.com/NVIDIA/nccl-tests/issues/309)"
+            ),
         ),
         HardwareProfile(
             id="h100-sxm-8x2-roce",
@@ -106,7 +110,10 @@ PROFILES: dict[str, HardwareProfile] = {
             fabric_rate_gbps=400,
             nics_per_node=8,
             host_ram_gb=2048,
-            source="seed 000 'RoCE v2 fabric config'; nccl-facts.md (a), (d)",
+            source=(
+                f"{GLM52_GUIDE}: 'RoCE v2 fabric config'; 2×8 H100 over RoCEv2 8×400G "
+                "(https://github.com/NVIDIA/nccl/issues/2409); NCCL env.rst RoCE variables"
+            ),
         ),
         HardwareProfile(
             id="sandbox-cpu",

@@ -104,6 +104,10 @@ def _print_plan(plan: HostPlan) -> None:
     )
     click.secho(f"== {plan.host} ({plan.profile.description}{role})", bold=True)
     click.echo(f"engine   {plan.engine.name} {plan.engine.version}")
+    for lock in plan.engine.locks:
+        cuda = f" (CUDA {lock.cuda_major})" if lock.cuda_major else ""
+        found = f"{lock.path}{cuda}" if lock.sha256 else f"none: {lock.unavailable}"
+        click.echo(f"lock     {lock.target}: {found}")
     click.echo(f"command  {shlex.join(plan.command)}")
     click.echo(f"unit     {shlex.join(plan.service.exec_argv)}")
     if plan.sizing:
@@ -199,7 +203,7 @@ def render(inventory: str, only: str, out: str) -> None:
 
 @main.command()
 def audit() -> None:
-    """Where the seeds' sizing claims do not add up, checkpoint by checkpoint."""
+    """Where the published guides' sizing claims do not add up, checkpoint by checkpoint."""
     from metalserve.sizing import audit_catalogue
 
     for checkpoint_id, findings in audit_catalogue().items():
@@ -209,12 +213,14 @@ def audit() -> None:
 
 
 def _register_groups() -> None:
+    from metalserve.bundle.cli import bundle_group
     from metalserve.cli.diag import diag_group
     from metalserve.cli.preflight import preflight_group
     from metalserve.mirror.hub import mirror_group
     from metalserve.sandbox.cli import sandbox_group
     from metalserve.sandbox.demo import demo_command
 
+    main.add_command(bundle_group)
     main.add_command(diag_group)
     main.add_command(mirror_group)
     main.add_command(preflight_group)

@@ -5,6 +5,7 @@ Bad input ends with exit status 2 and one line on stderr (expected, found, fix);
 Example::
 
     $ metalserve diag parse all_reduce.log --profile h100-sxm-8 --out reports/
+    $ metalserve diag show all_reduce.log          # a raw log: the setup from its device lines
     $ metalserve diag show reports/all_reduce.json
     $ metalserve diag compare before/all_reduce.json after/all_reduce.json
 """
@@ -21,13 +22,17 @@ from typing import ParamSpec, TypeVar
 
 import click
 
-from metalserve.catalog.busbw import expectation_for
-from metalserve.catalog.profiles import PROFILES
-from metalserve.diag.judge import Topology, judge, topology_of
 from metalserve.diag.parse import merge_outputs
-from metalserve.diag.report import build_report, checked, compare, comparison_text, summary_text
+from metalserve.diag.report import (
+    checked,
+    compare,
+    comparison_text,
+    judged_report,
+    shown_report,
+    summary_text,
+)
 from metalserve.errors import MetalserveError
-from metalserve.io.reports import read_report, read_text, write_report
+from metalserve.io.reports import read_report, read_report_or_output, read_text, write_report
 from metalserve.types import printable
 
 P = ParamSpec("P")
@@ -48,10 +53,9 @@ def _operator_errors(command: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-def _topology(profile_id: str) -> Topology | None:
-    """The profile's GPUs, nodes and links from the hardware catalogue."""
-    profile = PROFILES.get(profile_id)
-    return topology_of(profile) if profile is not None else None
+def _now() -> str:
+    """When a report is made, as its title shows it."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 _existing = click.Path(exists=False, dir_okay=False, path_type=Path)
@@ -75,11 +79,13 @@ def diag_group() -> None:
 
 
 @diag_group.command("show")
-@click.argument("report", type=_existing)
+@click.argument("report_or_log", type=_existing)
 @_operator_errors
-def show(report: Path) -> None:
-    """Print the summary of a saved diag report (.json), its results judged again."""
-    shown, claimed = checked(read_report(report))
+def show(report_or_log: Path) -> None:
+    """Print the summary of a saved diag report (.json), its results judged again, or of a raw
+    nccl-tests output (text or -J JSON), judged as diag parse judges it without --profile."""
+    text = read_report_or_output(report_or_log)
+    shown, claimed = shown_report(text, printable(str(report_or_log)), _now())
     click.echo(_terminal_safe(summary_text(shown, claimed)), nl=False)
 
 
@@ -96,7 +102,11 @@ def compare_command(before: Path, after: Path) -> None:
 @diag_group.command("parse")
 @click.argument("log", type=_existing)
 @click.option("--json", "json_path", type=_existing, help="the -J report of the same run")
-@click.option("--profile", "profile_id", help="hardware profile id, e.g. h100-sxm-8")
+@click.option(
+    "--profile",
+    "profile_id",
+    help="hardware profile id, e.g. h100-sxm-8 (default: recognised from the log's device lines)",
+)
 @click.option("--expected-busbw", type=float, help="override the catalogue's figure (GB/s)")
 @click.option("--host", default=None, help="host name recorded in the report")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path))
@@ -113,14 +123,12 @@ def parse_command(
 ) -> None:
     """Turn a saved nccl-tests output (text or -J JSON) into a judged report."""
     parsed = merge_outputs(read_text(log), read_text(json_path) if json_path else None)
-    expectation = expectation_for(profile_id, expected_busbw) if profile_id else None
-    topology = _topology(profile_id) if profile_id else None
-    report = build_report(
+    report = judged_report(
         parsed,
-        judge(parsed, topology, expectation),
-        host=host or (parsed.run.hosts[0] if parsed.run.hosts else None),
         profile_id=profile_id,
-        created_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        expected_busbw=expected_busbw,
+        host=host,
+        created_at=_now(),
     )
     click.echo(_terminal_safe(summary_text(report)), nl=False)
     if out_dir is not None:

@@ -2,8 +2,10 @@
 
 Sources: NVIDIA/nccl-tests ``README.md`` (``make MPI=1 MPI_HOME= CUDA_HOME= NCCL_HOME=``, ``-b -e -f
 -g``, ``mpirun -np 64 -N 8 ... -g 1``), ``src/common.mk`` (``NVCC_GENCODE`` overrides the arch list),
-``src/util.cu`` (``-J`` JSON since 2.17.3) and the launch practice in ``shared/notes/nccl-facts.md``
-§(e) (Azure/OCI health checks: ``--bind-to numa``, ``--mca btl tcp,self``, ``-x`` per variable).
+``src/util.cu`` (``-J`` JSON since 2.17.3) and the launch practice of public health checks
+(Azure/azurehpc-health-checks ``customTests/azure_nccl_allreduce.nhc`` and
+oracle-quickstart/oci-hpc: ``--bind-to numa``; NVIDIA/nccl-tests#309: ``--mca btl tcp,self``;
+``-x`` per variable).
 
 Example::
 

@@ -1,7 +1,7 @@
 """Judge one parsed nccl-tests run: PASS / WARN / FAIL, or UNKNOWN when it cannot be told.
 
 Pure. The verdict is the worst of its reasons, each of which says what was seen and what to do.
-"Fail" and "unknown" stay apart (operator pain point 20, "health checks that cry wolf"): a run that
+"Fail" and "unknown" stay apart (a health check that cries wolf is soon ignored): a run that
 could not be judged — no expected figure, messages too small, output cut short — is UNKNOWN, never
 FAIL, and does not fail the host.
 
@@ -225,6 +225,25 @@ def _gpu_count(run: NcclTestsRun, transport: TransportSummary, topology: Topolog
     return [_gpus_missing(topology.total_gpus - seen, topology.total_gpus, f"{seen} ranks ran")]
 
 
+def _why_no_gdrdma(transport: TransportSummary) -> str:
+    """What NCCL's own lines say about GPUDirect RDMA being off, and the fix."""
+    if transport.no_gdr_hcas:
+        return (
+            f"NCCL found neither nvidia-peermem nor DMA-BUF for {', '.join(transport.no_gdr_hcas)} "
+            "('GPU Direct RDMA Disabled for HCA'): use the open kernel modules (DMA-BUF) or load "
+            "nvidia-peermem built against MLNX_OFED/DOCA-OFED"
+        )
+    if transport.gdr_hcas:
+        return (
+            f"NCCL could use it on {', '.join(transport.gdr_hcas)} but judged the GPU too far from "
+            "the HCA: check the PCI topology and NCCL_NET_GDR_LEVEL"
+        )
+    return (
+        "use the open kernel modules (DMA-BUF) or load nvidia-peermem (needs MLNX_OFED/DOCA-OFED), "
+        "and check NCCL_NET_GDR_LEVEL"
+    )
+
+
 def _transports(transport: TransportSummary, topology: Topology) -> list[Reason]:
     reasons: list[Reason] = []
     cost = THRESHOLDS.p2p_disabled_cost
@@ -248,8 +267,7 @@ def _transports(transport: TransportSummary, topology: Topology) -> list[Reason]
             Reason(
                 verdict=Verdict.WARN,
                 code="no-gdrdma",
-                message="NET/IB without GDRDMA — GPUDirect RDMA is off: load nvidia-peermem "
-                "or use DMA-BUF (open kernel modules), and check NCCL_NET_GDR_LEVEL",
+                message=f"NET/IB without GDRDMA — GPUDirect RDMA is off: {_why_no_gdrdma(transport)}",
             )
         )
     intra_p2p = topology.p2p_available and topology.gpus_per_node > 1

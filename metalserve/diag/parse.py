@@ -155,9 +155,16 @@ class TransportSummary(_Frozen):
     channels: dict[str, int] = {}
     """Connections seen per transport kind (see :func:`transport_kind`), e.g. ``{"P2P/IPC": 24}``."""
     gdrdma: bool = False
-    gdr_mechanisms: tuple[str, ...] = ()
-    """How NCCL can register GPU memory with the HCA, as it logs it per HCA ('NET/IB : GPU Direct
-    RDMA (DMABUF|nvidia-peermem) enabled for HCA …', NVIDIA/nccl src/transport/net_ib)."""
+    gpu_dmabuf: bool = False
+    """NCCL logged 'DMA-BUF is available on GPU device N' (NVIDIA/nccl src/init.cc): the GPU and
+    its driver can export memory as dma-buf (open kernel modules), and NCCL_DMABUF_ENABLE is on."""
+    init_logged: bool = False
+    """NCCL's '… Init START' line is in the log: it comes after the DMA-BUF check, so a log with it
+    and without the DMA-BUF line is one where that check failed."""
+    gdr_hcas: tuple[str, ...] = ()
+    """HCAs NCCL reports 'NET/IB : GPU Direct RDMA Enabled for HCA n 'name'' (src/graph/topo.cc)."""
+    no_gdr_hcas: tuple[str, ...] = ()
+    """HCAs it reports 'GPU Direct RDMA Disabled for': neither nvidia-peermem nor DMA-BUF."""
     nvls_available: bool | None = None
     nvls_channels: int | None = None
     network: str | None = None
@@ -184,13 +191,24 @@ class TransportSummary(_Frozen):
 
     @property
     def gpudirect_path(self) -> str | None:
-        """The GPUDirect RDMA path NCCL really used: DMA-BUF where it was enabled (NCCL prefers it
-        when both are), else nvidia-peermem; ``None`` where no channel ran GDRDMA."""
+        """The GPUDirect RDMA path NCCL really used; ``None`` where no network channel ran GDRDMA.
+
+        NCCL logs no mechanism per channel, but it uses DMA-BUF whenever the GPU offers it and the
+        HCA's kernel takes it (src/transport/net.cc ``useDmaBuf``), else nvidia-peermem
+        (src/transport/net_ib.cc). So: GDRDMA with the GPU's DMA-BUF line is DMA-BUF; GDRDMA in a
+        log whose init is there but without that line is nvidia-peermem; a log cut before init
+        cannot tell.
+
+        >>> TransportSummary(gdrdma=True, gpu_dmabuf=True).gpudirect_path
+        'DMA-BUF'
+        >>> TransportSummary(gdrdma=True, init_logged=True).gpudirect_path
+        'nvidia-peermem'
+        """
         if not self.gdrdma:
             return None
-        if "DMABUF" in self.gdr_mechanisms:
+        if self.gpu_dmabuf:
             return "DMA-BUF"
-        if "nvidia-peermem" in self.gdr_mechanisms:
+        if self.init_logged:
             return "nvidia-peermem"
         return "mechanism not logged"
 
@@ -631,7 +649,8 @@ _NVLS_SUPPORT = re.compile(r"NVLS multicast support is (not )?available")
 _NVLS_CHANNELS = re.compile(rf"(?<!\d){_N} nvls channels")
 _SET_BY_ENV = re.compile(r"NCCL INFO (NCCL_\w+) set by environment to (\S+?)\.?$")
 _WARN = re.compile(r"NCCL WARN (.+)$")
-_GDR_ENABLED = re.compile(r"GPU Direct RDMA \((DMABUF|nvidia-peermem)\) enabled")
+_HCA_GDR = re.compile(r"NET/\w+ ?: GPU Direct RDMA (Enabled|Disabled) for HCA \d+ '([^']*)'?")
+_GPU_DMABUF = re.compile(r"NCCL INFO DMA-BUF is available on GPU device \d+")
 
 
 def transport_kind(via: str) -> str:
@@ -674,12 +693,16 @@ def parse_nccl_log(lines: Iterable[str]) -> TransportSummary:
     env: dict[str, str] = {}
     warnings: list[str] = []
     found: dict[str, Any] = {"gdrdma": False}
-    mechanisms: dict[str, None] = {}
+    hcas: dict[str, dict[str, None]] = {"Enabled": {}, "Disabled": {}}
     for line in map(strip_launcher_prefix, lines):
         if "NCCL" not in line:
             continue
-        if m := _GDR_ENABLED.search(line):
-            mechanisms[m.group(1)] = None
+        if m := _HCA_GDR.search(line):
+            hcas[m.group(1)][m.group(2)] = None
+        elif _GPU_DMABUF.search(line):
+            found["gpu_dmabuf"] = True
+        elif "NCCL INFO " in line and "Init START" in line:
+            found["init_logged"] = True
         if m := _from_first(_CHANNEL, line, "NCCL INFO Channel "):
             via = m.group(1)
             kind = transport_kind(via)
@@ -716,18 +739,20 @@ def parse_nccl_log(lines: Iterable[str]) -> TransportSummary:
         warnings=tuple(dict.fromkeys(warnings)),
         p2p_disabled=env.get("NCCL_P2P_DISABLE") == "1",
         ib_disabled=env.get("NCCL_IB_DISABLE") == "1",
-        gdr_mechanisms=tuple(mechanisms),
+        gdr_hcas=tuple(hcas["Enabled"]),
+        no_gdr_hcas=tuple(h for h in hcas["Disabled"] if h not in hcas["Enabled"]),
         **found,
     )
 
 
-def _looks_like_json(text: str) -> bool:
+def looks_like_json(text: str) -> bool:
+    """JSON (an nccl-tests ``-J`` report, a saved diag report) rather than text output."""
     return text.lstrip().startswith("{")
 
 
 def parse_output(text: str) -> ParsedOutput:
     """Read one saved stream: nccl-tests text or JSON, plus any NCCL INFO/WARN lines in it."""
-    if _looks_like_json(text):
+    if looks_like_json(text):
         return ParsedOutput(run=parse_json(text), transport=TransportSummary())
     run = parse_nccl_tests(text)
     transport = parse_nccl_log(text.splitlines())

@@ -20,7 +20,14 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from metalserve.catalog.busbw import OVERRIDE_SOURCE, BusBwExpectation, expectation_for
 from metalserve.catalog.profiles import PROFILES
 from metalserve.diag.judge import Judgement, Reason, Verdict, human_bytes, judge, topology_of
-from metalserve.diag.parse import NcclTestsRun, ParsedOutput, TransportSummary
+from metalserve.diag.parse import (
+    NcclTestsRun,
+    ParsedOutput,
+    TransportSummary,
+    looks_like_json,
+    parse_output,
+)
+from metalserve.diag.recognise import RecognisedSetup, recognise
 from metalserve.errors import ParseError
 from metalserve.types import printable
 
@@ -43,6 +50,9 @@ class DiagReport(_Frozen):
     run: NcclTestsRun
     transport: TransportSummary
     judgement: Judgement
+    setup: RecognisedSetup | None = None
+    """The setup recognised from the run's device lines where no profile was named (then
+    ``profile_id`` is its preset, if it has one)."""
 
     @property
     def verdict(self) -> Verdict:
@@ -63,6 +73,7 @@ def build_report(
     profile_id: str | None,
     created_at: str,
     command: tuple[str, ...] = (),
+    setup: RecognisedSetup | None = None,
 ) -> DiagReport:
     return DiagReport(
         host=host,
@@ -72,6 +83,33 @@ def build_report(
         run=parsed.run,
         transport=parsed.transport,
         judgement=judgement,
+        setup=setup,
+    )
+
+
+def judged_report(
+    parsed: ParsedOutput,
+    *,
+    profile_id: str | None,
+    expected_busbw: float | None,
+    host: str | None,
+    created_at: str,
+) -> DiagReport:
+    """A parsed run judged against the named profile or, without one, against the setup its device
+    lines show (:func:`metalserve.diag.recognise.recognise`): its preset where the catalogue has
+    one, else no expected figure (UNKNOWN). ``expected_busbw`` replaces the preset's figure; the
+    host defaults to the run's first."""
+    setup = None if profile_id else recognise(parsed.run)
+    chosen = profile_id or (setup.profile_id if setup is not None else None)
+    expectation = expectation_for(chosen, expected_busbw) if chosen else None
+    profile = PROFILES.get(chosen) if chosen else None
+    return build_report(
+        parsed,
+        judge(parsed, topology_of(profile) if profile is not None else None, expectation),
+        host=host or (parsed.run.hosts[0] if parsed.run.hosts else None),
+        profile_id=chosen,
+        created_at=created_at,
+        setup=setup,
     )
 
 
@@ -154,6 +192,30 @@ def checked(report: DiagReport) -> tuple[DiagReport, Verdict | None]:
     return report, None
 
 
+def holds_report(text: str) -> bool:
+    """Whether a file's text is a saved diag report rather than nccl-tests output, by content:
+    nccl-tests text is not JSON; its ``-J`` report is JSON with a ``results`` list and no
+    ``schema_version``; any other JSON is taken for a report, whose reader says what is wrong."""
+    if not looks_like_json(text):
+        return False
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):  # invalid JSON, a number of 5000 digits, deep nesting
+        return True
+    return not (isinstance(data, dict) and "results" in data and "schema_version" not in data)
+
+
+def shown_report(text: str, name: str, created_at: str) -> tuple[DiagReport, Verdict | None]:
+    """What ``diag show`` prints for a file: a saved report judged again (:func:`checked`), or
+    nccl-tests output (text or ``-J``) judged as ``diag parse`` judges it without a profile."""
+    if holds_report(text):
+        return checked(load_report(text, name))
+    judged = judged_report(
+        parse_output(text), profile_id=None, expected_busbw=None, host=None, created_at=created_at
+    )
+    return judged, None
+
+
 # --------------------------------------------------------------------------- summary
 
 
@@ -170,6 +232,18 @@ def _row(label: str, value: str) -> str:
     return f"  {label:<19} {value}"
 
 
+def _unknown_for_setup(report: DiagReport) -> str | None:
+    """Why a recognised setup has no expected figure; None where it has one, or none was
+    recognised."""
+    setup = report.setup
+    if setup is None:
+        return None
+    known = expectation_of(report)
+    if known is not None and known.busbw_gbps is not None:
+        return None
+    return setup.why_no_profile or (known.basis if known is not None else "no figure recorded")
+
+
 def summary_text(report: DiagReport, claimed: Verdict | None = None) -> str:
     """A short summary a person reads after a run: the verdict first, then why. ``claimed``: the
     verdict a loaded report gave itself where the judge gives another (see :func:`checked`)."""
@@ -179,6 +253,8 @@ def summary_text(report: DiagReport, claimed: Verdict | None = None) -> str:
         lines.append(
             _row("report claimed", f"{claimed.value} — not what the judge gives for its results")
         )
+    if report.setup is not None:
+        lines.append(_row("setup", f"{report.setup.text} (recognised from the log's device lines)"))
     if run.avg_busbw_text is not None:
         lines.append(
             _row("avg bus bandwidth", f"{run.avg_busbw_text} GB/s (as nccl-tests printed)")
@@ -195,6 +271,8 @@ def summary_text(report: DiagReport, claimed: Verdict | None = None) -> str:
                 f"({j.ratio * 100:.0f} %)",
             )
         )
+    elif (unknown := _unknown_for_setup(report)) is not None:
+        lines.append(_row("expected", f"unknown for this setup — {unknown}"))
     ranks = len(run.devices) or report.transport.n_ranks
     hosts = len(run.hosts) or report.transport.n_nodes
     versions = ", ".join(

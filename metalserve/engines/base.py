@@ -70,6 +70,9 @@ class EngineBase(BaseModel):
     RUNNING_REQUESTS_METRIC: ClassVar[str] = ""
     """Prometheus gauge of requests in flight (what a drain waits on)."""
 
+    QUIET_ENVIRONMENT: ClassVar[tuple[tuple[str, str], ...]] = ()
+    """Variables that keep the engine from reporting usage to its vendor."""
+
     def requirements(self) -> tuple[str, ...]:
         """pip requirements of the engine's own venv; none for an engine built from source."""
         return ()
@@ -77,6 +80,11 @@ class EngineBase(BaseModel):
     def engine_args(self, command: list[str]) -> list[str]:
         """The part of ``command`` the engine's own argument parser reads."""
         raise NotImplementedError
+
+    def parser_args(self, command: list[str]) -> list[str]:
+        """What the engine's own argument parser is given from ``command`` (its flags, and the
+        model where the parser reads it)."""
+        return self.engine_args(command)
 
     def on_node(self, node: NodeRole) -> Self:
         """These settings with the flags that place this node in its cluster."""

@@ -1,4 +1,4 @@
-"""``llama-server`` settings. Flag spellings: engine-facts.md §3 (llama.cpp 0c1e57098)."""
+"""``llama-server`` settings. Flag spellings: llama.cpp 0c1e57098 common/arg.cpp."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ QUANT_BITS_PER_WEIGHT: dict[str, float] = {
 
 
 DEFAULT_PORT = 8080
-"""The port the engine binds when --port is not given (engine-facts.md)."""
+"""The port the engine binds when --port is not given (llama.cpp tools/server/README.md)."""
 
 
 class LlamaCppSettings(EngineBase):

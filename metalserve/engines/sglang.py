@@ -1,4 +1,4 @@
-"""SGLang server settings. Flag spellings and defaults: engine-facts.md §2 (SGLang 0.5.23)."""
+"""SGLang server settings. Flag spellings and defaults: SGLang v0.5.23 srt/server_args.py."""
 
 from __future__ import annotations
 
@@ -12,14 +12,14 @@ ASSUMED_MEM_FRACTION_STATIC = 0.88
 """SGLang picks --mem-fraction-static from the GPU's memory at start; sizing assumes this when unset."""
 
 ENTRYPOINTS: dict[str, tuple[str, ...]] = {
-    # 0.5.23 warns that `sglang serve` is the recommended entrypoint; the seed uses the module form.
+    # 0.5.23 recommends `sglang serve` as the entrypoint; the GLM 5.2 MoE guide uses this one.
     "serve": ("sglang", "serve"),
     "launch_server": ("python", "-m", "sglang.launch_server"),
 }
 
 
 DEFAULT_PORT = 30000
-"""The port the engine binds when --port is not given (engine-facts.md)."""
+"""The port the engine binds when --port is not given (python/sglang/srt/server_args.py)."""
 
 
 class SglangSettings(EngineBase):
@@ -75,6 +75,9 @@ class SglangSettings(EngineBase):
 
     RUNNING_REQUESTS_METRIC: ClassVar[str] = "sglang:num_running_reqs"
     """SGLang docs, 'Production Metrics'."""
+
+    # QUIET_ENVIRONMENT stays empty: the 0.5.23 wheel reports no usage anywhere (its "telemetry"
+    # is OpenTelemetry tracing, off unless --enable-trace; sglang/srt/observability/trace.py).
 
     def requirements(self) -> tuple[str, ...]:
         return (f"sglang=={self.version}",)

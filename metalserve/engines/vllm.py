@@ -1,4 +1,4 @@
-"""``vllm serve`` settings. Flag spellings and defaults: engine-facts.md §1 (vLLM 0.33.0)."""
+"""``vllm serve`` settings. Flag spellings and defaults: vLLM v0.33.0 vllm/engine/arg_utils.py."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ DEFAULT_GPU_MEMORY_UTILIZATION = 0.92
 
 
 DEFAULT_PORT = 8000
-"""The port the engine binds when --port is not given (engine-facts.md)."""
+"""The port the engine binds when --port is not given (vllm/entrypoints/common/cli_args.py)."""
 
 
 class VllmSettings(EngineBase):
@@ -86,11 +86,22 @@ class VllmSettings(EngineBase):
     RUNNING_REQUESTS_METRIC: ClassVar[str] = "vllm:num_requests_running"
     """vLLM docs, 'Production Metrics'."""
 
+    QUIET_ENVIRONMENT: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("VLLM_NO_USAGE_STATS", "1"),
+        ("DO_NOT_TRACK", "1"),
+    )
+    """vLLM docs, 'Usage Stats Collection' (opt out with VLLM_NO_USAGE_STATS=1 or DO_NOT_TRACK=1);
+    0.33.0's vllm/usage/usage_lib.py is_usage_stats_enabled reads both."""
+
     def requirements(self) -> tuple[str, ...]:
         return (f"vllm=={self.version}",)
 
     def engine_args(self, command: list[str]) -> list[str]:
         return command[command.index("serve") + 2 :]
+
+    def parser_args(self, command: list[str]) -> list[str]:
+        # `vllm serve`'s parser (make_arg_parser) reads the model as its positional model_tag
+        return command[command.index("serve") + 1 :]
 
     def serving(self, served_name: str) -> Self:
         return self.model_copy(update={"served_model_name": served_name})

@@ -81,8 +81,38 @@ def load_hosts(path: str | Path) -> dict[str, object]:
 
 
 def plan_host_data(data: dict[str, object]) -> list[HostPlan]:
-    """Plans from pyinfra host data (``{host: its metalserve data}``), as a deploy reads it."""
-    return plan_specs([host_spec(name, d) for name, d in data.items()])
+    """Plans from pyinfra host data (``{host: its metalserve data}``), as a deploy reads it; a
+    bundle the hosts deploy from is checked to hold what they need before any host is touched."""
+    specs = [host_spec(name, d) for name, d in data.items()]
+    plans = plan_specs(specs)
+    check_bundles(specs, plans)
+    return plans
+
+
+def check_bundles(specs: list[HostSpec], plans: list[HostPlan]) -> None:
+    """Each bundle named by ``sources.bundle`` holds every input its hosts' deploys take, at the
+    pins they need, each file at its recorded size; else one line naming what is missing."""
+    from metalserve.bundle.manifest import file_problems, read_manifest
+    from metalserve.offline import bundle_needs, shortfall
+
+    by_root: dict[str, list[tuple[HostPlan, HostSpec]]] = {}
+    for plan, spec in zip(plans, specs, strict=True):
+        if spec.sources.bundle:
+            by_root.setdefault(spec.sources.bundle, []).append((plan, spec))
+    for root, hosts in by_root.items():
+        folder = Path(root).expanduser()
+        manifest = read_manifest(folder)
+        needs = bundle_needs([(plan, spec.os) for plan, spec in hosts])
+        problems = shortfall(manifest, needs) + file_problems(
+            folder, manifest, hashing=False, extras=False
+        )
+        if problems:
+            more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+            raise MetalserveError(
+                f"bundle {printable(root)}: expected every input of {', '.join(p.host for p, _ in hosts)}, "
+                f"found {'; '.join(problems[:3])}{more} — fix: metalserve bundle build INVENTORY "
+                f"--out {printable(root)}, then metalserve bundle verify {printable(root)}"
+            )
 
 
 def plan_specs(specs: list[HostSpec]) -> list[HostPlan]:
@@ -96,5 +126,7 @@ def plan_inventory(path: str | Path, only: str | None = None) -> list[HostPlan]:
     hosts = load_hosts(path)
     if only is not None and only not in hosts:
         raise SpecError(f"{path}: no host {shown(only)} (hosts: {shown(', '.join(hosts))})")
-    plans = plan_specs([host_spec(name, data) for name, data in hosts.items()])
+    specs = [host_spec(name, data) for name, data in hosts.items()]
+    plans = plan_specs(specs)
+    check_bundles(specs, plans)
     return [p for p in plans if only is None or p.host == only]

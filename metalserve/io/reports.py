@@ -25,9 +25,18 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from metalserve.catalog.busbw import THRESHOLDS  # noqa: E402
 from metalserve.diag.judge import human_bytes  # noqa: E402
+from metalserve.diag.parse import looks_like_json  # noqa: E402
 from metalserve.diag.report import DiagReport, load_report, report_json, summary_text  # noqa: E402
 from metalserve.errors import MetalserveError  # noqa: E402
-from metalserve.io.textfiles import JSON_LIMIT, LOG_LIMIT, read_text_file  # noqa: E402
+from metalserve.io.textfiles import (  # noqa: E402
+    JSON_LIMIT,
+    LOG_LIMIT,
+    decode_text,
+    is_text,
+    read_bytes_file,
+    read_text_file,
+    within_limit,
+)
 from metalserve.types import FileStem, printable  # noqa: E402
 
 _FILE_STEM: TypeAdapter[str] = TypeAdapter(FileStem)
@@ -117,6 +126,23 @@ def read_text(path: Path) -> str:
     return read_text_file(
         path, "a saved nccl-tests output", LOG_LIMIT, "pass the log file written by the run", True
     )
+
+
+_SHOWN = "a readable diag report (.json) or a saved nccl-tests output"
+_SHOWN_FIX = "pass the .json written by diag parse, or the run's log or -J file"
+
+
+def read_report_or_output(path: Path) -> str:
+    """What ``diag show`` is given, as text: nccl-tests text output (up to 256 MiB, stray bytes
+    from interleaved ranks tolerated), or JSON, a report or a ``-J`` file (up to 64 MiB, decoded
+    strictly). Data that is not text is refused as a report would be: binary, or too large."""
+    data = read_bytes_file(path, _SHOWN, LOG_LIMIT, _SHOWN_FIX)
+    if is_text(data):
+        text = decode_text(data, path, _SHOWN, _SHOWN_FIX, lenient=True)
+        if not looks_like_json(text):
+            return text
+    within_limit(data, path, _SHOWN, JSON_LIMIT, _SHOWN_FIX)
+    return decode_text(data, path, _SHOWN, _SHOWN_FIX, lenient=False)
 
 
 def report_paths(folder: Path, stem: str) -> tuple[Path, Path, Path]:

@@ -85,9 +85,19 @@ def read_bytes_file(path: Path, expected: str, limit: int, fix: str) -> bytes:
             data = handle.read(limit + 1)
         except OSError as exc:
             raise _refuse(path, expected, (exc.strerror or str(exc)).lower(), fix) from None
+    return within_limit(data, path, expected, limit, fix)
+
+
+def within_limit(data: bytes, path: Path, expected: str, limit: int, fix: str) -> bytes:
+    """``data`` where it is at most ``limit`` bytes; one-line error otherwise."""
     if len(data) > limit:
         raise _refuse(path, f"{expected} of at most {limit // MIB} MiB", "a larger file", fix)
     return data
+
+
+def is_text(data: bytes) -> bool:
+    """Text as :func:`decode_text` reads it: UTF-16 with its BOM, or anything without a NUL byte."""
+    return data.startswith(_UTF16_BOMS) or b"\0" not in data
 
 
 def decode_text(data: bytes, path: Path, expected: str, fix: str, lenient: bool) -> str:
@@ -95,7 +105,7 @@ def decode_text(data: bytes, path: Path, expected: str, fix: str, lenient: bool)
     U+FFFD (a log with bytes from interleaved ranks); otherwise they are refused."""
     if data.startswith(_UTF16_BOMS):
         return data.decode("utf-16", errors="replace")
-    if not lenient and b"\0" in data:
+    if not lenient and not is_text(data):
         at = data.index(b"\0")
         raise _refuse(path, f"{expected} (UTF-8 text)", f"binary data (a NUL byte at {at})", fix)
     try:

@@ -24,15 +24,25 @@ from metalserve.sandbox.system import run, staging_dir
 INDEX_FILES = ("Packages", "Packages.gz")
 
 
-def release_text(repo: Path, suite: str, now: float | None = None) -> str:
-    """A flat repository's Release file: what apt checks the index files against."""
+SANDBOX_ORIGIN = ("metalserve-sandbox", "packages for metalserve sandbox hosts (no internet)")
+
+
+def release_text(
+    repo: Path,
+    suite: str,
+    now: float | None = None,
+    origin: tuple[str, str] = SANDBOX_ORIGIN,
+) -> str:
+    """A flat repository's Release file: what apt checks the index files against. ``origin``:
+    its Origin/Label and its Description."""
+    name, description = origin
     lines = [
-        "Origin: metalserve-sandbox",
-        "Label: metalserve-sandbox",
+        f"Origin: {name}",
+        f"Label: {name}",
         f"Suite: {suite}",
         f"Codename: {suite}",
         f"Date: {email.utils.formatdate(now, usegmt=True)}",
-        "Description: packages for metalserve sandbox hosts (no internet)",
+        f"Description: {description}",
         "SHA256:",
     ]
     for name in INDEX_FILES:
@@ -41,7 +51,7 @@ def release_text(repo: Path, suite: str, now: float | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def index_flat_repo(repo: Path, suite: str) -> None:
+def index_flat_repo(repo: Path, suite: str, origin: tuple[str, str] = SANDBOX_ORIGIN) -> None:
     """Write the ``Packages``, ``Packages.gz`` and ``Release`` files of the .debs in ``repo``
     (every version of a package kept, so apt pins have something to choose between)."""
     index = run(
@@ -53,7 +63,7 @@ def index_flat_repo(repo: Path, suite: str) -> None:
     ).stdout
     (repo / "Packages").write_text(index)
     (repo / "Packages.gz").write_bytes(gzip.compress(index.encode(), mtime=0))
-    (repo / "Release").write_text(release_text(repo, suite))
+    (repo / "Release").write_text(release_text(repo, suite, origin=origin))
 
 
 def build_apt_repo(

@@ -153,13 +153,7 @@ def sandbox_metalserve_data(
     controller, where the demo's client runs)."""
     return {
         "profile": "sandbox-cpu",
-        # the sandbox's hosts are containers without CAP_NET_ADMIN (nft: "Operation not
-        # permitted"); their network namespace behind the controller is what isolates them
-        "access": {
-            "clients": list(clients),
-            "firewall": False,
-            "firewall_off_reason": "sandbox containers cannot load nftables (no CAP_NET_ADMIN)",
-        },
+        "access": {"clients": list(clients)},
         "model": {"repo_id": inputs.repo_id, "local_dir": str(inputs.checkpoint)},
         "engine": {
             "name": "llamacpp",

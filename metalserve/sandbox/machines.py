@@ -56,7 +56,7 @@ def prepare_tree(
     write_file(tree / "etc/hostname", f"{slot.name}\n")
     write_file(tree / "etc/hosts", hosts_file(layout, slots))
     # No resolver on an air-gapped site: an empty resolv.conf fails lookups at once instead of
-    # hanging ~20 s on an unreachable server (shared/notes/sandbox-facts.md, "Other pitfalls").
+    # hanging ~20 s on an unreachable server (measured with `getent hosts` on Debian 12).
     resolv = tree / "etc/resolv.conf"
     resolv.unlink(missing_ok=True)
     write_file(resolv, "# sandbox host: no DNS, like an air-gapped site\n")
@@ -76,12 +76,15 @@ def nspawn_argv(tree: Path, slot: HostSlot, ccache_dir: Path) -> list[str]:
     """The boot command of one host.
 
     `--register=no --keep-unit`: this control host's PID 1 is not systemd, so there is no
-    machined to register with and no unit to move into (shared/notes/sandbox-facts.md §1).
+    machined to register with and no unit to move into (systemd-nspawn(1): --register,
+    --keep-unit). `CAP_NET_ADMIN` lets the host load its own nftables table (metalserve's firewall
+    role): the capability reaches only the network namespace the host was given, as
+    `--private-network` would grant it (systemd-nspawn(1)).
     """
     return [
         "systemd-nspawn", "--quiet", "--boot", "--register=no", "--keep-unit",
         f"--directory={tree}", f"--machine={slot.name}",
-        f"--network-namespace-path={NETNS_DIR / slot.netns}",
+        f"--network-namespace-path={NETNS_DIR / slot.netns}", "--capability=CAP_NET_ADMIN",
         f"--bind={ccache_dir}:{CCACHE_DIR}",
         "--resolv-conf=off", "--link-journal=no", "--console=read-only",
     ]  # fmt: skip

@@ -8,8 +8,8 @@ stand-in is an empty package (a README saying what it is) except where a verific
 ``libnccl2`` a file named like the library. Every pinned package is offered at its pin and, to prove
 the pin wins, at a newer release of the branch and, for the driver, fabric manager and NVIDIA's
 pinning package, at a newer branch. Fabric manager and NSCQ provide their pre-R580 names as virtual
-packages, as NVIDIA's R580 repository does: installing, pinning or holding those names fails here
-too. NVIDIA's pinning package is a stand-in without its preferences file (its content was not read;
+packages, as NVIDIA's R580 repository does: installing those names at a version, pinning or holding
+them fails here too. NVIDIA's pinning package is a stand-in without its preferences file (its content was not read;
 see the catalogue's SOURCES["driver_pinning"]): metalserve's own pins hold the sandbox.
 
 The repository is the sandbox's own flat repository plus the stand-ins, cached under

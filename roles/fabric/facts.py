@@ -62,7 +62,7 @@ class RdmaPort(_Frozen):
 
     def roce_v2_ipv4_gid_index(self) -> int | None:
         """The GID index NCCL should use on RoCE: the first RoCE v2 entry with an IPv4 address
-        (a link-local or RoCE v1 entry gives "completion with error 12", pain point 10)."""
+        (a link-local or RoCE v1 entry gives "completion with error 12")."""
         for gid in sorted(self.gids, key=lambda g: g.index):
             if gid.type == "RoCE v2" and gid.ipv4 is not None:
                 return gid.index

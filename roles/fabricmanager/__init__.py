@@ -1,7 +1,7 @@
 """NVIDIA Fabric Manager, only on NVSwitch hosts, at exactly the driver's version.
 
 install: the fabric manager packages pinned to the driver version and held (a different version
-refuses to start, operator pain point 4). configure: the service enabled. activate: running, then
+refuses to start). configure: the service enabled. activate: running, then
 verified: active, and every GPU's fabric registration ``Completed``/``Success``.
 """
 

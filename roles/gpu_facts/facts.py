@@ -396,7 +396,7 @@ class GpuKernelModules(_Frozen):
 
     @property
     def rivals(self) -> tuple[str, ...]:
-        """Loaded modules that would keep ``nvidia.ko`` off the GPU (pain point 5)."""
+        """Loaded modules that would keep ``nvidia.ko`` off the GPU."""
         return tuple(name for name in BLACKLISTED_MODULES if name in self.loaded)
 
     @property
@@ -518,7 +518,7 @@ def parse_secure_boot(output: list[str]) -> SecureBootState:
 
 
 class NvidiaSecureBoot(FactBase[SecureBootState]):
-    """Secure Boot state: an enabled one rejects unsigned DKMS modules (pain point 3)."""
+    """Secure Boot state: an enabled one rejects unsigned DKMS modules."""
 
     def command(self) -> str:
         return (

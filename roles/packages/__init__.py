@@ -2,7 +2,8 @@
 
 Online hosts use their own apt sources. A mirror (sovereign site) or a bundle (files pushed from the
 control host) becomes the *only* source apt reads for this install, so an air-gapped host never waits
-on an unreachable archive.
+on an unreachable archive. From a bundle, the repository for the host's own release and architecture
+is pushed with the bundle's public key, and apt checks its signature (``signed-by``).
 
 Example::
 
@@ -13,23 +14,67 @@ Example::
 from __future__ import annotations
 
 from io import StringIO
+from pathlib import Path
 
 from pyinfra import host
 from pyinfra.api import deploy
-from pyinfra.facts.deb import DebPackages
+from pyinfra.facts.deb import DebArch, DebPackages
+from pyinfra.facts.server import LinuxDistribution
 from pyinfra.operations import apt, files, server
 
 from metalserve.plan import HostPlan
-from metalserve.sources import AptSource, SourceKind
+from metalserve.sources import AptSource, BundleLayout, SourceKind
+from metalserve.stack import distro_of
+from roles.base import RoleError
 
 SOURCE_LIST = "/etc/apt/sources.list.d/metalserve.list"
 BUNDLE_DIR = "/var/cache/metalserve/apt"
+BUNDLE_KEY = "/etc/apt/keyrings/metalserve-bundle.gpg"
+"""Where the bundle's public key is kept on the host (the folder apt 2.4+ documents for local
+keys, sources.list(5)); the bundle's source line names it in ``signed-by``."""
 
 
 def source_line(source: AptSource) -> str:
-    """The apt line for a flat repository (a directory with the debs and a Packages index)."""
-    location = source.url if source.kind is SourceKind.MIRROR else f"file:{BUNDLE_DIR}"
-    return f"deb [trusted=yes] {location} ./\n"
+    """The apt line for a flat repository (a directory with the debs and a Packages index): a
+    bundle's is checked against the bundle's key; a mirror's is trusted as the site serves it."""
+    if source.kind is SourceKind.BUNDLE:
+        return f"deb [signed-by={BUNDLE_KEY}] file:{BUNDLE_DIR} ./\n"
+    return f"deb [trusted=yes] {source.url} ./\n"
+
+
+def host_target() -> str:
+    """This host's release and architecture as a bundle names its repositories: debian12-amd64."""
+    distribution = host.get_fact(LinuxDistribution)
+    distro = distro_of(
+        distribution["name"] or "unknown", distribution["major"], distribution["minor"]
+    )
+    return f"{distro.value}-{host.get_fact(DebArch)}"
+
+
+def _push_bundle(bundle: BundleLayout) -> None:
+    """The bundle's repository for this host and its key; refused before any change when the
+    bundle has none for this host's release."""
+    target = host_target()
+    repo = Path(bundle.apt_repo(target)).expanduser()
+    if not (repo / "InRelease").is_file():
+        raise RoleError(
+            f"host {host.name}: bundle {bundle.root}: expected a signed package repository for "
+            f"{target} (this host's release), found none — fix: set metalserve.os to it and run "
+            "metalserve bundle build again"
+        )
+    files.put(
+        name="Trust the bundle's signing key for its repository",
+        src=str(Path(bundle.key).expanduser()),
+        dest=BUNDLE_KEY,
+        mode="644",
+        create_remote_dir=True,
+    )
+    files.sync(
+        name=f"Push the offline package repository for {target}",
+        src=str(repo),
+        dest=BUNDLE_DIR,
+        delete=True,
+    )
 
 
 ONLY_SITE_SOURCE = (
@@ -50,13 +95,8 @@ def missing_packages(plan: HostPlan) -> list[str]:
 @deploy("Packages: install")
 def install(plan: HostPlan) -> None:
     source = plan.packages.apt
-    if source.kind is SourceKind.BUNDLE:
-        files.sync(
-            name="Push the offline package bundle",
-            src=str(source.path),
-            dest=BUNDLE_DIR,
-            delete=True,
-        )
+    if source.bundle is not None:
+        _push_bundle(source.bundle)
     if source.kind is not SourceKind.ONLINE:
         files.put(
             name="Use the site package source",

@@ -15,12 +15,13 @@ from io import StringIO
 
 from pyinfra import host
 from pyinfra.api import deploy
+from pyinfra.facts.files import File
 from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
 from metalserve.io.templating import render
 from metalserve.plan import API_KEY_HEADER_CREDENTIAL, HostPlan
-from roles.base import SERVICE_INPUTS, record_changes, recorded_changes
+from roles.base import SERVICE_INPUTS, RoleError, record_changes, recorded_changes
 from roles.service.facts import (
     HttpStatus,
     UnitActiveSince,
@@ -29,8 +30,16 @@ from roles.service.facts import (
 )
 
 
+def require_unsourced(plan: HostPlan) -> None:
+    """Files the unit reads that no step provides must be on the host before the unit is written."""
+    for path, why in plan.service.unsourced:
+        if not host.get_fact(File, path=path):
+            raise RoleError(f"host {host.name}: expected {path} on the host, found none: {why}")
+
+
 @deploy("Service: configure")
 def configure(plan: HostPlan) -> None:
+    require_unsourced(plan)
     for rendered in render(plan):
         record_changes(
             SERVICE_INPUTS,

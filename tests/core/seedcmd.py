@@ -1,4 +1,8 @@
-"""Read the seed commands (shell text or the Python list of seed 004) into comparable form."""
+"""Read the guides' commands (shell text, or the Modal post's Python list) into comparable form.
+
+The commands are verbatim copies from the published guides in ``metalserve.catalog.guides``; see
+``tests/fixtures/seeds/README.md``.
+"""
 
 from __future__ import annotations
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from metalserve.catalog import pins
 
 REPO = Path(__file__).resolve().parents[2]
 CORE = REPO / "metalserve"
-EDGE_PACKAGES = {"cli", "io", "mirror", "sandbox", "artefacts"}
+EDGE_PACKAGES = {"cli", "io", "mirror", "sandbox", "artefacts", "bundle"}
 """The packages that do I/O, each as a whole; every other module of ``metalserve`` is the core."""
 FORBIDDEN_MODULES = {
     "subprocess", "socket", "pyinfra", "pyinfra_cli", "http", "urllib", "requests", "shutil",
@@ -66,9 +67,9 @@ def test_core_module_imports_no_edge(module: Path) -> None:
 
 
 def _python_files() -> list[Path]:
-    """The project's own code: not tests, generated flag sets, scripts, or anything in a dot
-    directory (.venv, .git) of the checkout."""
-    skipped = {"tests", "flagsets", "scripts"}
+    """The project's own code: not tests, generated flag sets and lock index, scripts, or anything
+    in a dot directory (.venv, .git) of the checkout."""
+    skipped = {"tests", "flagsets", "scripts", "engine_lock_index.py"}
     return [
         p
         for p in REPO.rglob("*.py")
@@ -122,3 +123,44 @@ def test_every_nvidia_package_name_has_a_source() -> None:
     assert undeclared == [], "spelled outside catalog.nvidia_stack.PACKAGE_NAMES"
     for name, source in declared.items():
         assert ns.SOURCES.get(source, "").strip(), f"{name}: no SOURCES[{source!r}]"
+
+
+# The private field notes the project was written from; users of the project do not have them, so
+# committed files cite the public source each note gives instead. Spelled in pieces so that this
+# file does not match itself.
+_PRIVATE_NOTES = tuple(
+    "".join(parts)
+    for parts in (
+        ("shared", "/notes"), ("shared", "/seeds"), ("engine", "-facts"), ("nccl", "-facts"),
+        ("sandbox", "-facts"), ("security", "-facts"), ("operator-pain", "points"),
+        ("pain", "point"), ("pain", " point"),
+    )
+)  # fmt: skip
+
+
+def _tracked_files() -> list[Path]:
+    """The files git tracks in this checkout, or every file outside dot directories without git."""
+    try:
+        listed = subprocess.run(
+            ["git", "-C", str(REPO), "ls-files", "-z"], capture_output=True, check=True
+        ).stdout.decode()
+        return [REPO / name for name in listed.split("\0") if name]
+    except (OSError, subprocess.CalledProcessError):
+        return [
+            p
+            for p in REPO.rglob("*")
+            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(REPO).parts)
+        ]
+
+
+def test_no_committed_file_cites_the_private_notes() -> None:
+    fixtures = REPO / "tests" / "fixtures"
+    offenders = []
+    for path in _tracked_files():
+        if path.is_relative_to(fixtures) or not path.is_file():
+            continue
+        for n, line in enumerate(path.read_bytes().decode(errors="replace").splitlines(), 1):
+            found = [note for note in _PRIVATE_NOTES if note in line.lower()]
+            if found:
+                offenders.append(f"{path.relative_to(REPO)}:{n}: {found[0]}")
+    assert offenders == [], "cite the public source (URL, upstream file at a tag, issue) instead"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from metalserve.preflight import (
-    CHECKS,
+    HOST_CHECKS,
     SHM_MIN_BYTES,
     DiskSpace,
     HostFacts,
@@ -134,7 +134,7 @@ def test_in_a_container_the_kernel_checks_are_skipped_with_the_reason() -> None:
     results = {r.check: r for r in host_checks(TARGET, facts(container="lxc"))}
     for name in ("driver-installed", "kernel-headers", "secure-boot", "rival-modules"):
         assert results[name].verdict is Verdict.SKIP and "lxc container" in results[name].found
-    assert [r.check for r in host_checks(TARGET, facts())] == list(CHECKS)
+    assert [r.check for r in host_checks(TARGET, facts())] == list(HOST_CHECKS)
 
 
 def test_an_opt_out_turns_a_fail_into_a_skip_that_keeps_the_finding_and_reason() -> None:

@@ -41,8 +41,21 @@ def test_a_clean_cluster_exits_0_and_lists_each_check(tmp_path: Path) -> None:
     rows = [line.split()[:2] for line in out.splitlines()[:-1]]
     assert ["n0", "driver-loaded"] in rows and ["n1", "roce-gid-index"] in rows
     assert ["(cluster)", "h200-ib:"] in rows and "h200-ib: driver equal" in out
-    # 2 hosts x 2 checks, 7 manifest fields compared once
-    assert out.splitlines()[-1] == "9 PASS, 0 WARN, 0 FAIL, 2 SKIP"
+    # 2 hosts x 2 checks, 10 manifest fields compared once, the clocks not measured (a report
+    # written without a deploy's probe)
+    assert out.splitlines()[-1] == "12 PASS, 0 WARN, 0 FAIL, 3 SKIP"
+    clocks = next(line for line in out.splitlines() if "h200-ib: clocks in sync" in line)
+    assert clocks.split()[-9:] == [
+        "SKIP",
+        "not",
+        "measured:",
+        "preflight",
+        "measures",
+        "them",
+        "during",
+        "a",
+        "deploy",
+    ]
 
 
 def test_a_drifted_node_is_named_with_its_fix_and_exits_1(tmp_path: Path) -> None:

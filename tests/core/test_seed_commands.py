@@ -1,4 +1,5 @@
-"""Golden: every engine command in the seeds is reproduced flag for flag from typed settings."""
+"""Golden: every engine command of the published guides (``metalserve.catalog.guides``, copied
+under ``tests/fixtures/seeds``) is reproduced flag for flag from typed settings."""
 
 from __future__ import annotations
 

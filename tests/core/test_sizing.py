@@ -1,4 +1,6 @@
-"""Sizing reproduces seed 003's arithmetic and says plainly where seed 000's table does not add up."""
+"""Sizing reproduces the GLM-5.2-NVFP4 post's arithmetic (fixtures 003) and says plainly where the
+GLM 5.2 MoE guide's table (fixtures 000) does not add up; ``metalserve.catalog.guides`` cites
+both."""
 
 from __future__ import annotations
 

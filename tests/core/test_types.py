@@ -251,6 +251,7 @@ CHECKED_ELSEWHERE = {
     "VllmSettings.speculative_config": "JSON-encoded into one argv word (engines.base)",
     "IfnameSelection.names": "interface names in NCCL's characters (ncclsyntax._check_ifname)",
     "HcaDevice.name": "HCA names in NCCL's characters (ncclsyntax._check_hca_name)",
+    "PreflightSpec.skip": "keys must name a check of metalserve.preflight.CHECKS (PreflightSpec._known_with_reason)",
     "ServiceSpec.relax": "keys must name a directive of metalserve.hardening (ServiceSpec._relax_known_with_reason)",
 }
 """Plain ``str`` fields whose value is checked against a closed list or encoded whole."""

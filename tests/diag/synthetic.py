@@ -29,7 +29,13 @@ HEADER_2_13 = """\
 """
 
 
-def rank_lines(hosts: tuple[str, ...], gpus_per_host: int, skip: int | None = None) -> str:
+H100_NAME = "NVIDIA H100 80GB HBM3"
+"""As nccl-tests prints an H100 SXM (NVIDIA/nccl#1453, NVIDIA/nccl-tests#294)."""
+
+
+def rank_lines(
+    hosts: tuple[str, ...], gpus_per_host: int, skip: int | None = None, gpu: str = H100_NAME
+) -> str:
     lines = []
     rank = 0
     for host in hosts:
@@ -39,7 +45,7 @@ def rank_lines(hosts: tuple[str, ...], gpus_per_host: int, skip: int | None = No
                 continue
             lines.append(
                 f"#  Rank {rank:2d} Group  0 Pid {1000 + rank:6d} on {host:>10s} device {device:2d} "
-                f"[0000:{0x18 + device:02x}:00] NVIDIA H100 80GB HBM3\n"
+                f"[0000:{0x18 + device:02x}:00] {gpu}\n"
             )
             rank += 1
     return "".join(lines)
@@ -70,11 +76,12 @@ def run_text(
     oob: int = 0,
     wrong: str = "0",
     skip_rank: int | None = None,
+    gpus_per_host: int = 8,
 ) -> str:
     avg = sum(b for _, b in rows) / len(rows)
     body = "".join(row(s, b, wrong) for s, b in rows)
     return (
-        HEADER_2_13.format(ranks=rank_lines(hosts, 8, skip_rank))
+        HEADER_2_13.format(ranks=rank_lines(hosts, gpus_per_host, skip_rank))
         + log
         + body
         + FOOTER.format(oob=oob, status="FAILED" if oob else "OK", avg=f"{avg:g}")

@@ -11,6 +11,7 @@ from metalserve.diag.parse import parse_output
 from metalserve.errors import SpecError
 from tests.diag import synthetic
 from tests.diag.synthetic import fixture
+from tests.diag.test_parse import NO_GDR_INIT
 
 H100_8 = Topology(gpus_per_node=8, nodes=1, interconnect="nvswitch")
 H100_2x8_ROCE = Topology(gpus_per_node=8, nodes=2, interconnect="nvswitch", fabric="roce_v2")
@@ -201,3 +202,13 @@ def test_no_peermem_advice_for_a_gpu_that_cannot_use_it() -> None:
     j = judge(parse_output(synthetic.without_gdrdma()), spark, None)
     assert "no-gdrdma" not in codes(j)
     assert "no-gdrdma" in codes(judge(parse_output(synthetic.without_gdrdma()), H200_2x8_IB, None))
+
+
+def test_no_gdrdma_names_the_hcas_nccl_refused_and_the_two_ways_back() -> None:
+    log = synthetic.IB_LOG.replace("/GDRDMA", "") + "\n".join(NO_GDR_INIT) + "\n"
+    j = judge(
+        parse_output(synthetic.run_text(synthetic.sizes_at(380.0), log=log)), H200_2x8_IB, None
+    )
+    (reason,) = [r for r in j.reasons if r.code == "no-gdrdma"]
+    assert "mlx5_0, mlx5_1" in reason.message
+    assert "open kernel modules" in reason.message and "MLNX_OFED/DOCA-OFED" in reason.message

@@ -196,32 +196,52 @@ def test_per_iteration_columns_and_cputime_header() -> None:
     assert (parsed.in_place.busbw, parsed.in_place.wrong) == (478.13, 0.0)
 
 
-# The per-HCA lines NCCL's IB transport prints (NVIDIA/nccl src/transport/net_ib), as they appear in
-# public NCCL_DEBUG=INFO logs (NCCL's format leaves the HCA name's closing quote out).
-_GDR_LINES = {
-    "DMABUF": "gpu01:4021:4090 [0] NCCL INFO NET/IB : GPU Direct RDMA (DMABUF) enabled for HCA 0 'mlx5_0",
-    "nvidia-peermem": "gpu01:4021:4090 [0] NCCL INFO NET/IB : GPU Direct RDMA (nvidia-peermem) "
-    "enabled for HCA 0 'mlx5_0",
-}
-_GDR_CHANNEL = (
-    "gpu01:4021:4090 [0] NCCL INFO Channel 00/0 : 8[0] -> 0[0] [receive] via NET/IB/0/GDRDMA"
-)
+# Lines from public NCCL_DEBUG=INFO logs. NCCL prints the GPU's DMA-BUF line once per communicator
+# before its 'Init START' (NVIDIA/nccl v2.28.9-1 src/init.cc), its per-HCA verdict after it
+# (src/graph/topo.cc: 'GPU Direct RDMA %s for HCA', Enabled or Disabled), and '/GDRDMA' on each
+# network channel using GPUDirect RDMA (src/transport/net.cc).
+GPU_DMABUF = "[0] NCCL INFO DMA-BUF is available on GPU device 0"  # NVIDIA/nccl-tests#245
+NO_GDR_INIT = [  # NVIDIA/nccl#1537 verbatim: RoCE, nvidia_peermem loaded, GDR still off
+    "hostname1:25668:27396 [0] NCCL INFO NET/IB : Using [0]mlx5_0:1/RoCE [1]mlx5_1:1/RoCE [RO]; "
+    "OOB primaryip:10.10.10.10<0>",
+    "hostname1:25668:27396 [0] NCCL INFO Using network IB",
+    "hostname1:25668:27396 [0] NCCL INFO comm 0x55cc8aa86c70 rank 0 nranks 16 cudaDev 0 nvmlDev 0 "
+    "busId 1c000 commId 0x65e0bd6ee7449db4 - Init START",
+    "hostname1:25668:27396 [0] NCCL INFO NET/IB : GPU Direct RDMA Disabled for HCA 0 'mlx5_0'",
+    "hostname1:25668:27396 [0] NCCL INFO NET/IB : GPU Direct RDMA Disabled for HCA 1 'mlx5_1'",
+]
+INIT_START = NO_GDR_INIT[2]
+HCA_ENABLED = NO_GDR_INIT[3].replace("Disabled", "Enabled")  # topo.cc's other word
+GDRDMA_CHANNELS = [  # Azure/aks-rdma-infiniband#36 verbatim
+    "leader-h2nng:523:564 [0] NCCL INFO Channel 00/0 : 9[1] -> 0[0] [receive] via NET/IB/0/GDRDMA",
+    "leader-h2nng:528:570 [5] NCCL INFO Channel 04/0 : 5[5] -> 12[4] [send] via NET/IB/4/GDRDMA",
+]
 
 
 @pytest.mark.parametrize(
-    ("enabled", "path"),
+    ("lines", "path"),
     [
-        (["DMABUF"], "DMA-BUF"),
-        (["nvidia-peermem"], "nvidia-peermem"),
-        (["nvidia-peermem", "DMABUF"], "DMA-BUF"),  # NCCL registers through DMA-BUF when it can
-        ([], "mechanism not logged"),
+        # the GPU offers DMA-BUF: NCCL registers through it (src/transport/net.cc useDmaBuf)
+        ([GPU_DMABUF, INIT_START, HCA_ENABLED, *GDRDMA_CHANNELS], "DMA-BUF"),
+        # init logged without the DMA-BUF line: the only other way NCCL has is nvidia-peermem
+        ([INIT_START, HCA_ENABLED, *GDRDMA_CHANNELS], "nvidia-peermem"),
+        # a log cut after init says nothing either way
+        ([HCA_ENABLED, *GDRDMA_CHANNELS], "mechanism not logged"),
     ],
+    ids=["dmabuf", "peermem", "cut"],
 )
-def test_the_gpudirect_rdma_path_nccl_really_used(enabled: list[str], path: str) -> None:
-    lines = [_GDR_LINES[name] for name in enabled] + [_GDR_CHANNEL]
+def test_the_gpudirect_rdma_path_nccl_really_used(lines: list[str], path: str) -> None:
     assert parse_nccl_log(lines).gpudirect_path == path
 
 
 def test_no_gdrdma_channel_means_no_gpudirect_path_whatever_was_enabled() -> None:
-    lines = [_GDR_LINES["DMABUF"], _GDR_CHANNEL.replace("/GDRDMA", "")]
+    lines = [GPU_DMABUF, INIT_START, HCA_ENABLED, GDRDMA_CHANNELS[0].replace("/GDRDMA", "")]
     assert parse_nccl_log(lines).gpudirect_path is None
+
+
+def test_hcas_nccl_refused_gpudirect_rdma_for_are_named() -> None:
+    summary = parse_nccl_log(NO_GDR_INIT)
+    assert summary.no_gdr_hcas == ("mlx5_0", "mlx5_1")
+    assert summary.gdr_hcas == () and summary.init_logged and not summary.gpu_dmabuf
+    enabled = parse_nccl_log([HCA_ENABLED])
+    assert (enabled.gdr_hcas, enabled.no_gdr_hcas) == (("mlx5_0",), ())

@@ -156,6 +156,19 @@ def test_a_request_without_the_key_is_refused_with_401(
     assert _status_from(sandbox, sandbox.controller_netns, url, key) == "200"
 
 
+def test_the_serving_port_is_closed_to_hosts_outside_the_client_networks(
+    sandbox: SandboxState,
+) -> None:
+    first, second = sandbox.hosts[0], sandbox.hosts[1]
+    # the second host is not in access.clients (only the controller is): its packets are dropped,
+    # where the controller reaches the engine (which refuses it without the key)
+    url = f"http://{first.ip}:8080/v1/completions"
+    assert _status_from(sandbox, second.name, url, None) == "000"
+    assert _status_from(sandbox, sandbox.controller_netns, url, None) == "401"
+    table = on_host(sandbox, first.name, "nft list table inet metalserve")
+    assert "tcp dport 8080 drop" in table
+
+
 def test_the_keep_warm_timer_is_scheduled(hosts: dict) -> None:
     for host in hosts.values():
         timer = host.service(f"{SERVICE}-keepwarm.timer")

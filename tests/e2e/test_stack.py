@@ -65,7 +65,11 @@ def stack_host(
     inventory = tmp_path_factory.mktemp("stack") / "h200_sandbox.py"
     inventory.write_text(f"hosts = [({target.name!r}, {data!r})]\n")
     yield target.name, str(inventory)
-    host = testinfra.get_host(f"paramiko://{target.name}", ssh_config=str(sandbox.ssh_config))
+    put_back(testinfra.get_host(f"paramiko://{target.name}", ssh_config=str(sandbox.ssh_config)))
+
+
+def put_back(host: testinfra.host.Host) -> None:
+    """The stand-in NVIDIA stack off the host again: unheld, purged, its pins and blacklist gone."""
     names = " ".join(ALL_PACKAGES)
     host.run(f"apt-mark unhold {names}; DEBIAN_FRONTEND=noninteractive apt-get purge -y {names}; "
              "rm -f /etc/apt/preferences.d/metalserve-* /etc/modprobe.d/metalserve-nvidia-blacklist.conf")  # fmt: skip

@@ -1,7 +1,8 @@
 """Engine flag sets: what each pinned release accepts, and the errors an operator sees.
 
 The flag sets are generated from each release's own parser or source by
-scripts/extract_engine_flags.py; these tests read the seed commands and known breakages against
+scripts/extract_engine_flags.py; these tests read the published guides' commands (the "seed"
+fixtures, tests/fixtures/seeds/README.md) and known breakages against
 them. Re-deriving the modules needs the release artifacts (PyPI), so that test skips without them.
 """
 
@@ -32,14 +33,14 @@ from metalserve.engines.flagsets import (
 from metalserve.errors import PlanError
 
 REPO = Path(__file__).resolve().parents[2]
-SEEDS = REPO / "tests" / "fixtures" / "seeds"  # verbatim copies of the seed commands
+SEEDS = REPO / "tests" / "fixtures" / "seeds"  # verbatim copies of the guides' commands
 SCRIPT = REPO / "scripts" / "extract_engine_flags.py"
 
 VLLM = flagset("vllm", "0.33.0")
 SGLANG = flagset("sglang", "0.5.23")
 LLAMACPP = flagset("llamacpp", "0c1e57098")
 
-# What each seed's launcher is followed by; the launcher itself is not the engine's argv.
+# What each guide's launcher is followed by; the launcher itself is not the engine's argv.
 LAUNCHERS = {
     "vllm serve": VLLM,
     "python -m sglang.launch_server": SGLANG,
@@ -48,7 +49,7 @@ LAUNCHERS = {
 
 
 def _shell_commands(text: str) -> list[tuple[str, list[str]]]:
-    """(launcher, argv) of every engine command written as a shell block in a seed."""
+    """(launcher, argv) of every engine command written as a shell block in a guide."""
     commands = []
     lines = text.splitlines()
     for n, line in enumerate(lines):
@@ -67,11 +68,11 @@ def _shell_commands(text: str) -> list[tuple[str, list[str]]]:
 
 
 def _python_list_commands(text: str) -> list[tuple[str, list[str]]]:
-    """(launcher, argv) of a ``cmd = ["vllm", "serve", ...]`` list in a seed."""
+    """(launcher, argv) of a ``cmd = ["vllm", "serve", ...]`` list in a guide."""
     commands = []
     for match in re.finditer(r"cmd = (\[.*?\])", text, re.S):
         with warnings.catch_warnings():
-            # seed 004 writes '\{' inside a Python string; Python keeps the backslash.
+            # the Modal post (004) writes '\{' inside a Python string; Python keeps the backslash.
             warnings.simplefilter("ignore", SyntaxWarning)
             warnings.simplefilter("ignore", DeprecationWarning)
             words = ast.literal_eval(match.group(1))
@@ -122,7 +123,7 @@ def test_every_seed_command_uses_only_flags_its_pinned_release_has(seed, launche
 def test_seed_004_vllm_command_reads_flag_by_flag():
     argv = next(a for s, launcher, a in SEED_COMMANDS if s == "004") if SEED_COMMANDS else None
     if argv is None:
-        pytest.skip("no seeds")
+        pytest.skip(f"no guide commands at {SEEDS}")
     used = {u.option: u.values for u in scan_argv(VLLM, argv)}
     assert used["--kv-cache-dtype"] == ("fp8",)
     assert used["--safetensors-load-strategy"] == ("prefetch",)
@@ -301,11 +302,13 @@ def test_an_unknown_version_lists_the_pinned_ones():
 
 
 def test_flag_counts_match_the_parsers_seen_by_hand():
-    # engine-facts.md: `vllm serve --help=all` listed 435 option strings; the parser also
+    # vLLM 0.33.0 (pip --no-deps, CPU torch, VLLM_TARGET_DEVICE=cpu): `vllm serve --help=all`
+    # listed 435 option strings; the parser also
     # registers 50 hidden --no-X spellings, and -h/--help is left out here: 435 + 50 - 2.
     assert len(VLLM.options) == 483
     assert "--no-enable-expert-parallel" in VLLM.options
-    # engine-facts.md: ServerArgs.add_cli_args produced 532 actions; they carry 561 option
+    # SGLang 0.5.23 (pip --no-deps, CPU torch): ServerArgs.add_cli_args(argparse.ArgumentParser())
+    # produced 532 actions; they carry 561 option
     # strings, less -h/--help.
     assert len(SGLANG.options) == 559
     assert len(LLAMACPP.options) == 412

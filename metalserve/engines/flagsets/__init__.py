@@ -50,11 +50,11 @@ class Replacement(BaseModel):
 KNOWN_REPLACEMENTS: dict[tuple[str, str], Replacement] = {
     ("llamacpp", "--mlock"): Replacement(
         use="--load-mode mlock",
-        source="shared/notes/engine-facts.md §3; llama.cpp common/arg.cpp --load-mode help",
+        source="llama.cpp 0c1e57098 common/arg.cpp --load-mode help (the flag is gone)",
     ),
     ("llamacpp", "--no-mmap"): Replacement(
         use="--load-mode none",
-        source="shared/notes/engine-facts.md §3; llama.cpp common/arg.cpp --load-mode help",
+        source="llama.cpp 0c1e57098 common/arg.cpp --load-mode help (the flag is gone)",
     ),
 }
 
