@@ -5,7 +5,7 @@ Sources (NCCL env.rst, docs.nvidia.com/deeplearning/nccl/user-guide/docs/env.htm
 - NCCL_IB_HCA: the same prefixes; ``mlx5_1`` alone would also match ``mlx5_10``.
 - NCCL_P2P_LEVEL=NVL: use P2P when GPUs are connected through NVLink.
 - NCCL_IB_GID_INDEX / NCCL_IB_TC: RoCE only.
-- Seed 000: lo + IB disabled on one node; P2P on (=1 costs 40-60 %); NCCL_MIN_NCHANNELS for MoE.
+- The GLM 5.2 MoE guide: lo + IB disabled on one node; P2P on (=1 costs 40-60 %); NCCL_MIN_NCHANNELS for MoE.
 - The RTX 4090 has no PCIe P2P (driver), so NCCL goes through SHM regardless.
 """
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import pytest
 
+from metalserve.catalog.guides import GLM52_GUIDE
 from metalserve.catalog.profiles import PROFILES
 from metalserve.errors import SpecError
 from metalserve.hardware import HardwareProfile, Interconnect, NetworkFabric
@@ -28,6 +29,7 @@ from metalserve.nccl import (
 IB = FabricSpec(socket_ifname="ib0", ib_hca=("mlx5_0", "mlx5_3"))
 ROCE = FabricSpec(socket_ifname="bond0", ib_hca=("mlx5_0",), gid_index=3, traffic_class=106)
 ETH = FabricSpec(socket_ifname="enp1s0f0")
+GUIDE = f"{GLM52_GUIDE}, 'NCCL Tuning for Multi-GPU'"  # the GLM 5.2 MoE deployment guide
 UNSET = ["NCCL_NET_GDR_LEVEL", "NCCL_ALGO", "NCCL_PROTO"]
 
 
@@ -157,7 +159,7 @@ def test_plain_ethernet_between_nodes_uses_sockets_on_the_named_interface() -> N
 
 def test_each_setting_names_its_source() -> None:
     single = {s.name: s.source for s in nccl_environment(PROFILES["h200-sxm-8"]).settings}
-    assert set(single.values()) == {"seed 000 'NCCL Tuning for Multi-GPU'"}
+    assert set(single.values()) == {GUIDE}
     pair = {
         s.name: s.source
         for s in nccl_environment(
@@ -166,15 +168,14 @@ def test_each_setting_names_its_source() -> None:
     }
     assert pair["NCCL_SOCKET_IFNAME"].endswith("env.html) (NCCL_SOCKET_IFNAME)")
     assert pair["NCCL_IB_HCA"].endswith("env.html) (NCCL_IB_HCA)")
-    assert pair["NCCL_IB_GID_INDEX"].endswith("; operator-painpoints #10; OCI pins 3")
-    assert pair["NCCL_IB_TC"].endswith("; operator-painpoints #11 (106 = DSCP 26)")
+    assert pair["NCCL_IB_GID_INDEX"].endswith("oci-hpc playbooks/roles/nccl-conf/templates pin 3")
+    assert pair["NCCL_IB_TC"].endswith("106 = DSCP 26: https://github.com/openucx/ucx/issues/10325")
     assert pair["NCCL_MIN_NCHANNELS"].endswith("(NCCL_MIN_NCHANNELS tuning for MoE all-to-all)")
-    assert (
-        pair["NCCL_IB_DISABLE"] == pair["NCCL_P2P_LEVEL"] == "seed 000 'NCCL Tuning for Multi-GPU'"
-    )
+    assert pair["NCCL_IB_DISABLE"] == pair["NCCL_P2P_LEVEL"] == GUIDE
     pcie = {s.name: s.source for s in nccl_environment(PROFILES["rtxpro6000-8"]).settings}
     assert (
-        pcie["NCCL_P2P_DISABLE"] == "seed 000 'NCCL Tuning for Multi-GPU'; operator-painpoints #14"
+        pcie["NCCL_P2P_DISABLE"]
+        == f"{GUIDE}; ACS/IOMMU: https://github.com/NVIDIA/nccl/issues/2079"
     )
     no_p2p = {s.name: s.source for s in nccl_environment(PROFILES["rtx4090-4"]).settings}
     assert no_p2p["NCCL_P2P_DISABLE"].startswith("blog.chlc.cc rtx4090-gpudirect-p2p-unlocked")
@@ -289,7 +290,7 @@ def test_hcas_on_an_ethernet_pair_are_refused() -> None:
             "1",
             [
                 "NCCL_P2P_DISABLE=1 on GPUs that support P2P costs 40-60 % of bus bandwidth; fix "
-                "ACS/IOMMU instead (operator-painpoints #14)"
+                "ACS/IOMMU instead (https://github.com/NVIDIA/nccl/issues/2079)"
             ],
         ),
         ("h100-sxm-8", "NCCL_P2P_DISABLE", "0", []),
@@ -397,7 +398,7 @@ def test_hca_devices_are_the_named_ones(hca: str | None, devices: tuple[str, ...
     assert env.get("NCCL_IB_HCA") == hca
 
 
-SEED = "seed 000 'NCCL Tuning for Multi-GPU'"
+SEED = GUIDE
 DOC = "NCCL env.rst (docs.nvidia.com/deeplearning/nccl/user-guide/docs/env.html)"
 # The reason each variable carries into the engine's environment file, as an operator reads it.
 REASONS = {
@@ -458,7 +459,7 @@ def test_each_variable_carries_its_reason_and_source() -> None:
     pcie = reasons_of(nccl_environment(PROFILES["rtxpro6000-4"]))
     assert pcie["NCCL_P2P_DISABLE"] == (
         REASONS[("pcie", "NCCL_P2P_DISABLE")],
-        f"{SEED}; operator-painpoints #14",
+        f"{SEED}; ACS/IOMMU: https://github.com/NVIDIA/nccl/issues/2079",
     )
     no_p2p = reasons_of(nccl_environment(PROFILES["rtx4090-4"]))
     assert no_p2p["NCCL_P2P_DISABLE"] == (
@@ -476,11 +477,13 @@ def test_each_variable_carries_its_reason_and_source() -> None:
         "NCCL_P2P_LEVEL": (REASONS[("pair", "NCCL_P2P_LEVEL")], SEED),
         "NCCL_IB_GID_INDEX": (
             REASONS[("pair", "NCCL_IB_GID_INDEX")],
-            f"{DOC}; operator-painpoints #10; OCI pins 3",
+            f"{DOC}; wrong GID: https://github.com/NVIDIA/nccl/issues/769; "
+            "oracle-quickstart/oci-hpc playbooks/roles/nccl-conf/templates pin 3",
         ),
         "NCCL_IB_TC": (
             REASONS[("pair", "NCCL_IB_TC")],
-            f"{DOC}; operator-painpoints #11 (106 = DSCP 26)",
+            f"{DOC}; lossless class: https://github.com/NVIDIA/nccl/issues/378; "
+            "106 = DSCP 26: https://github.com/openucx/ucx/issues/10325",
         ),
         "NCCL_MIN_NCHANNELS": (
             REASONS[("pair", "NCCL_MIN_NCHANNELS")],

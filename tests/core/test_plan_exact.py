@@ -301,7 +301,11 @@ def test_the_environment_holds_nccl_then_the_hub_settings_then_the_site_s() -> N
         ("NCCL_P2P_DISABLE", "0"),
         ("NCCL_P2P_LEVEL", "NVL"),
         ("HF_HOME", "/var/lib/metalserve/hf"),
-        ("HF_HUB_OFFLINE", "0"),
+        ("HF_HUB_OFFLINE", "0"),  # the site's value wins, in the hub settings' place
+        # huggingface_hub's opt-out (constants.py), and vLLM's ("Usage Stats Collection" docs)
+        ("HF_HUB_DISABLE_TELEMETRY", "1"),
+        ("VLLM_NO_USAGE_STATS", "1"),
+        ("DO_NOT_TRACK", "1"),
         ("X", "1"),
     )
     assert cpu_llamacpp().environment == ()  # llama.cpp reads a file, not the hub

@@ -5,7 +5,7 @@ The bars are public rules, written out here rather than read back from the catal
   > 5 % downgrade"); FAIL below 90 % (nccl-tests NCCL_TESTS_MIN_BW: FAILED when bandwidth
   < 0.9 × the minimum, src/util.cu); WARN in between.
 - Bus bandwidth is judged at messages of 1 GiB and more (sjeaugey, NVIDIA/nccl-tests#212).
-- NCCL_P2P_DISABLE=1 costs 40-60 % (seed 000).
+- NCCL_P2P_DISABLE=1 costs 40-60 % (the GLM 5.2 MoE deployment guide).
 """
 
 from __future__ import annotations
@@ -344,8 +344,29 @@ def test_ib_without_gdrdma_warns_only_between_nodes_that_can_have_it() -> None:
     assert j.reasons[1] == Reason(
         verdict=Verdict.WARN,
         code="no-gdrdma",
-        message="NET/IB without GDRDMA — GPUDirect RDMA is off: load nvidia-peermem or use DMA-BUF "
-        "(open kernel modules), and check NCCL_NET_GDR_LEVEL",
+        message="NET/IB without GDRDMA — GPUDirect RDMA is off: use the open kernel modules "
+        "(DMA-BUF) or load nvidia-peermem (needs MLNX_OFED/DOCA-OFED), and check "
+        "NCCL_NET_GDR_LEVEL",
+    )
+    # NCCL's per-HCA lines say which of the two it is ('GPU Direct RDMA Disabled/Enabled for HCA')
+    disabled = ib.model_copy(update={"no_gdr_hcas": ("mlx5_0", "mlx5_3")})
+    assert next(
+        r.message
+        for r in judge(parsed(transport=disabled), TWO_NODES_IB, None).reasons
+        if r.code == "no-gdrdma"
+    ).endswith(
+        "GPUDirect RDMA is off: NCCL found neither nvidia-peermem nor DMA-BUF for mlx5_0, mlx5_3 "
+        "('GPU Direct RDMA Disabled for HCA'): use the open kernel modules (DMA-BUF) or load "
+        "nvidia-peermem built against MLNX_OFED/DOCA-OFED"
+    )
+    too_far = ib.model_copy(update={"gdr_hcas": ("mlx5_0",)})
+    assert next(
+        r.message
+        for r in judge(parsed(transport=too_far), TWO_NODES_IB, None).reasons
+        if r.code == "no-gdrdma"
+    ).endswith(
+        "GPUDirect RDMA is off: NCCL could use it on mlx5_0 but judged the GPU too far from the "
+        "HCA: check the PCI topology and NCCL_NET_GDR_LEVEL"
     )
     with_gdr = ib.model_copy(update={"gdrdma": True})
     assert "no-gdrdma" not in codes(judge(parsed(transport=with_gdr), TWO_NODES_IB, None))

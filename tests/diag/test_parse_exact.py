@@ -505,8 +505,12 @@ LOG = """\
 node-a:1:1 [0] NCCL INFO NCCL version 2.23.4+cuda12.6
 node-a:1:1 [0] NCCL INFO NCCL_IB_HCA set by environment to =mlx5_0,mlx5_3.
 node-a:1:1 [0] NCCL INFO NCCL_P2P_DISABLE set by environment to 1
-node-a:1:1 [0] NCCL INFO NET/IB : GPU Direct RDMA (DMABUF) enabled for HCA 0 'mlx5_0'
-node-a:1:1 [0] NCCL INFO NET/IB : GPU Direct RDMA (nvidia-peermem) enabled for HCA 1 'mlx5_3'
+node-a:1:1 [0] NCCL INFO DMA-BUF is available on GPU device 0
+node-a:1:1 [0] NCCL INFO NET/IB : GPU Direct RDMA Enabled for HCA 0 'mlx5_0
+node-a:1:1 [0] NCCL INFO NET/IB : GPU Direct RDMA Disabled for HCA 1 'mlx5_3'
+node-a:1:1 [0] NCCL INFO NET/IB : GPU Direct RDMA Enabled for HCA 1 'mlx5_3'
+node-a:1:1 [0] NCCL INFO NET/IB : GPU Direct RDMA Disabled for HCA 2 'mlx5_4'
+node-a:1:1 [0] NCCL INFO ncclCommInitRank comm 0x55 rank 0 nranks 16 cudaDev 0 nvmlDev 0 busId 18000 commId 0x1 - Init START
 node-a:1:1 [0] NCCL INFO NET/IB : Using [0]mlx5_0:1/IB [1]mlx5_3:1/IB ; OOB ib0:10.0.0.1<0>
 node-a:1:1 [0] NCCL INFO Using network IB
 node-a:1:1 [0] NCCL INFO comm 0x55 rank 0 nRanks 16 nNodes 2 localRanks 8 localRank 0 MNNVL 0
@@ -529,7 +533,9 @@ def test_an_nccl_log_reads_every_transport_fact() -> None:
     assert t.nccl_version == "2.23.4"
     assert t.channels == {"P2P/CUMEM": 2, "NET/IB": 1, "SHM": 1}
     assert t.gdrdma is True
-    assert t.gdr_mechanisms == ("DMABUF", "nvidia-peermem")
+    assert (t.gpu_dmabuf, t.init_logged) == (True, True)
+    # an HCA enabled on any line is not among the disabled ones
+    assert (t.gdr_hcas, t.no_gdr_hcas) == (("mlx5_0", "mlx5_3"), ("mlx5_4",))
     assert t.gpudirect_path == "DMA-BUF"
     assert t.network == "IB" and t.net_ib and not t.net_socket
     assert (t.n_ranks, t.n_nodes, t.local_ranks) == (16, 2, 8)
@@ -555,7 +561,8 @@ def test_a_socket_log_and_the_network_from_the_channels() -> None:
     )
     assert (t.network, t.net_socket, t.ib_disabled, t.p2p_disabled) == ("Socket", True, True, False)
     assert (t.nvls_available, t.nvls_channels, t.n_ranks, t.n_nodes) == (False, None, 4, None)
-    assert (t.gdrdma, t.gpudirect_path, t.gdr_mechanisms) == (False, None, ())
+    assert (t.gdrdma, t.gpudirect_path, t.gdr_hcas, t.no_gdr_hcas) == (False, None, (), ())
+    assert (t.gpu_dmabuf, t.init_logged) == (False, False)
     from_channels = parse_nccl_log(["h [0] NCCL INFO Channel 00/0 : 0[0] -> 1[1] via NET/IB/0"])
     assert from_channels.network == "IB" and not from_channels.gdrdma
     socket_channels = parse_nccl_log(
@@ -582,17 +589,13 @@ def test_nvls_available_on_any_rank_counts_and_the_first_rank_count_wins() -> No
 
 
 def test_gdrdma_mechanism_not_logged() -> None:
-    t = parse_nccl_log(
-        ["a [0] NCCL INFO Channel 00/0 : 8[0] -> 0[0] [receive] via NET/IB/0/GDRDMA"]
-    )
-    assert t.gpudirect_path == "mechanism not logged"
-    peermem = parse_nccl_log(
-        [
-            "a NCCL INFO NET/IB : GPU Direct RDMA (nvidia-peermem) enabled for HCA 0 'mlx5_0'",
-            "a [0] NCCL INFO Channel 00/0 : 8[0] -> 0[0] [receive] via NET/IB/0/GDRDMA",
-        ]
-    )
-    assert peermem.gpudirect_path == "nvidia-peermem"
+    channel = "a [0] NCCL INFO Channel 00/0 : 8[0] -> 0[0] [receive] via NET/IB/0/GDRDMA"
+    assert parse_nccl_log([channel]).gpudirect_path == "mechanism not logged"
+    # init logged without the GPU's DMA-BUF line: NCCL registered through nvidia-peermem
+    init = "a [0] NCCL INFO ncclCommInitRank comm 0x1 rank 0 nranks 2 cudaDev 0 - Init START"
+    assert parse_nccl_log([init, channel]).gpudirect_path == "nvidia-peermem"
+    not_info = "a [0] NCCL WARN Init START"
+    assert parse_nccl_log([not_info, channel]).init_logged is False
 
 
 # --------------------------------------------------------------------------- one stream
