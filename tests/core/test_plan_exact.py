@@ -821,3 +821,136 @@ def test_packages_follow_the_engine_and_the_firewall() -> None:
         engine={"name": "vllm", "tensor_parallel_size": 8},
     )
     assert vllm.packages.names == packages_for("vllm") + FIREWALL
+
+
+def test_a_catalogue_gguf_without_a_repository_is_flagged_as_unsourced() -> None:
+    p = plan(
+        profile="rtx4090-4", model={"checkpoint": "glm52-Q4_K_M.gguf"}, engine={"name": "llamacpp"}
+    )
+    path = "/var/lib/metalserve/gguf/glm52-Q4_K_M.gguf"
+    why = (
+        "metalserve.model.checkpoint: glm52-Q4_K_M.gguf is a GGUF with no repository, so no deploy "
+        f"step fetches it — fix: copy it to {path} on the host, or give model.repo_id (the Hugging "
+        "Face checkpoint) to convert it"
+    )
+    assert p.service.unsourced == ((path, why),)
+    assert why in p.warnings
+    assert cpu_llamacpp().service.unsourced == ()  # converted from its repository
+
+
+def test_engine_locks_are_the_release_s_for_the_node_s_architecture() -> None:
+    from metalserve.catalog.engine_locks import locks_for
+
+    h200 = plan(
+        profile="h200-sxm-8",
+        model={"checkpoint": "zai-org/GLM-5.2-FP8"},
+        engine={"name": "vllm", "tensor_parallel_size": 8},
+    )
+    assert h200.engine.locks == locks_for("vllm", "0.33.0")  # the host's facts pick one
+    spark = two_node_spark()
+    assert spark.engine.locks == tuple(
+        lock for lock in locks_for("vllm", "0.33.0") if lock.arch == "aarch64"
+    )
+    assert cpu_llamacpp().engine.locks == ()
+
+
+def two_node_spark() -> HostPlan:
+    fabric = {
+        "socket_ifname": "enp1s0f0np0",
+        "ib_hca": ["rocep1s0f0"],
+        "gid_index": 3,
+        "traffic_class": 106,
+    }
+    specs = [
+        host_spec(
+            f"s{rank}",
+            {
+                "access": {"clients": CLIENTS},
+                "profile": "dgx-spark-3",
+                "model": {"checkpoint": "zai-org/GLM-4.5-Air-FP8"},
+                "engine": {"name": "vllm", "pipeline_parallel_size": 3},
+                "fabric": fabric,
+                "cluster": {
+                    "node_rank": rank,
+                    "address": f"10.2.0.{rank + 1}",
+                    "head_address": "10.2.0.1",
+                },
+            },
+        )
+        for rank in range(3)
+    ]
+    return plan_hosts(specs)[0]
+
+
+def test_the_engine_parser_checks_the_unit_s_arguments_without_the_key_file() -> None:
+    p = plan(
+        profile="h100-sxm-8",
+        model={"checkpoint": "zai-org/GLM-4.7-FP8"},
+        engine={"name": "sglang", "tp_size": 8},
+    )
+    assert "--config" in p.service.exec_argv and "--config" not in p.engine.parser_args
+    assert "--tp-size" in p.engine.parser_args
+    assert cpu_llamacpp().engine.parser_args == ()
+
+
+def test_preflight_of_a_single_node() -> None:
+    p = plan(
+        profile="h200-sxm-8",
+        model={"checkpoint": "zai-org/GLM-5.2-FP8"},
+        engine={"name": "vllm", "tensor_parallel_size": 8},
+        preflight={"skip": {"secure-boot": "signed by the site's own MOK"}},
+    )
+    f = p.preflight
+    assert f.skip == (("secure-boot", "signed by the site's own MOK"),)
+    assert (f.pcie_p2p, f.socket_ifname, f.traffic_class) == (False, "lo", None)
+    assert (f.cluster_address, f.port, f.reach, f.dials) == (None, None, (), "")
+    pcie = plan(profile="rtxpro6000-4", model={"repo_id": "org/m"}, engine={"name": "llamacpp"})
+    assert pcie.preflight.pcie_p2p is True
+    assert cpu_llamacpp().preflight.pcie_p2p is False  # no GPU to pair
+    assert one_pcie_gpu().preflight.pcie_p2p is False
+
+
+def one_pcie_gpu() -> HostPlan:
+    return plan(
+        hardware={
+            "gpu": "rtx-pro-6000",
+            "gpus_per_node": 1,
+            "nodes": 1,
+            "interconnect": "pcie",
+            "host_ram_gb": 64,
+        },
+        model={"repo_id": "org/m"},
+        engine={"name": "llamacpp"},
+    )
+
+
+def test_preflight_of_a_roce_pair_dials_the_head_from_the_worker() -> None:
+    roce = {"socket_ifname": "bond0", "ib_hca": ["mlx5_0"], "gid_index": 3, "traffic_class": 106}
+    head, worker = two_nodes(
+        {
+            "profile": "h100-sxm-8x2-roce",
+            "model": {"checkpoint": "zai-org/GLM-4.7-FP8"},
+            "fabric": roce,
+        }
+    )
+    assert (head.preflight.socket_ifname, head.preflight.traffic_class) == ("=bond0", 106)
+    assert (head.preflight.cluster_address, head.preflight.port) == ("10.1.0.1", 29500)
+    assert (worker.preflight.cluster_address, worker.preflight.port) == ("10.1.0.2", 29500)
+    assert head.preflight.reach == () and worker.preflight.reach == (("n1", "10.1.0.1"),)
+    assert head.preflight.dials == worker.preflight.dials == "each worker dials the head"
+
+
+def test_preflight_of_nodes_named_by_host_name_has_no_address_to_look_for() -> None:
+    site = {"access": {"firewall": False, "firewall_off_reason": "site firewall"}}
+    head, worker = two_nodes(site, addresses=("n1.example", "n2.example"))
+    assert head.preflight.cluster_address is None and worker.preflight.cluster_address is None
+    assert worker.preflight.reach == (("n1", "n1.example"),)
+
+
+def test_preflight_of_a_llamacpp_cluster_dials_the_workers_from_the_head() -> None:
+    from tests.core.shipped import sandbox_plans
+
+    _, head, worker = sandbox_plans()
+    assert head.preflight.reach == ((worker.host, worker.node.address),)
+    assert worker.preflight.reach == ()
+    assert head.preflight.dials == "the head dials each worker's rpc-server"
