@@ -266,7 +266,7 @@ def test_the_service_section() -> None:
     assert (s.user, s.port, s.health_timeout_s, s.keep_warm_minutes) == ("svc", 8123, 900, 14)
     assert s.health_url == "http://127.0.0.1:8123/health"
     assert s.secret_env == (("VLLM_API_KEY", "api_key"),)
-    assert (s.restart, s.workers, s.worker_hosts) == ("on-failure", (), ())
+    assert (s.restart, s.workers, s.worker_hosts, s.unsourced) == ("on-failure", (), (), ())
     assert s.served_model == "zai-org/GLM-5.2-FP8"
     assert p.engine.venv == "/opt/metalserve/venvs/vllm-0.33.0"
     assert p.engine.head is True
@@ -954,3 +954,137 @@ def test_preflight_of_a_llamacpp_cluster_dials_the_workers_from_the_head() -> No
     assert head.preflight.reach == ((worker.host, worker.node.address),)
     assert worker.preflight.reach == ()
     assert head.preflight.dials == "the head dials each worker's rpc-server"
+
+
+def test_from_a_bundle_weights_and_nccl_tests_come_from_its_folders() -> None:
+    from metalserve.diag.spec import NcclTestsSource
+
+    bundled = plan(
+        profile="h200-sxm-8",
+        model={"checkpoint": "zai-org/GLM-5.2-FP8"},
+        engine={"name": "vllm", "tensor_parallel_size": 8},
+        sources={"bundle": "/srv/bundle"},
+    )
+    assert bundled.weights is not None
+    assert (bundled.weights.source.kind, bundled.weights.source.path) == (
+        SourceKind.BUNDLE,
+        "/srv/bundle/models/zai-org--GLM-5.2-FP8",
+    )
+    assert bundled.diag is not None
+    ref = NcclTestsSource().ref
+    assert bundled.diag.source == NcclTestsSource(
+        kind="local", ref=ref, path=f"/srv/bundle/sources/nccl-tests-{ref}.tar.gz"
+    )
+    online = plan(
+        profile="h200-sxm-8",
+        model={"checkpoint": "zai-org/GLM-5.2-FP8"},
+        engine={"name": "vllm", "tensor_parallel_size": 8},
+    )
+    assert online.diag is not None and online.diag.source == NcclTestsSource()
+    assert online.weights is not None and online.weights.source.kind is SourceKind.ONLINE
+    own = NcclTestsSource(kind="local", ref=ref, path="/srv/nccl-tests.tar.gz")
+    kept = plan(
+        profile="h200-sxm-8",
+        model={"checkpoint": "zai-org/GLM-5.2-FP8"},
+        engine={"name": "vllm", "tensor_parallel_size": 8},
+        sources={"bundle": "/srv/bundle"},
+        diag={"source": own.model_dump(exclude_none=True)},
+    )
+    assert kept.diag is not None and kept.diag.source == own
+
+
+def test_the_sglang_parser_arguments_name_the_served_model() -> None:
+    p = plan(
+        profile="h100-sxm-8",
+        model={"checkpoint": "zai-org/GLM-4.7-FP8", "served_name": "glm47"},
+        engine={"name": "sglang", "tp_size": 8},
+    )
+    args = p.engine.parser_args
+    assert args[args.index("--served-model-name") + 1] == "glm47"
+    assert args[args.index("--model-path") + 1] == "/var/lib/metalserve/models/zai-org--GLM-4.7-FP8"
+
+
+def test_two_pcie_gpus_are_checked_for_p2p() -> None:
+    p = plan(
+        hardware={
+            "gpu": "rtx-pro-6000",
+            "gpus_per_node": 2,
+            "nodes": 1,
+            "interconnect": "pcie",
+            "host_ram_gb": 64,
+        },
+        model={"repo_id": "org/m"},
+        engine={"name": "llamacpp"},
+    )
+    assert p.preflight.pcie_p2p is True
+
+
+def test_a_gguf_with_a_repository_or_a_safetensors_checkpoint_is_sourced() -> None:
+    from metalserve.catalog.checkpoints import GLM52_Q4_K_M
+
+    spec = host_spec(
+        "h1",
+        {
+            "access": {"clients": CLIENTS},
+            "profile": "rtx4090-4",
+            "model": {"checkpoint": "glm52-Q4_K_M.gguf"},
+            "engine": {"name": "llamacpp"},
+        },
+    )
+    with_repo = plan_alone(spec, GLM52_Q4_K_M.model_copy(update={"repo_id": "org/glm-gguf"}))
+    assert with_repo.service.unsourced == ()
+    p = plan(
+        profile="h100-sxm-4",
+        model={"checkpoint": "zai-org/GLM-4.5-Air-FP8"},
+        engine={"name": "llamacpp"},
+    )
+    assert p.service.unsourced == ()
+
+
+def _h200_spec() -> Any:
+    return host_spec(
+        "h1",
+        {
+            "access": {"clients": CLIENTS},
+            "profile": "h200-sxm-8",
+            "model": {"checkpoint": "zai-org/GLM-5.2-FP8"},
+            "engine": {"name": "vllm", "tensor_parallel_size": 8},
+        },
+    )
+
+
+def test_a_release_without_locks_is_refused_in_one_line() -> None:
+    # _engine_locks directly: every release the flag sets know has locks today
+    from metalserve.catalog.profiles import PROFILES
+    from metalserve.plan import _engine_locks
+
+    spec = _h200_spec()
+    unlocked = spec.engine.model_copy(update={"version": "9.9.9"})
+    with pytest.raises(PlanError) as exc:
+        _engine_locks(spec, unlocked, PROFILES["h200-sxm-8"])
+    assert str(exc.value) == (
+        "host h1: metalserve.engine.version: vllm 9.9.9 has no lock for any target — fix: pin a "
+        "release with wheels for it and run scripts/lock_engines.py"
+    )
+    with pytest.raises(PlanError) as exc:
+        _engine_locks(spec, unlocked, PROFILES["dgx-spark-3"])
+    assert "vllm 9.9.9 has no lock for aarch64 — fix" in str(exc.value)
+
+
+def test_a_driver_too_old_for_the_wheels_cuda_is_refused() -> None:
+    from metalserve.catalog.engine_locks import locks_for
+    from metalserve.catalog.profiles import PROFILES
+    from metalserve.plan import _engine_locks
+
+    spec = _h200_spec()
+    old = spec.nvidia.pins.model_copy(update={"driver_version": "570.133.20"})
+    spec = spec.model_copy(update={"nvidia": spec.nvidia.model_copy(update={"pins": old})})
+    lock = next(lock for lock in locks_for("vllm", "0.33.0") if lock.sha256)
+    with pytest.raises(PlanError) as exc:
+        _engine_locks(spec, spec.engine, PROFILES["h200-sxm-8"])
+    assert str(exc.value) == (
+        f"host h1: metalserve.nvidia.pins.driver_version: vllm 0.33.0's wheels load the CUDA 13 "
+        f"runtime ({lock.path}): CUDA 13 needs driver >= 580.65.06, found 570.133.20 — fix: pin a "
+        "newer driver"
+    )
+    # the CUDA floor in that line: NVIDIA's CUDA 13.0 release notes, table 3 (>= 580.65.06)

@@ -359,13 +359,14 @@ def test_ib_without_gdrdma_warns_only_between_nodes_that_can_have_it() -> None:
         "('GPU Direct RDMA Disabled for HCA'): use the open kernel modules (DMA-BUF) or load "
         "nvidia-peermem built against MLNX_OFED/DOCA-OFED"
     )
-    too_far = ib.model_copy(update={"gdr_hcas": ("mlx5_0",)})
+    too_far = ib.model_copy(update={"gdr_hcas": ("mlx5_0", "mlx5_1")})
     assert next(
         r.message
         for r in judge(parsed(transport=too_far), TWO_NODES_IB, None).reasons
         if r.code == "no-gdrdma"
     ).endswith(
-        "GPUDirect RDMA is off: NCCL could use it on mlx5_0 but judged the GPU too far from the "
+        "GPUDirect RDMA is off: NCCL could use it on mlx5_0, mlx5_1 but judged the GPU too far "
+        "from the "
         "HCA: check the PCI topology and NCCL_NET_GDR_LEVEL"
     )
     with_gdr = ib.model_copy(update={"gdrdma": True})
