@@ -1088,3 +1088,19 @@ def test_a_driver_too_old_for_the_wheels_cuda_is_refused() -> None:
         "newer driver"
     )
     # the CUDA floor in that line: NVIDIA's CUDA 13.0 release notes, table 3 (>= 580.65.06)
+
+
+def test_a_bundle_carries_the_nccl_tests_release_the_inventory_names() -> None:
+    from metalserve.diag.spec import NcclTestsSource
+
+    p = plan(
+        profile="h200-sxm-8",
+        model={"checkpoint": "zai-org/GLM-5.2-FP8"},
+        engine={"name": "vllm", "tensor_parallel_size": 8},
+        sources={"bundle": "/srv/bundle"},
+        diag={"source": {"kind": "git", "ref": "v2.17.1"}},
+    )
+    assert p.diag is not None
+    assert p.diag.source == NcclTestsSource(
+        kind="local", ref="v2.17.1", path="/srv/bundle/sources/nccl-tests-v2.17.1.tar.gz"
+    )
