@@ -646,7 +646,8 @@ def test_pipeline_stages_count_in_the_gpus_asked_for() -> None:
     assert str(exc.value).startswith("host h1: metalserve.engine: TP 4 × PP 1 × DP 2 = 8 GPUs")
 
 
-def test_two_data_parallel_ranks_do_not_split_over_three_nodes() -> None:
+def three_sparks(engine: dict[str, Any]) -> list[HostPlan]:
+    """The plans of 3 DGX Sparks over RoCE (one GB10 each) serving GLM-4.5-Air."""
     fabric = {
         "socket_ifname": "enp1s0f0np0",
         "ib_hca": ["rocep1s0f0"],
@@ -660,7 +661,7 @@ def test_two_data_parallel_ranks_do_not_split_over_three_nodes() -> None:
                 "access": {"clients": CLIENTS},
                 "profile": "dgx-spark-3",
                 "model": {"checkpoint": "zai-org/GLM-4.5-Air-FP8"},
-                "engine": {"name": "vllm", "data_parallel_size": 2},
+                "engine": engine,
                 "fabric": fabric,
                 "cluster": {
                     "node_rank": rank,
@@ -671,8 +672,12 @@ def test_two_data_parallel_ranks_do_not_split_over_three_nodes() -> None:
         )
         for rank in range(3)
     ]
+    return plan_hosts(specs)
+
+
+def test_two_data_parallel_ranks_do_not_split_over_three_nodes() -> None:
     with pytest.raises(PlanError) as exc:
-        plan_hosts(specs)
+        three_sparks({"name": "vllm", "data_parallel_size": 2})
     assert str(exc.value) == (
         "host s0: metalserve.engine.data_parallel_size: 2 ranks do not split evenly over 3 nodes "
         "— fix: a multiple of 3"
@@ -847,39 +852,15 @@ def test_engine_locks_are_the_release_s_for_the_node_s_architecture() -> None:
         engine={"name": "vllm", "tensor_parallel_size": 8},
     )
     assert h200.engine.locks == locks_for("vllm", "0.33.0")  # the host's facts pick one
-    spark = two_node_spark()
+    spark = spark_head()
     assert spark.engine.locks == tuple(
         lock for lock in locks_for("vllm", "0.33.0") if lock.arch == "aarch64"
     )
     assert cpu_llamacpp().engine.locks == ()
 
 
-def two_node_spark() -> HostPlan:
-    fabric = {
-        "socket_ifname": "enp1s0f0np0",
-        "ib_hca": ["rocep1s0f0"],
-        "gid_index": 3,
-        "traffic_class": 106,
-    }
-    specs = [
-        host_spec(
-            f"s{rank}",
-            {
-                "access": {"clients": CLIENTS},
-                "profile": "dgx-spark-3",
-                "model": {"checkpoint": "zai-org/GLM-4.5-Air-FP8"},
-                "engine": {"name": "vllm", "pipeline_parallel_size": 3},
-                "fabric": fabric,
-                "cluster": {
-                    "node_rank": rank,
-                    "address": f"10.2.0.{rank + 1}",
-                    "head_address": "10.2.0.1",
-                },
-            },
-        )
-        for rank in range(3)
-    ]
-    return plan_hosts(specs)[0]
+def spark_head() -> HostPlan:
+    return three_sparks({"name": "vllm", "pipeline_parallel_size": 3})[0]
 
 
 def test_the_engine_parser_checks_the_unit_s_arguments_without_the_key_file() -> None:
