@@ -835,8 +835,8 @@ def test_a_catalogue_gguf_without_a_repository_is_flagged_as_unsourced() -> None
     path = "/var/lib/metalserve/gguf/glm52-Q4_K_M.gguf"
     why = (
         "metalserve.model.checkpoint: glm52-Q4_K_M.gguf is a GGUF with no repository, so no deploy "
-        f"step fetches it — fix: copy it to {path} on the host, or give model.repo_id (the Hugging "
-        "Face checkpoint) to convert it"
+        "step fetches it — fix: give model.repo_id and model.gguf_file (the repository holding it, "
+        f"and its file), or copy it to {path} on the host"
     )
     assert p.service.unsourced == ((path, why),)
     assert why in p.warnings
@@ -1012,7 +1012,14 @@ def test_a_gguf_with_a_repository_or_a_safetensors_checkpoint_is_sourced() -> No
             "engine": {"name": "llamacpp"},
         },
     )
-    with_repo = plan_alone(spec, GLM52_Q4_K_M.model_copy(update={"repo_id": "org/glm-gguf"}))
+    sourced = spec.model_copy(
+        update={
+            "model": spec.model.model_copy(
+                update={"repo_id": "org/glm-gguf", "gguf_file": "glm52-Q4_K_M.gguf"}
+            )
+        }
+    )
+    with_repo = plan_alone(sourced, GLM52_Q4_K_M.model_copy(update={"repo_id": "org/glm-gguf"}))
     assert with_repo.service.unsourced == ()
     p = plan(
         profile="h100-sxm-4",

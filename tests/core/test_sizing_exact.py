@@ -335,10 +335,13 @@ def test_llamacpp_on_a_cpu_host_runs_from_ram() -> None:
 
 def test_gguf_size_from_safetensors_scales_by_bits_per_weight() -> None:
     assert gguf_bytes_from(GLM52_Q4_K_M, "Q8_0") == 220 * GB  # already a GGUF: its own size
-    assert gguf_bytes_from(GLM52_FP8, "Q4_K_M") == int(GLM52_FP8_WEIGHTS * 4.85 / 8)
-    assert gguf_bytes_from(GLM52_FP8, "Q8_0") == int(GLM52_FP8_WEIGHTS * 8.5 / 8)
+    # Q4_K_M: 4.8944 bits per weight, the "bits/weight" row of llama.cpp 0c1e57098
+    # tools/quantize/README.md; Q8_0: a block of 32 int8 weights and one fp16 scale, 34 bytes per
+    # 32 weights = 8.5 bits (ggml/src/ggml-common.h block_q8_0). An FP8 checkpoint stores 8 bits.
+    assert gguf_bytes_from(GLM52_FP8, "Q4_K_M") == int(GLM52_FP8_WEIGHTS * 4.8944 / 8)
+    assert gguf_bytes_from(GLM52_FP8, "Q8_0") == int(GLM52_FP8_WEIGHTS * (34 * 8 / 32) / 8)
     mixed = GLM52_FP8.model_copy(update={"bits_per_weight": None})  # unknown: assume BF16
-    assert gguf_bytes_from(mixed, "Q4_K_M") == int(GLM52_FP8_WEIGHTS * 4.85 / 16)
+    assert gguf_bytes_from(mixed, "Q4_K_M") == int(GLM52_FP8_WEIGHTS * 4.8944 / 16)
 
 
 def test_llamacpp_request_reads_the_settings_it_is_given() -> None:
