@@ -30,7 +30,7 @@ pytestmark = [
     pytest.mark.e2e,
     pytest.mark.skipif(
         os.environ.get("METALSERVE_E2E_ENGINES") != "1",
-        reason="the engine install run is opt-in: METALSERVE_E2E_ENGINES=1 (about 9 GB of wheels)",
+        reason="the engine install run is opt-in: METALSERVE_E2E_ENGINES=1 (4-5 GB of wheels per engine)",
     ),
 ]
 
