@@ -67,9 +67,9 @@ def test_core_module_imports_no_edge(module: Path) -> None:
 
 
 def _python_files() -> list[Path]:
-    """The project's own code: not tests, generated flag sets and lock index, scripts, or anything
-    in a dot directory (.venv, .git) of the checkout."""
-    skipped = {"tests", "flagsets", "scripts", "engine_lock_index.py"}
+    """The project's own code: not tests, generated flag sets and lock index, scripts, mutmut's
+    copy of the tree (mutants/), or anything in a dot directory (.venv, .git) of the checkout."""
+    skipped = {"tests", "flagsets", "scripts", "engine_lock_index.py", "mutants"}
     return [
         p
         for p in REPO.rglob("*.py")
