@@ -87,6 +87,13 @@ def _result(check: str, ok: bool, expected: str, found: str, fix: str, bad: Verd
     )
 
 
+def shown_not_judged(result: CheckResult, why: str) -> CheckResult:
+    """A finding kept as it was read, its verdict SKIP and ``why`` after it, no fix."""
+    return result.model_copy(
+        update={"verdict": Verdict.SKIP, "found": f"{result.found} ({why})", "fix": ""}
+    )
+
+
 def skipped(check: str, expected: str, why: str) -> CheckResult:
     return CheckResult(check=check, verdict=Verdict.SKIP, expected=expected, found=why)
 
@@ -614,13 +621,7 @@ def opted_out(result: CheckResult, skip: Mapping[str, str]) -> CheckResult:
     reason = skip.get(result.check)
     if reason is None or result.verdict is Verdict.PASS:
         return result
-    return result.model_copy(
-        update={
-            "verdict": Verdict.SKIP,
-            "found": f"{result.found} (opted out: {reason})",
-            "fix": "",
-        }
-    )
+    return shown_not_judged(result, f"opted out: {reason}")
 
 
 def _gpu_checks(target: PreflightTarget, facts: HostFacts) -> list[CheckResult]:
@@ -737,9 +738,7 @@ def _converged(result: CheckResult, purpose: Purpose) -> CheckResult:
     judged = result.verdict in (Verdict.FAIL, Verdict.WARN)
     if why is None or result.check not in CONVERGED_CHECKS or not judged:
         return result
-    return result.model_copy(
-        update={"verdict": Verdict.SKIP, "found": f"{result.found} ({why})", "fix": ""}
-    )
+    return shown_not_judged(result, why)
 
 
 def host_checks(
@@ -875,9 +874,7 @@ def _manifest_checks(name: str, members: list[HostReport]) -> list[CheckResult]:
         )
         why = _CONVERGED_BY.get(purpose)
         if why and field in CONVERGED_FIELDS and result.verdict is Verdict.FAIL:
-            result = result.model_copy(
-                update={"verdict": Verdict.SKIP, "found": f"{found} ({why})", "fix": ""}
-            )
+            result = shown_not_judged(result, why)
         results.append(result)
     return results
 

@@ -220,7 +220,7 @@ def host_facts(plan: HostPlan, target: PreflightTarget) -> HostFacts:
     return HostFacts(**found)
 
 
-def manifest_of(plan: HostPlan, facts: HostFacts) -> NodeManifest:
+def manifest_of(plan: HostPlan, target: PreflightTarget, facts: HostFacts) -> NodeManifest:
     """The versions this node runs: read from the host, except the engine, which is the plan's."""
     nvidia = plan.nvidia
     fm: str | None = None
@@ -245,7 +245,7 @@ def manifest_of(plan: HostPlan, facts: HostFacts) -> NodeManifest:
             for name in plan.fabric.packages
             for version in installed.get(name, [])
         )
-    interface = cluster_interface(target_of(plan), facts)
+    interface = cluster_interface(target, facts)
     pfc = ", ".join(
         f"{nic.netdev}:{'?' if nic.pfc_on is None else ','.join(map(str, nic.pfc_on)) or 'none'}"
         for nic in facts.roce_pfc
@@ -271,7 +271,7 @@ def host_report(plan: HostPlan, purpose: Purpose = Purpose.PREFLIGHT, run: str =
         host=plan.host,
         cluster=plan.cluster.name,
         results=host_checks(target, facts, purpose),
-        manifest=manifest_of(plan, facts),
+        manifest=manifest_of(plan, target, facts),
         purpose=purpose,
         run=run,
     )
