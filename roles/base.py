@@ -13,8 +13,10 @@ Example (a deploy file)::
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+import weakref
+from collections.abc import Callable, Iterable
 from types import ModuleType
+from typing import Any, TypeVar, cast
 
 from pyinfra import host, logger
 from pyinfra.api.operation import OperationMeta
@@ -24,6 +26,7 @@ from metalserve.io.inventory import DATA_KEY, plan_host_data
 from metalserve.plan import HostPlan
 
 PHASES = ("install", "configure", "activate")
+T = TypeVar("T")
 
 _plans: dict[tuple[str, str], HostPlan] = {}
 
@@ -49,26 +52,34 @@ def current_plan() -> HostPlan:
     return _plans[(key, host.name)]
 
 
-_changes: dict[tuple[int, str, str], list[OperationMeta]] = {}
+_runs: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
+
+
+def run_memo(kind: str, empty: Callable[[], T]) -> T:
+    """What the roles remember for the current pyinfra run (its State, held weakly: an ``id()``
+    could be reused by the next State of a test process), one value per ``kind``."""
+    memo = _runs.setdefault(host.state, {})
+    if kind not in memo:
+        memo[kind] = empty()
+    return cast(T, memo[kind])
 
 
 def record_changes(topic: str, *ops: OperationMeta) -> None:
     """Remember operations whose change matters to a later role (e.g. a restart), per run and host."""
-    _changes.setdefault((id(host.state), host.name, topic), []).extend(ops)
+    changes = run_memo("changes", dict[tuple[str, str], list[OperationMeta]])
+    changes.setdefault((host.name, topic), []).extend(ops)
 
 
 def recorded_changes(topic: str) -> list[OperationMeta]:
-    return list(_changes.get((id(host.state), host.name, topic), []))
-
-
-_said: set[tuple[int, str, str]] = set()
+    changes = run_memo("changes", dict[tuple[str, str], list[OperationMeta]])
+    return list(changes.get((host.name, topic), []))
 
 
 def say_once(message: str) -> None:
     """Log ``message`` for the current host once per run, however many phases or roles reach it."""
-    key = (id(host.state), host.name, message)
-    if key not in _said:
-        _said.add(key)
+    said = run_memo("said", set[tuple[str, str]])
+    if (host.name, message) not in said:
+        said.add((host.name, message))
         host.log(message, log_func=logger.warning)
 
 

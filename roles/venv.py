@@ -12,14 +12,13 @@ Example::
 from __future__ import annotations
 
 import shlex
-import weakref
-from typing import Any
 
 from pyinfra import host
 from pyinfra.facts.files import FileContents
 from pyinfra.operations import files, server
 
 from metalserve.sources import WHEELHOUSE_DIR, PythonSource, SourceKind, pip_source_args
+from roles.base import run_memo
 
 STAMP = ".metalserve-requirements"
 
@@ -41,16 +40,13 @@ def is_current(venv: str, requirements: tuple[str, ...]) -> bool:
     return host.get_fact(FileContents, path=f"{venv}/{STAMP}") == list(requirements)
 
 
-_pushed: weakref.WeakKeyDictionary[Any, set[tuple[str, str]]] = weakref.WeakKeyDictionary()
-
-
 def push_wheelhouse(source: PythonSource) -> None:
     """A bundle source: the wheels go to the host over SSH (rsync-like, only what changed), once
     per run and host. A second sync in the same run, queued before the first has run, would hash
     every wheel on the host again (61 s for an engine's 4.5 GB, measured by bench/stages.py)."""
     if source.kind is not SourceKind.BUNDLE:
         return
-    pushed = _pushed.setdefault(host.state, set())
+    pushed = run_memo("wheelhouse-pushed", set[tuple[str, str]])
     if (host.name, str(source.wheelhouse)) in pushed:
         return
     pushed.add((host.name, str(source.wheelhouse)))

@@ -20,7 +20,6 @@ import os
 import shlex
 import time
 import uuid
-import weakref
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +54,7 @@ from metalserve.preflight import (
 from metalserve.stack import GpuDirectRdma, NetworkFabric
 from metalserve.types import printable
 from roles import base
+from roles.base import run_memo
 from roles.fabric import PEERMEM
 from roles.fabric.facts import RdmaPort, RdmaPorts
 from roles.fabricmanager import service_running
@@ -303,16 +303,9 @@ def fail_host(state: Any, host: Any, lines: list[str], report: str) -> bool:
     return False
 
 
-# per pyinfra State, held weakly: an id() could be reused by the next State of a test process
-_runs: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
-_cluster_reads: weakref.WeakKeyDictionary[Any, dict[tuple[str, Purpose], ClusterRead]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
 def run_token() -> str:
     """One token per pyinfra run: a report from an earlier run is never taken as this run's."""
-    return _runs.setdefault(host.state, uuid.uuid4().hex)
+    return run_memo("preflight-run", lambda: uuid.uuid4().hex)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -378,7 +371,7 @@ def _member(name: str, purpose: Purpose, run: str) -> tuple[HostReport, tuple[st
 
 
 def read_cluster(plan: HostPlan, purpose: Purpose) -> ClusterRead:
-    reads = _cluster_reads.setdefault(host.state, {})
+    reads = run_memo("preflight-cluster", dict[tuple[str, Purpose], ClusterRead])
     key = (plan.cluster.name, purpose)
     if key not in reads:
         run = run_token()
