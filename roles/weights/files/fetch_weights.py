@@ -281,6 +281,10 @@ def report_failure(local_dir: Path, line: str) -> None:
                                            "updated": time.time()}, indent=None)  # fmt: skip
 
 
+TRANSFER_CHUNK = 1024 * 1024
+"""Bytes huggingface_hub hands the fetcher per write (see ``_download``)."""
+
+
 class Options:
     def __init__(self, allow: list[str], ignore: list[str], max_workers: int,
                  progress_every: float, headroom: float) -> None:  # fmt: skip
@@ -302,8 +306,13 @@ def _selected(repo: str, commit: str, files: list[Any], opts: Options) -> list[A
 
 def _download(repo: str, commit: str, local_dir: Path, opts: Options, remote: dict[str, Any],
               verifier: Verifier) -> None:  # fmt: skip
-    from huggingface_hub import snapshot_download
+    from huggingface_hub import constants, snapshot_download
 
+    # huggingface_hub 2.4's http_get asks httpx for 10 MiB chunks (DOWNLOAD_CHUNK_SIZE); httpx
+    # assembles each from 64 KiB socket reads by copying through a BytesIO (httpx ByteChunker),
+    # which costs more CPU than the transfer itself: bench/download.py measured it at about a
+    # third of curl's rate from the same mirror. 1 MiB chunks keep the copies in cache.
+    constants.DOWNLOAD_CHUNK_SIZE = TRANSFER_CHUNK
     progress = Progress(local_dir, {n: f.size for n, f in remote.items()}, verifier,
                         opts.progress_every)  # fmt: skip
     progress.report("download")
