@@ -1,7 +1,7 @@
 """Each stage of the serve deploy on one fresh sandbox host, the critical path, the wall time, and
 how far the one is from the other; the weights download's own throughput against a raw copy.
 
-    sudo .venv/bin/python bench/stages.py [--weights-mb 2048] [--engine vllm] [--keep]
+    sudo .venv/bin/python bench/stages.py [--weights-mb 2048] [--engine vllm] [--keep] [--operations]
 
 What is measured:
 
@@ -157,6 +157,8 @@ def main() -> None:
                         help="MB of extra shards published with the tiny checkpoint")  # fmt: skip
     parser.add_argument("--engine", choices=("llamacpp", *sorted(ENGINES)), default="llamacpp")
     parser.add_argument("--keep", action="store_true", help="leave the sandbox up")
+    parser.add_argument("--operations", action="store_true",
+                        help="also print every operation's seconds (what a stage spent them on)")  # fmt: skip
     args = parser.parse_args()
     state = fresh_sandbox(1)
     layout = default_layout()
@@ -185,6 +187,9 @@ def main() -> None:
     window = download_window(state, host, plan.weights)
     durations = stage_durations(run, window)
     print_stages(durations, run.elapsed, (window[0] - started, window[1] - started))
+    if args.operations:
+        for name, seconds in run.operation_seconds():
+            print(f"  {seconds:6.1f} s  {name}")
     download_vs_raw_copy(state, host, plan, window[1] - window[0])
     if args.engine in ENGINES:
         print_engine_install(run, engine.wheelhouse)

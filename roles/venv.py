@@ -36,6 +36,16 @@ def build_command(venv: str, requirements: tuple[str, ...], pip_args: list[str])
     )
 
 
+def build_unless_current(venv: str, requirements: tuple[str, ...], source: PythonSource) -> str:
+    """One shell line that builds ``venv`` only when its stamp does not list exactly
+    ``requirements``, checked when the line runs: for a unit that builds the venv in the
+    background (the weights download), where the deploy's facts may be stale by then."""
+    q = shlex.quote
+    listed = shlex.join(["printf", "%s\\n", *requirements])
+    build = build_command(venv, requirements, pip_source_args(source))
+    return f"{{ {listed} | cmp -s - {q(f'{venv}/{STAMP}')} || {{ {build}; }}; }}"
+
+
 def is_current(venv: str, requirements: tuple[str, ...]) -> bool:
     return host.get_fact(FileContents, path=f"{venv}/{STAMP}") == list(requirements)
 

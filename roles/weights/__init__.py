@@ -2,8 +2,8 @@
 (``HF_ENDPOINT``), or a bundle pushed from the control host — then verified and stamped.
 
 The download overlaps the rest of the deploy. ``install`` (run early, right after the layout)
-starts ``files/fetch_weights.py`` in a transient systemd unit (``systemd-run``, named by the plan)
-and returns; the driver, CUDA, engine and llama.cpp steps run meanwhile; ``roles.weights.ready``
+starts ``files/fetch_weights.py`` in a transient systemd unit (``systemd-run``, named by the plan;
+the unit first builds the hub venv unless it is current) and returns; the driver, CUDA, engine and llama.cpp steps run meanwhile; ``roles.weights.ready``
 waits for the unit, with its progress lines, before the GGUF conversion and the engine need the
 files. The token is a 0600 credential given as ``HF_TOKEN_PATH`` (a path in the unit's
 environment), never an argument. With ``model.shared_dir`` only the rank-0 node downloads; the
@@ -36,7 +36,7 @@ from metalserve.plan import HostPlan, WeightsPlan
 from metalserve.sources import SourceKind
 from roles.base import say_once
 from roles.sizes import FileSizes, size_drift
-from roles.venv import ensure_venv
+from roles.venv import build_unless_current, push_wheelhouse
 
 STAMP = ".metalserve-weights.json"
 PROGRESS = ".cache/metalserve-progress.json"
@@ -134,7 +134,7 @@ def install(plan: HostPlan) -> None:
         return
     if not weights.fetches:
         return  # the rank-0 node downloads into the shared folder; roles.weights.ready waits
-    ensure_venv(weights.hub_venv, weights.hub_requirements, weights.python)
+    push_wheelhouse(weights.python)  # the unit builds the hub venv from it
     files.put(name="Weights fetcher", src=str(SCRIPT), dest=script_path(plan), mode="755")
     server.shell(
         name=f"Start fetching {weights.repo_id}@{weights.revision} ({weights.unit})",
@@ -147,10 +147,8 @@ def script_path(plan: HostPlan) -> str:
 
 
 def fetch_argv(weights: WeightsPlan, script: str) -> list[str]:
-    """The fetcher under a lock (flock: a fetch orphaned by a killed deploy may still run)."""
+    """The fetcher, in the hub venv."""
     return [
-        "flock",
-        f"{weights.local_dir}.lock",
         f"{weights.hub_venv}/bin/python",
         script,
         *("--repo", weights.repo_id, "--revision", weights.revision),
@@ -167,6 +165,21 @@ def fetch_command(weights: WeightsPlan, script: str) -> str:
     return shlex.join(fetch_argv(weights, script))
 
 
+def unit_argv(weights: WeightsPlan, script: str) -> list[str]:
+    """What the transient unit runs, under a lock (flock: a fetch orphaned by a killed deploy
+    may still run): the hub venv built if it is not current, then the fetcher. The venv is built
+    in the unit, not by a deploy operation, so that its 10-20 s of pip overlap the llama.cpp and
+    driver steps instead of delaying the download's start (bench/stages.py)."""
+    venv = build_unless_current(weights.hub_venv, weights.hub_requirements, weights.python)
+    return [
+        "flock",
+        f"{weights.local_dir}.lock",
+        "sh",
+        "-c",
+        f"{venv} && exec {fetch_command(weights, script)}",
+    ]
+
+
 def start_command(weights: WeightsPlan, script: str) -> str:
     """Start the download as a transient unit, unless it runs already (a deploy killed and run
     again finds it); a unit left failed by an earlier run is reset first. The unit's environment
@@ -180,7 +193,7 @@ def start_command(weights: WeightsPlan, script: str) -> str:
         "--property=UMask=0022",  # the engine's own user reads the files
         "--quiet",
         *(f"--setenv={k}={v}" for k, v in sorted(fetch_environment(weights).items())),
-        *fetch_argv(weights, script),
+        *unit_argv(weights, script),
     ]
     progress = shlex.quote(f"{weights.local_dir}/{PROGRESS}")
     return (

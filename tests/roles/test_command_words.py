@@ -37,7 +37,7 @@ LLAMACPP = _plan("llamacpp", "rtx4090-4")
 def _weights_argv(plan: HostPlan) -> list[str]:
     w = plan.weights
     assert w is not None
-    return ["flock", f"{w.local_dir}.lock", f"{w.hub_venv}/bin/python", SCRIPT, "--repo",
+    return [f"{w.hub_venv}/bin/python", SCRIPT, "--repo",
             w.repo_id, "--revision", w.revision, "--local-dir", w.local_dir,
             *(a for p in w.allow_patterns for a in ("--allow", p)),
             *(a for p in w.ignore_patterns for a in ("--ignore", p)),
