@@ -1,17 +1,23 @@
 """How a safetensors checkpoint becomes a GGUF on the host: straight through llama.cpp's converter,
-or dequantized to BF16 first where the pinned converter cannot read its quantization.
+or dequantized to BF16 first where the pinned converter cannot read its quantization; and whether
+the result is cut into parts by ``llama-gguf-split``, under which names.
 
 Example::
 
     conversion_route("fbgemm_fp8")  # "bf16-first"
     conversion_route("fp8")         # "direct": the converter dequantizes block-wise FP8 itself
+    split_parts(462 * GB)           # 3: parts of at most SPLIT_PART_BYTES each, by the estimate
+    split_path("/g/m-Q4_K_M", 1, 3) # "/g/m-Q4_K_M-00001-of-00003.gguf": llama-server's -m
 """
 
 from __future__ import annotations
 
+import math
+import re
 from typing import Literal
 
 from metalserve.errors import PlanError
+from metalserve.hardware import GB
 
 CONVERTER_DEQUANTIZES: tuple[str, ...] = (
     "bitnet", "compressed-tensors", "fp8", "gptq", "modelopt", "mxfp4",
@@ -39,3 +45,50 @@ def conversion_route(method: str | None) -> Route:
         f"{method!r} — fix: use the model's BF16 checkpoint or a GGUF repository (converted "
         f"directly: {', '.join(CONVERTER_DEQUANTIZES)}; via BF16: {', '.join(DEQUANTIZED_FIRST)})"
     )
+
+
+GGUF_SPLIT_TOOL = "llama-gguf-split"
+"""The llama.cpp target that cuts a GGUF into parts (llama.cpp 0c1e57098
+tools/gguf-split/CMakeLists.txt); built only for a plan that splits."""
+
+SPLIT_PART_BYTES = 200 * GB
+"""The size a converted GGUF's parts are planned at most: the Hugging Face Hub's recommendation
+for large files, "we strongly recommend splitting them into chunks <200GB each" (huggingface/
+hub-docs docs/hub/storage-limits.md, "File size", since hub-docs#2037): a copy that breaks
+resumes at a part, not at byte 0, and the parts can be published or mirrored as they are."""
+
+SPLIT_PART_MAX_BYTES = 500 * GB
+"""The most a part may weigh once made: the Hub's hard limit, "no single file will exceed 500GB"
+(the same page). The parts are planned from an estimate at ``SPLIT_PART_BYTES``; the host makes
+them from the real file, up to this size, so an estimate a little short still gives the planned
+number of parts."""
+
+GGUF_SPLIT = re.compile(r"(?P<prefix>.+)-(?P<index>[0-9]{5})-of-(?P<count>[0-9]{5})\.gguf")
+"""llama.cpp names the parts of a split GGUF ``PREFIX-%05d-of-%05d.gguf`` (``llama_split_path``
+in src/llama.cpp); llama-server is given the first, reads ``split.count`` from it and opens the
+others by that name (``llama_split_prefix``): a link under another name would not be found."""
+
+
+def split_path(prefix: str, index: int, count: int) -> str:
+    """Part ``index`` (from 1) of ``count`` of the split GGUF ``prefix``, as llama.cpp names it."""
+    return f"{prefix}-{index:05d}-of-{count:05d}.gguf"
+
+
+def split_parts(estimate_bytes: int) -> int:
+    """How many parts a converted GGUF of ``estimate_bytes`` is cut into; 1: it is not split.
+
+    The unit's ``-m`` names part 1 with the count in it, and the unit is written from the plan,
+    so the count is decided here, from the estimate (``metalserve.sizing.gguf_bytes_from``),
+    before any file exists. The host then makes exactly that many parts from the real file: it
+    asks llama-gguf-split's own ``--dry-run`` for the smallest ``--split-max-size`` that gives
+    this count, up to ``SPLIT_PART_MAX_BYTES`` a part, and refuses in one line when no size does.
+
+    Why not the alternatives: a count from ``--split-max-tensors`` needs the tensor count the
+    converter will write, which the architecture does not fix (MTP layers, tied embeddings,
+    rope tables come and go with the converter); a count that follows the real file would give
+    part 1 a name the plan, and so the unit, cannot know; renaming parts afterwards does not
+    work, as each part records the count (``split.count``) llama-server checks the names by. The
+    estimate matches llama.cpp's own Q4_K_M figures within 1 % (tools/quantize/README.md: 4.9,
+    43.1 and 249.1 GB for Llama 3.1 8B, 70B and 405B), far inside the room between the planned
+    part size and the hard limit."""
+    return max(1, math.ceil(estimate_bytes / SPLIT_PART_BYTES))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
+import posixpath
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
@@ -37,17 +38,32 @@ from metalserve.engines.flagsets import check_argv, deprecation_notes, flagset
 from metalserve.engines.llamacpp import RPC_SERVER, rpc_server_argv
 from metalserve.errors import PlanError, SpecError
 from metalserve.firewall import ALL_INTERFACES, FirewallPlan, firewall_plan
-from metalserve.gguf import CONVERTER_DEQUANTIZES, DEQUANTIZED_FIRST, conversion_route
+from metalserve.gguf import (
+    CONVERTER_DEQUANTIZES,
+    DEQUANTIZED_FIRST,
+    GGUF_SPLIT_TOOL,
+    SPLIT_PART_MAX_BYTES,
+    conversion_route,
+    split_parts,
+    split_path,
+)
 from metalserve.hardening import Node, ServiceHardening, service_hardening
 from metalserve.hardware import Frozen, HardwareProfile, Interconnect, NetworkFabric
 from metalserve.layout import Layout
 from metalserve.nccl import NcclEnvironment, distributed_environment, nccl_environment
 from metalserve.preflight import PreflightPlan
-from metalserve.sizing import SizingReport, audit_claims, request_for, size, smallest_setup
+from metalserve.sizing import (
+    SizingReport,
+    audit_claims,
+    gguf_bytes_from,
+    request_for,
+    size,
+    smallest_setup,
+)
 from metalserve.sources import AptSource, LlamaCppSource, PythonSource, SourceKind, WeightsSource
 from metalserve.spec import HostSpec
 from metalserve.stack import FabricPlan, NvidiaPlan, fabric_plan, nvidia_plan
-from metalserve.types import RepoId, Revision, ServedName, ServiceName, UserName
+from metalserve.types import HostPath, RepoId, Revision, ServedName, ServiceName, UserName
 
 CUDA_HOME = "/usr/local/cuda"
 """Where NVIDIA's cuda-toolkit packages put the active toolkit (a symlink to cuda-<version>)."""
@@ -139,7 +155,7 @@ class LlamaCppBuildPlan(Frozen):
     source: LlamaCppSource
     source_tarball: str = Field(description="where the source tarball is kept on the host")
     cmake_flags: tuple[str, ...]
-    targets: tuple[str, ...] = ("llama-server", "llama-quantize", "llama-gguf-split")
+    targets: tuple[str, ...] = ("llama-server", "llama-quantize")
     cuda_archs: tuple[str, ...] = ()
     build_key: str = Field(description="hash of version + flags: names the install prefix")
     prefix: str
@@ -150,11 +166,38 @@ class LlamaCppBuildPlan(Frozen):
         return f"{self.current}/bin"
 
 
+class GgufSplitPlan(Frozen):
+    """The quantized GGUF cut by llama-gguf-split into ``parts`` files (``metalserve.gguf``)."""
+
+    folder: HostPath = Field(
+        description="holds the parts and nothing else: made under a temporary name and renamed "
+        "whole, so no part of an earlier split lies beside them"
+    )
+    prefix: HostPath = Field(
+        description="llama-gguf-split's GGUF_OUT, in folder: the parts are PREFIX-%05d-of-%05d.gguf"
+    )
+    parts: int = Field(ge=2, le=99_999, description="decided from the estimate (split_parts)")
+    part_max_bytes: int = Field(gt=0, description="the most one part may weigh once made")
+    estimate_bytes: int = Field(gt=0, description="the GGUF's size the count was decided from")
+
+    @property
+    def first(self) -> str:
+        """Part 1: the file llama-server is given."""
+        return split_path(self.prefix, 1, self.parts)
+
+    def names(self) -> tuple[str, ...]:
+        """Every part's file name in ``folder``, part 1 first."""
+        return tuple(
+            posixpath.basename(split_path(self.prefix, index, self.parts))
+            for index in range(1, self.parts + 1)
+        )
+
+
 class GgufPlan(Frozen):
     model_dir: str
     quant: str
     f16_path: str
-    out_path: str
+    out_path: str = Field(description="the quantized GGUF; with a split, removed once cut")
     bf16_dir: str = Field(description="the BF16 copy of a checkpoint the converter cannot read")
     converter_methods: tuple[str, ...] = Field(
         description="quant_methods llama.cpp's converter dequantizes itself (metalserve.gguf)"
@@ -163,6 +206,14 @@ class GgufPlan(Frozen):
     converter_venv: str
     converter_requirements: tuple[str, ...]
     python: PythonSource
+    split: GgufSplitPlan | None = Field(
+        default=None, description="None: served as one file (small, or its size is not known)"
+    )
+
+    @property
+    def model_path(self) -> str:
+        """What llama-server is given: the quantized file, or the first of its parts."""
+        return self.split.first if self.split else self.out_path
 
 
 class ServicePlan(Frozen):
@@ -442,8 +493,9 @@ def _llamacpp_source(source: LlamaCppSource) -> LlamaCppSource:
 
 
 def _llamacpp_build(
-    spec: HostSpec, profile: HardwareProfile, layout: Layout, rpc: bool
+    spec: HostSpec, profile: HardwareProfile, layout: Layout, rpc: bool, split: bool
 ) -> LlamaCppBuildPlan:
+    """The build on this node: ``llama-gguf-split`` with it only where a GGUF is split here."""
     if spec.sources.llamacpp.kind == "local" and not spec.sources.llamacpp.path:
         raise PlanError(
             f"host {spec.host}: metalserve.sources.llamacpp.path: required for kind local"
@@ -452,13 +504,17 @@ def _llamacpp_build(
     # a CUDA build links the toolkit: a new toolkit pin is a new build
     toolkit = spec.nvidia.pins.cuda_version if archs else None
     key = _digest(pins.LLAMA_CPP.version, flags, toolkit)
-    targets = LlamaCppBuildPlan.model_fields["targets"].default
+    targets = (
+        *LlamaCppBuildPlan.model_fields["targets"].default,
+        *((GGUF_SPLIT_TOOL,) if split else ()),
+        *((RPC_SERVER,) if rpc else ()),
+    )
     return LlamaCppBuildPlan(
         version=pins.LLAMA_CPP.version,
         source=_llamacpp_source(spec.sources.llamacpp),
         source_tarball=f"{layout.sources}/llama.cpp-{pins.LLAMA_CPP.version}.tar.gz",
         cmake_flags=flags,
-        targets=(*targets, RPC_SERVER) if rpc else targets,
+        targets=targets,
         cuda_archs=archs,
         build_key=key,
         prefix=f"{layout.llamacpp_root}/{pins.LLAMA_CPP.version}-{key}",
@@ -489,18 +545,39 @@ def _gguf(
         except PlanError as exc:
             raise PlanError(f"host {spec.host}: {exc}") from None
     stem = weights.repo_id.replace("/", "--")
-    out = f"{layout.gguf}/{stem}-{engine.quant}.gguf"
-    return out, GgufPlan(
+    gguf = GgufPlan(
         model_dir=weights.local_dir,
         quant=engine.quant,
         f16_path=f"{layout.gguf}/{stem}-F16.gguf",
-        out_path=out,
+        out_path=f"{layout.gguf}/{stem}-{engine.quant}.gguf",
         bf16_dir=f"{layout.gguf}/{stem}-BF16",
         converter_methods=CONVERTER_DEQUANTIZES,
         bf16_methods=DEQUANTIZED_FIRST,
         converter_venv=layout.venv(f"convert-{pins.LLAMA_CPP.version}"),
         converter_requirements=pins.converter_requirements(),
         python=spec.sources.python,
+        split=_gguf_split(f"{layout.gguf}/{stem}-{engine.quant}", engine.quant, ckpt),
+    )
+    return gguf.model_path, gguf
+
+
+def _gguf_split(name: str, quant: str, ckpt: Checkpoint | None) -> GgufSplitPlan | None:
+    """The parts the converted GGUF ``name`` (a path without ``.gguf``) is cut into, decided from
+    its estimated size; none when it fits one part or its size is not known."""
+    if ckpt is None:
+        return None
+    estimate = gguf_bytes_from(ckpt, quant)
+    parts = split_parts(estimate)
+    if parts == 1:
+        return None
+    # beside the single file, under a name whose partial output the other's does not match
+    folder = f"{name}-parts"
+    return GgufSplitPlan(
+        folder=folder,
+        prefix=f"{folder}/{posixpath.basename(name)}",
+        parts=parts,
+        part_max_bytes=SPLIT_PART_MAX_BYTES,
+        estimate_bytes=estimate,
     )
 
 
@@ -795,13 +872,16 @@ def build_plan(spec: HostSpec, cluster: Cluster, checkpoint: Checkpoint | None =
     if isinstance(engine, LlamaCppSettings) and cluster.multi_node:
         _check_rpc_addresses(cluster)
     if isinstance(engine, LlamaCppSettings):
-        llamacpp = _llamacpp_build(spec, profile, layout, rpc=cluster.multi_node)
         model_path, gguf = _gguf(spec, engine, layout, ckpt, weights)
         if not role.head:
             gguf = None  # a worker holds tensors the head sends it; it reads no model file
         else:
             unsourced = _unsourced_gguf(ckpt, model_path, spec.model.gguf_file is not None)
             warnings += [why for _, why in unsourced]
+        if gguf is not None and ckpt is None:
+            warnings.append("GGUF conversion: the output's size is not known, so it is not split")
+        split = gguf is not None and gguf.split is not None
+        llamacpp = _llamacpp_build(spec, profile, layout, rpc=cluster.multi_node, split=split)
     launch = _launch(
         spec, engine, role, layout, served, weights, model_path, llamacpp, node.address
     )

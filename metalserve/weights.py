@@ -25,6 +25,7 @@ import hashlib
 import re
 
 from metalserve.checkpoint import WeightFormat
+from metalserve.gguf import GGUF_SPLIT, split_path
 
 SAFETENSORS_PATTERNS = (
     "*.safetensors",
@@ -42,10 +43,6 @@ and the index; transformers' ``AutoConfig``/``AutoTokenizer`` read the small fil
 SAFETENSORS_IGNORED = ("original/*",)
 """Copies of the weights in another layout (Meta's ``original/consolidated.*.pth`` and params);
 vLLM leaves them out the same way (``DEFAULT_IGNORE_PATTERNS`` / ``original/**/*``)."""
-
-GGUF_SPLIT = re.compile(r"(?P<prefix>.+)-(?P<index>[0-9]{5})-of-(?P<count>[0-9]{5})\.gguf")
-"""llama.cpp names the parts of a split GGUF ``PREFIX-%05d-of-%05d.gguf`` (``llama_split_path``
-in src/llama.cpp); llama-server is given the first and finds the others by that name."""
 
 DOWNLOAD_WORKERS = 16
 """Files fetched at once (``snapshot_download(max_workers=)``, 8 by default in huggingface_hub
@@ -78,7 +75,7 @@ def gguf_patterns(gguf_file: str) -> tuple[str, ...]:
     if split is None:
         return (gguf_file,)
     if int(split["index"]) != 1:
-        first = f"{split['prefix']}-00001-of-{split['count']}.gguf"
+        first = split_path(split["prefix"], 1, int(split["count"]))
         raise ValueError(f"llama-server is given the first part of a split GGUF, i.e. {first}")
     return (f"{split['prefix']}-{'[0-9]' * 5}-of-{split['count']}.gguf",)
 

@@ -8,6 +8,7 @@ nothing of the machine's own touched.
   ``DOWNLOAD_KILLED_MID_SHARD`` kills the process while the second shard downloads.
 * ``fake_llamacpp``: a llama.cpp source folder whose ``convert_hf_to_gguf.py`` writes, fills the
   disk or hangs (``FAKE_CONVERTER``), and a ``llama-quantize`` that writes its output;
+  ``FAKE_GGUF_SPLIT`` plans and cuts parts as ``llama-gguf-split`` does;
   ``FAKE_CMAKE`` builds stand-in binaries.
 * ``FakeUnit``: ``systemctl``, ``journalctl`` and ``curl`` on a PATH of their own, answering for a
   unit that is healthy, failed, or crash-looping (``NRestarts`` growing every few seconds).
@@ -93,12 +94,13 @@ def run_host_script(
 # --------------------------------------------------------------------------- GGUF conversion
 
 FAKE_CONVERTER = """#!/usr/bin/env python3
-# Stands in for llama.cpp's convert_hf_to_gguf.py: MODEL --outtype f16 --outfile FILE.
+# Stands in for llama.cpp's convert_hf_to_gguf.py: MODEL --outtype f16 --outfile FILE
+# ($FAKE_F16_BYTES bytes, 4096 unless set).
 import os, sys, time
 out = sys.argv[sys.argv.index("--outfile") + 1]
 how = os.environ.get("FAKE_CONVERTER", "ok")
 with open(out, "wb") as f:
-    f.write(bytes(4096 if how == "ok" else 1024))
+    f.write(bytes(int(os.environ.get("FAKE_F16_BYTES", "4096")) if how == "ok" else 1024))
     f.flush()
     if how == "full-disk":
         raise OSError(28, "No space left on device")  # what the real one dies with
@@ -112,11 +114,57 @@ head -c $(( $(stat -c %s "$1") / 4 )) "$1" > "$2"
 """
 
 
+FAKE_GGUF_SPLIT = """#!/usr/bin/env python3
+# Stands in for llama-gguf-split: [--dry-run] --split-max-size NM IN OUT. IN's tensors are its
+# bytes in blocks of $FAKE_TENSOR_BYTES (the last block shorter), the first $FAKE_HEADER_BYTES
+# its header. Parts are planned as gguf-split.cpp plans them (a new part when the next tensor
+# would pass the size; a first tensor larger than the size is refused) and reported in its
+# words (split_strategy::print_info); a real run writes part k of n to OUT-%05d-of-%05d.gguf,
+# the header in the first, and counts the runs in $FAKE_SPLIT_RUNS.
+import os, sys
+args = sys.argv[1:]
+size = args[args.index("--split-max-size") + 1]
+limit = int(size[:-1]) * 1000 * 1000
+source, out = args[-2], args[-1]
+header = int(os.environ.get("FAKE_HEADER_BYTES", "0"))
+block = int(os.environ.get("FAKE_TENSOR_BYTES", "1000000"))
+total = os.path.getsize(source)
+tensors = [(o, min(block, total - o)) for o in range(header, total, block)]
+parts, current = [[]], 0
+for offset, length in tensors:
+    if current + length > limit:
+        if not parts[-1]:
+            sys.exit("error: one of splits have 0 tensors. Maybe size or tensors limit is too small")
+        parts.append([])
+        current = 0
+    parts[-1].append((offset, length))
+    current += length
+print(f"n_split: {len(parts)}")
+for k, part in enumerate(parts, 1):
+    made = sum(length for _, length in part) + (header if k == 1 else 0)
+    print(f"split {k:05d}: n_tensors = {len(part)}, total_size = {made // 1000000}M")
+if "--dry-run" in args:
+    sys.exit(0)
+with open(os.environ["FAKE_SPLIT_RUNS"], "a") as runs:
+    runs.write("split\\n")
+with open(source, "rb") as f:
+    for k, part in enumerate(parts, 1):
+        with open(f"{out}-{k:05d}-of-{len(parts):05d}.gguf", "wb") as o:
+            if k == 1:
+                o.write(f.read(header))
+            for offset, length in part:
+                f.seek(offset)
+                o.write(f.read(length))
+"""
+
+
 def fake_llamacpp(root: Path) -> tuple[Path, Path]:
-    """A llama.cpp source folder with the stand-in converter, and the stand-in quantize binary."""
+    """A llama.cpp source folder with the stand-in converter, and the stand-in quantize binary
+    (the stand-in ``llama-gguf-split`` beside it)."""
     src = root / "llama.cpp-src"
     src.mkdir(parents=True)
     executable(src / "convert_hf_to_gguf.py", FAKE_CONVERTER)
+    executable(root / "llama-gguf-split", FAKE_GGUF_SPLIT)
     return src, executable(root / "llama-quantize", FAKE_QUANTIZE)
 
 

@@ -1,9 +1,10 @@
 """HF checkpoint → GGUF on the host: the real ``convert_hf_to_gguf.py`` (f16; a checkpoint whose
 quantization it cannot read is dequantized to BF16 first, ``files/dequantize_bf16.py``), then
-``llama-quantize`` (Q4_K_M by default), each into a temporary name, renamed, then stamped with
-what it was made from and its size (``files/convert_quantize.py``). A re-run with the same inputs
-does nothing, unless a stat finds the quantized file gone or of another size than stamped: then
-it is made again.
+``llama-quantize`` (Q4_K_M by default), then, where the plan splits it, ``llama-gguf-split`` into
+the planned number of parts in a folder of their own; each into a temporary name, renamed, then
+stamped with what it was made from and its size (``files/convert_quantize.py``). A re-run with
+the same inputs does nothing, unless a stat finds the served file (or a part) gone or of another
+size than stamped: then it is made again.
 
 Example::
 
@@ -22,7 +23,9 @@ from pyinfra.api import deploy
 from pyinfra.facts.files import File, FileContents
 from pyinfra.operations import files, server
 
+from metalserve.gguf import GGUF_SPLIT_TOOL
 from metalserve.plan import GgufPlan, HostPlan, LlamaCppBuildPlan
+from roles.sizes import FileSizes
 from roles.venv import ensure_venv
 from roles.weights import read_stamp
 
@@ -38,31 +41,51 @@ def _json_fact(path: str) -> object:
 
 
 def is_current(plan: HostPlan, gguf: GgufPlan, build: LlamaCppBuildPlan) -> bool:
-    """The quantized file's stamp names these weights, this llama.cpp and this quant type, and
-    the file is on the host at the size the stamp recorded."""
+    """The served output's stamp names these weights, this llama.cpp, this quant type (and the
+    number of parts), and the output is on the host at the size the stamp recorded: the
+    quantized file, or the split's folder holding exactly the planned parts."""
     if plan.weights is None:
         return False
-    expected = {
+    expected: dict[str, object] = {
         "weights": read_stamp(plan.weights),
         "llamacpp": build.version,
         "outtype": "f16",
         "type": gguf.quant,
     }
-    stamp = _json_fact(f"{gguf.out_path}.stamp.json")
+    output = gguf.out_path
+    if gguf.split is not None:
+        expected["parts"] = gguf.split.parts
+        output = gguf.split.folder
+    stamp = _json_fact(f"{output}.stamp.json")
     if expected["weights"] is None or not isinstance(stamp, dict):
         return False
     made = stamp.get("bytes")
     if {k: v for k, v in stamp.items() if k != "bytes"} != expected or not isinstance(made, int):
         return False
-    found = host.get_fact(File, path=gguf.out_path)
-    size = found.get("size") if isinstance(found, dict) else None
-    if size != made:
+    found = _found(gguf)
+    if found != made:
+        said = f"is {found} bytes" if isinstance(found, int) else found
         host.log(
-            f"gguf: {gguf.out_path} is {'missing' if size is None else f'{size} bytes'}, "
-            f"stamped {made}: converting again",
-            log_func=logger.warning,
+            f"gguf: {output} {said}, stamped {made}: converting again", log_func=logger.warning
         )
-    return size == made
+    return found == made
+
+
+def _found(gguf: GgufPlan) -> int | str:
+    """The output's size in bytes as a stat finds it, or what is wrong with it."""
+    if gguf.split is None:
+        found = host.get_fact(File, path=gguf.out_path)
+        size = found.get("size") if isinstance(found, dict) else None
+        return size if isinstance(size, int) else "is missing"
+    parts = host.get_fact(FileSizes, path=gguf.split.folder)
+    wanted = gguf.split.names()
+    missing = [name for name in wanted if name not in parts]
+    if missing:
+        more = f" and {len(missing) - 1} more of its parts" if len(missing) > 1 else ""
+        return f"lacks {missing[0]}{more}"
+    if len(parts) != len(wanted):
+        return f"holds {len(parts)} files, not only its {len(wanted)} parts"
+    return sum(parts.values())
 
 
 def convert_command(plan: HostPlan, gguf: GgufPlan, build: LlamaCppBuildPlan, script: str) -> str:
@@ -80,8 +103,21 @@ def convert_command(plan: HostPlan, gguf: GgufPlan, build: LlamaCppBuildPlan, sc
             *("--converter-handles", ",".join(gguf.converter_methods)),
             *("--bf16-first", ",".join(gguf.bf16_methods), "--bf16-dir", gguf.bf16_dir),
             "--drop-f16",
+            *_split_args(gguf, build),
         ]
     )
+
+
+def _split_args(gguf: GgufPlan, build: LlamaCppBuildPlan) -> list[str]:
+    split = gguf.split
+    if split is None:
+        return []
+    return [
+        *("--gguf-split", f"{build.bin}/{GGUF_SPLIT_TOOL}", "--split-prefix", split.prefix),
+        *("--split-parts", str(split.parts), "--split-first", split.first),
+        *("--split-max-bytes", str(split.part_max_bytes)),
+        *("--split-estimate", str(split.estimate_bytes)),
+    ]
 
 
 @deploy("GGUF: install")

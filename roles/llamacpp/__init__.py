@@ -1,5 +1,6 @@
-"""llama.cpp built on the host from a pinned source: ``llama-server``, ``llama-quantize``,
-``llama-gguf-split`` and the source tree (its ``convert_hf_to_gguf.py`` and ``gguf-py``).
+"""llama.cpp built on the host from a pinned source: the plan's targets (``llama-server``,
+``llama-quantize``; ``llama-gguf-split`` where the plan splits a GGUF; ``rpc-server`` in an RPC
+cluster) and the source tree (its ``convert_hf_to_gguf.py`` and ``gguf-py``).
 
 The build happens in a scratch directory and is installed as ``<version>-<build key>.partial``,
 stamped, then renamed to the versioned prefix; ``current`` points at it. A killed build leaves no

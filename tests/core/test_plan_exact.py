@@ -58,7 +58,7 @@ def test_a_cpu_llamacpp_build_plan() -> None:
     assert build is not None
     assert build.cmake_flags == BASE_FLAGS
     assert build.cuda_archs == ()
-    assert build.targets == ("llama-server", "llama-quantize", "llama-gguf-split")
+    assert build.targets == ("llama-server", "llama-quantize")  # no split: no llama-gguf-split
     key = digest(LLAMA, list(BASE_FLAGS), None)  # no toolkit in a CPU build
     assert build.build_key == key
     assert build.prefix == f"/opt/metalserve/llama.cpp/{LLAMA}-{key}"

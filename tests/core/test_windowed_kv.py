@@ -22,9 +22,16 @@ from metalserve.catalog.profiles import PROFILES
 from metalserve.checkpoint import Checkpoint, WeightFormat
 from metalserve.engines import LlamaCppSettings, VllmSettings
 from metalserve.engines.kvcache import kv_dtype_bytes
+from metalserve.engines.llamacpp import QUANT_BITS_PER_WEIGHT
 from metalserve.errors import SpecError
 from metalserve.hardware import GB
-from metalserve.sizing import RUNTIME_RESERVE_PER_GPU, request_for, size
+from metalserve.sizing import (
+    HOST_RESERVE,
+    LLAMACPP_MARGIN_PER_GPU,
+    RUNTIME_RESERVE_PER_GPU,
+    request_for,
+    size,
+)
 
 GPT_OSS_LIKE = {  # the shape of openai/gpt-oss-120b's config.json
     "model_type": "gpt_oss",
@@ -182,6 +189,14 @@ def test_llamacpp_max_context_of_a_windowed_model_grows_too() -> None:
     budget = full.max_context_tokens * per_layer * 62  # within one token's cache of the budget
     assert gemma.max_context_tokens >= (budget - per_layer * 52 * 1024) // (per_layer * 10)
     assert gemma.max_context_tokens > 5 * full.max_context_tokens
+    # exactly: the room left beside the converted GGUF (the bf16 checkpoint at Q4_K_M's bits) in
+    # GPU memory less llama.cpp's margin and in RAM less the host's reserve, 10 full layers
+    # growing once the 52 sliding ones hold their 1024 tokens
+    rtx = PROFILES["rtx4090-4"]
+    gguf = int(weights * QUANT_BITS_PER_WEIGHT["Q4_K_M"] / 16)
+    room = (rtx.total_gpu_memory_bytes - rtx.total_gpus * LLAMACPP_MARGIN_PER_GPU
+            + int(rtx.host_ram_gb * GB) - HOST_RESERVE - gguf)  # fmt: skip
+    assert gemma.max_context_tokens == (room - per_layer * 52 * 1024) // (per_layer * 10)
 
 
 def test_layer_types_of_another_length_is_one_line() -> None:

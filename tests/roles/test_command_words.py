@@ -32,6 +32,16 @@ def _plan(engine: str, profile: str) -> HostPlan:
 
 VLLM = _plan("vllm", "h200-sxm-8")
 LLAMACPP = _plan("llamacpp", "rtx4090-4")
+SPLIT = plan_alone(
+    host_spec(
+        "gpu1",
+        {
+            "profile": "rtx4090-4",
+            "model": {"checkpoint": "zai-org/GLM-4.7-FP8"},  # a GGUF of 2 parts
+            "engine": {"name": "llamacpp"},
+        },
+    )
+)
 
 
 def _weights_argv(plan: HostPlan) -> list[str]:
@@ -71,13 +81,38 @@ def _gguf_argv(plan: HostPlan) -> list[str]:
             "--f16", g.f16_path, "--out", g.out_path, "--type", g.quant,
             "--converter-handles", ",".join(g.converter_methods),
             "--bf16-first", ",".join(g.bf16_methods), "--bf16-dir", g.bf16_dir,
-            "--drop-f16"]  # fmt: skip
+            "--drop-f16", *_split_argv(plan)]  # fmt: skip
+
+
+def _split_argv(plan: HostPlan) -> list[str]:
+    g, b = plan.gguf, plan.llamacpp
+    assert g is not None and b is not None
+    if g.split is None:
+        return []
+    return ["--gguf-split", f"{b.bin}/llama-gguf-split", "--split-prefix", g.split.prefix,
+            "--split-parts", str(g.split.parts), "--split-first", g.split.first,
+            "--split-max-bytes", str(g.split.part_max_bytes),
+            "--split-estimate", str(g.split.estimate_bytes)]  # fmt: skip
 
 
 def test_the_gguf_command_splits_into_the_plans_values() -> None:
-    assert LLAMACPP.gguf is not None and LLAMACPP.llamacpp is not None
-    command = convert_command(LLAMACPP, LLAMACPP.gguf, LLAMACPP.llamacpp, SCRIPT)
-    assert shlex.split(command) == _gguf_argv(LLAMACPP)
+    for plan in (LLAMACPP, SPLIT):
+        assert plan.gguf is not None and plan.llamacpp is not None
+        command = convert_command(plan, plan.gguf, plan.llamacpp, SCRIPT)
+        assert shlex.split(command) == _gguf_argv(plan)
+    assert SPLIT.gguf is not None and SPLIT.gguf.split is not None
+    assert "--split-first" in _gguf_argv(SPLIT) and "--split-first" not in _gguf_argv(LLAMACPP)
+
+
+@settings(max_examples=40, deadline=None)
+@given(v=st.lists(values, min_size=2, max_size=2))
+def test_any_split_value_stays_one_word(v: list[str]) -> None:
+    """The split's paths are typed (absolute host paths); the check holds whatever they are."""
+    assert SPLIT.gguf is not None and SPLIT.gguf.split is not None and SPLIT.llamacpp is not None
+    split = SPLIT.gguf.split.model_copy(update={"prefix": v[0], "folder": v[1]})
+    gguf = SPLIT.gguf.model_copy(update={"split": split})
+    plan = SPLIT.model_copy(update={"gguf": gguf})
+    assert shlex.split(convert_command(plan, gguf, SPLIT.llamacpp, SCRIPT)) == _gguf_argv(plan)
 
 
 @settings(max_examples=40, deadline=None)

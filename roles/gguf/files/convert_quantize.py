@@ -1,14 +1,21 @@
 #!/usr/bin/env python3
 """Turn a Hugging Face checkpoint into a quantized GGUF, atomically — run by the gguf role.
 
-Runs with the host's converter venv Python (torch CPU, transformers, sentencepiece). Up to three
+Runs with the host's converter venv Python (torch CPU, transformers, sentencepiece). Up to four
 steps, each written under a temporary name and renamed only when it finished:
 
 0. only for a checkpoint whose ``quantization_config.quant_method`` is in ``--bf16-first`` (one the
    pinned converter cannot dequantize): ``dequantize_bf16.py MODEL`` → ``--bf16-dir``;
 1. ``convert_hf_to_gguf.py MODEL --outtype f16`` → ``--f16`` (the llama.cpp tree's own converter,
    with its vendored ``gguf-py``; it dequantizes the ``--converter-handles`` methods itself);
-2. ``llama-quantize F16 OUT TYPE`` → ``--out``.
+2. ``llama-quantize F16 OUT TYPE`` → ``--out``;
+3. only with ``--split-parts N``: ``llama-gguf-split --split-max-size SIZE OUT PREFIX`` → the
+   folder of ``--split-prefix``, holding exactly the N parts ``PREFIX-%05d-of-%05d.gguf`` whose
+   first is ``--split-first`` (the file the service is given, named by the plan before this
+   runs). SIZE is the smallest whole MB at which llama-gguf-split's own ``--dry-run`` plans N
+   parts; a part may weigh up to ``--split-max-bytes``. When no size gives N parts (the plan's
+   estimate of the file was far off) it stops in one line before writing anything. Once the
+   parts are in place the single file is removed.
 
 A method in neither list is refused before anything runs, in one line.
 
@@ -17,10 +24,12 @@ written by the weights role, the llama.cpp commit, the out type) and the output'
 ``bytes``. A step whose output exists at its stamped size with a matching stamp is skipped, so a
 re-run after a kill resumes at the step that did not finish, a file deleted or cut short since is
 made again, and a run with nothing changed does nothing. ``--drop-f16`` removes the intermediates
-(the BF16 copy once the f16 is made, the f16 once the quantized file is in place).
+(the BF16 copy once the f16 is made, the f16 once the quantized file is in place). A split's
+folder is stamped as a whole (its parts' total size, and the count).
 
 Before each step the free space where its output goes is checked against what the step writes
-(the weights counted from the safetensors headers, 2 bytes each for BF16 and f16); a killed run
+(the weights counted from the safetensors headers, 2 bytes each for BF16 and f16; for the split,
+the parts its dry run plans: the quantized file's size again); a killed run
 leaves at most a ``.<output>.<pid>.partial`` beside the output, never under the output's name; the
 next run (one at a time: the role holds a ``flock``) removes it first. A full disk is one line on
 stderr naming how much room the step needs where; the partial output is removed.
@@ -42,12 +51,14 @@ import errno
 import json
 import math
 import os
+import re
 import shutil
 import struct
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,6 +76,16 @@ QUANT_SIDE_TENSORS = (".weight_scale_inv", ".weight_scale", ".input_scale", ".ac
                       ".g_idx", ".qzeros", ".scales", ".k_scale", ".v_scale")  # fmt: skip
 """Scales and zero points stored beside quantized weights: not weights of the model."""
 DEQUANTIZE = Path(__file__).with_name("dequantize_bf16.py")
+MB = 1000 * 1000
+"""llama-gguf-split's M: ``--split-max-size 500M`` is 500 * 1000 * 1000 bytes of tensors per part
+(llama.cpp 0c1e57098 tools/gguf-split/gguf-split.cpp ``split_str_to_n_bytes``)."""
+DRY_RUN_COUNT = re.compile(r"^n_split: ([0-9]+)$", re.MULTILINE)
+DRY_RUN_PART = re.compile(r"^split [0-9]{5}: n_tensors = ([0-9]+), total_size = ([0-9]+)M$",
+                          re.MULTILINE)  # fmt: skip
+"""What ``llama-gguf-split --dry-run`` prints (``split_strategy::print_info``): the number of parts,
+then each part's tensors and its size in whole MB rounded down, the tensors' padding left out."""
+GGUF_ALIGNMENT = 32
+"""Each tensor's data is padded to this many bytes in a part (``GGUF_DEFAULT_ALIGNMENT``)."""
 
 
 class ConvertError(Exception):
@@ -151,6 +172,10 @@ class Step:
     inputs: dict[str, object]
     needed: int
     needed_why: str
+    folder: bool = False
+    """The command writes into ``{tmp}`` as a folder, made empty before it runs."""
+    verify: Callable[[Path], str | None] | None = None
+    """What is wrong with the finished ``{tmp}`` (None: nothing), checked before it is stamped."""
 
     def check_room(self) -> None:
         """Refuse now, not hours into the step, when its output cannot fit."""
@@ -205,6 +230,8 @@ def _run_into(step: Step, command: list[str]) -> float:
     tmp = output.with_name(f".{output.name}.{os.getpid()}.partial")
     started = time.monotonic()
     try:
+        if step.folder:
+            tmp.mkdir()
         argv = [part.replace("{tmp}", str(tmp)) for part in command]
         run = subprocess.run(argv, capture_output=True, text=True, check=False)
         made = size_of(tmp)
@@ -217,6 +244,9 @@ def _run_into(step: Step, command: list[str]) -> float:
             raise ConvertError(f"{step.name}: expected {output.name}, found exit "
                                f"{run.returncode}: {lines[-1]} — fix: correct the cause; the "
                                "inputs are untouched, so run again afterwards")  # fmt: skip
+        problem = step.verify(tmp) if step.verify else None
+        if problem is not None:
+            raise ConvertError(f"{step.name}: {problem}")
         # the stamp first: a kill between the two leaves a stamp whose output is missing, which
         # is not current; the output never sits under its name without its stamp
         _write_json_atomically(stamp_path(output), {**step.inputs, "bytes": made})
@@ -243,6 +273,86 @@ def _route(model_dir: Path, args: argparse.Namespace) -> bool:
                        "repository")  # fmt: skip
 
 
+@dataclass(frozen=True)
+class Split:
+    """The parts the plan asks for: how many, the first one's path (the service's ``-m``), the
+    most one may weigh, and the size the count was decided from."""
+
+    tool: Path
+    prefix: Path
+    parts: int
+    first: Path
+    max_bytes: int
+    estimate: int
+
+    @property
+    def folder(self) -> Path:
+        return self.prefix.parent
+
+    def dry_run(self, source: Path, size_mb: int) -> list[int]:
+        """What llama-gguf-split would cut ``source`` into at ``size_mb`` MB of tensors a part:
+        the most each part will weigh (its MB rounded down, one MB more, and its padding)."""
+        run = subprocess.run(
+            [str(self.tool), "--dry-run", "--split-max-size", f"{size_mb}M", str(source),
+             str(self.prefix)], capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        count = DRY_RUN_COUNT.search(run.stdout)
+        sizes = [(int(mb) + 1) * MB + int(tensors) * GGUF_ALIGNMENT
+                 for tensors, mb in DRY_RUN_PART.findall(run.stdout)]  # fmt: skip
+        if run.returncode != 0 or count is None or int(count[1]) != len(sizes):
+            lines = run.stderr.strip().splitlines() or run.stdout.strip().splitlines() or ["-"]
+            raise ConvertError(f"{self.tool.name} --dry-run: expected the parts it plans for "
+                               f"{source.name}, found exit {run.returncode}: {lines[-1]} — fix: "
+                               f"remove {source} if it is damaged (it is made again) or let the "
+                               "deploy's llama.cpp step rebuild the tool, then run again")  # fmt: skip
+        return sizes
+
+    def cut(self, source: Path) -> tuple[int, list[int]]:
+        """The smallest ``--split-max-size`` (MB) at which llama-gguf-split plans exactly
+        ``parts`` parts of ``source``, each within ``max_bytes``, and those parts' sizes. Fewer
+        MB never means fewer parts (each part takes tensors in order until the next would not
+        fit), so the smallest size with at most ``parts`` parts is found by bisection, from
+        ``parts`` equal shares (a smaller size needs more parts unless one tensor outweighs a
+        share, and the tool refuses a size below its first tensor) up to ``max_bytes``: about
+        20 dry runs, each reading only the file's header."""
+        high = self.max_bytes // MB
+        low = min(max(1, source.stat().st_size // (self.parts * MB)), high)
+        if len(self.dry_run(source, high)) > self.parts:
+            raise self.refused(source, f"needs more than {self.parts} parts of "
+                                       f"{gigabytes(self.max_bytes)} GB")  # fmt: skip
+        while low < high:
+            middle = (low + high) // 2
+            if len(self.dry_run(source, middle)) <= self.parts:
+                high = middle
+            else:
+                low = middle + 1
+        sizes = self.dry_run(source, high)
+        if len(sizes) != self.parts or max(sizes) > self.max_bytes:
+            raise self.refused(source, f"cuts into {len(sizes)} parts at best, the largest "
+                                       f"{gigabytes(max(sizes))} GB")  # fmt: skip
+        return high, sizes
+
+    def refused(self, source: Path, found: str) -> ConvertError:
+        return ConvertError(
+            f"{self.tool.name}: expected {self.parts} parts of at most "
+            f"{gigabytes(self.max_bytes)} GB each, named as the service is given them (the "
+            f"plan's estimate: {gigabytes(self.estimate)} GB), found {source.name} weighs "
+            f"{gigabytes(source.stat().st_size)} GB and {found} — fix: the plan's size estimate "
+            "is far off for this checkpoint: serve a GGUF repository of the model instead "
+            "(model.repo_id and model.gguf_file); the quantized file is kept, nothing was split"
+        )
+
+    def problem(self, made: Path) -> str | None:
+        """What is wrong with the finished folder of parts: not exactly ``parts`` files, or no
+        file under the first part's planned name."""
+        names = sorted(p.name for p in made.iterdir())
+        if len(names) == self.parts and self.first.name in names:
+            return None
+        return (f"expected {self.parts} parts, the first named {self.first.name}, found "
+                f"{len(names)}: {', '.join(names[:2]) or 'none'} — fix: the pinned llama.cpp "
+                "names the parts otherwise than metalserve.gguf.split_path; align the two")  # fmt: skip
+
+
 def convert_and_quantize(args: argparse.Namespace) -> dict[str, object]:
     model_dir: Path = args.model_dir
     try:
@@ -257,10 +367,47 @@ def convert_and_quantize(args: argparse.Namespace) -> dict[str, object]:
 
     f16_inputs = {"weights": weights, "llamacpp": args.llamacpp_commit, "outtype": "f16"}
     out_inputs = {**f16_inputs, "type": args.type}
-    result: dict[str, object] = {"out": str(args.out), "type": args.type, "changed": False}
-    if is_current(args.out, out_inputs):
+    split: Split | None = args.split
+    served, served_inputs = args.out, out_inputs
+    if split is not None:
+        served, served_inputs = split.folder, {**out_inputs, "parts": split.parts}
+    result: dict[str, object] = {"out": str(split.first if split else args.out),
+                                 "type": args.type, "changed": False}  # fmt: skip
+    if is_current(served, served_inputs):
+        if split is not None:  # a run killed between the rename and the removal left it
+            _drop(args.out)
         return result
 
+    if not is_current(args.out, out_inputs):
+        result.update(_quantized(args, converter, weights, f16_inputs, out_inputs))
+    if split is not None:
+        size_mb, sizes = split.cut(args.out)
+        cut = Step(split.tool.name, split.folder, served_inputs, sum(sizes),
+                   f"the {split.parts} parts its dry run plans: the quantized file's size again",
+                   folder=True, verify=split.problem)  # fmt: skip
+        result["split_s"] = _run_into(cut, [
+            str(split.tool), "--split-max-size", f"{size_mb}M", str(args.out),
+            f"{{tmp}}/{split.prefix.name}",
+        ])  # fmt: skip
+        result["parts"] = split.parts
+        _drop(args.out)
+    result["changed"] = True
+    result["bytes"] = size_of(served)
+    return result
+
+
+def _drop(output: Path) -> None:
+    """Remove an intermediate output and its stamp (the stamp first)."""
+    stamp_path(output).unlink(missing_ok=True)
+    remove(output)
+
+
+def _quantized(args: argparse.Namespace, converter: Path, weights: object,
+               f16_inputs: dict[str, object], out_inputs: dict[str, object]) -> dict[str, object]:  # fmt: skip
+    """Make ``--out``: the BF16 copy where needed, the f16, then llama-quantize; each step's
+    seconds."""
+    model_dir: Path = args.model_dir
+    timings: dict[str, object] = {}
     if not is_current(args.f16, f16_inputs):
         checkpoint = weights.get("bytes") if isinstance(weights, dict) else None
         packed = quantization(model_dir).get("bits")
@@ -272,30 +419,39 @@ def convert_and_quantize(args: argparse.Namespace) -> dict[str, object]:
             if not is_current(args.bf16_dir, bf16_inputs):
                 dequantize = Step("dequantize_bf16.py", args.bf16_dir, bf16_inputs, count * 2,
                                   "a BF16 copy of the checkpoint: 2 bytes per weight")  # fmt: skip
-                result["dequantize_s"] = _run_into(dequantize, [
+                timings["dequantize_s"] = _run_into(dequantize, [
                     sys.executable, str(args.dequantize), str(model_dir), "{tmp}",
                 ])  # fmt: skip
             source = args.bf16_dir
         convert = Step("convert_hf_to_gguf.py", args.f16, f16_inputs, count * 2,
                        "an f16 GGUF: 2 bytes per weight of the checkpoint")  # fmt: skip
-        result["convert_s"] = _run_into(convert, [
+        timings["convert_s"] = _run_into(convert, [
             sys.executable, str(converter), str(source), "--outtype", "f16", "--outfile", "{tmp}",
         ])  # fmt: skip
     if args.drop_f16:
-        stamp_path(args.bf16_dir).unlink(missing_ok=True)
-        remove(args.bf16_dir)
+        _drop(args.bf16_dir)
     threads = str(args.threads or os.cpu_count() or 1)
     quantize = Step("llama-quantize", args.out, out_inputs, args.f16.stat().st_size,
                     "at most the f16's size")  # fmt: skip
-    result["quantize_s"] = _run_into(
+    timings["quantize_s"] = _run_into(
         quantize, [str(args.quantize), str(args.f16), "{tmp}", args.type, threads]
     )
     if args.drop_f16:
-        stamp_path(args.f16).unlink(missing_ok=True)
-        args.f16.unlink(missing_ok=True)
-    result["changed"] = True
-    result["bytes"] = args.out.stat().st_size
-    return result
+        _drop(args.f16)
+    return timings
+
+
+def _split(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Split | None:
+    given = (args.gguf_split, args.split_prefix, args.split_parts, args.split_first,
+             args.split_max_bytes, args.split_estimate)  # fmt: skip
+    if all(value is None for value in given):
+        return None
+    if any(value is None for value in given) or args.split_parts < 2:
+        parser.error("--gguf-split and every --split-* option together, --split-parts 2 or more")
+    if args.split_first.parent != args.split_prefix.parent:
+        parser.error("--split-first must lie in the folder of --split-prefix")
+    return Split(args.gguf_split, args.split_prefix, args.split_parts, args.split_first,
+                 args.split_max_bytes, args.split_estimate)  # fmt: skip
 
 
 def _methods(text: str) -> tuple[str, ...]:
@@ -329,8 +485,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--dequantize", type=Path, default=DEQUANTIZE, help="the dequantize_bf16.py script"
     )
+    split = parser.add_argument_group("split (all or none)")
+    split.add_argument("--gguf-split", type=Path, help="the llama-gguf-split binary")
+    split.add_argument("--split-prefix", type=Path, help="the parts' PREFIX, in their own folder")
+    split.add_argument("--split-parts", type=int, help="how many parts (2 or more)")
+    split.add_argument("--split-first", type=Path, help="part 1's path, as the service names it")
+    split.add_argument("--split-max-bytes", type=int, help="the most one part may weigh")
+    split.add_argument("--split-estimate", type=int, help="the size the count was planned from")
     args = parser.parse_args(argv)
     args.bf16_dir = args.bf16_dir or args.f16.with_name(f"{args.f16.stem}.bf16")
+    args.split = _split(parser, args)
     try:
         result = convert_and_quantize(args)
     except ConvertError as error:
