@@ -160,7 +160,9 @@ def _sliding_layers(config: Mapping[str, Any], layers: int) -> tuple[int | None,
     * ``layer_types``: each layer's ``"sliding_attention"`` or ``"full_attention"`` (gpt-oss,
       Gemma 3, Qwen3 and newer configs write it out);
     * Qwen2-style ``use_sliding_window`` + ``max_window_layers``: layer ``i`` slides when the
-      window is on and ``i >= max_window_layers`` (configuration_qwen2.py); off, none slides;
+      window is on and ``i >= max_window_layers`` (configuration_qwen2.py); off, none slides. A
+      missing ``max_window_layers`` takes the model class's default there (28 for Qwen2), which a
+      config.json alone does not tell: it is refused;
     * Gemma-style ``sliding_window_pattern`` N: every N-th layer is global, the others slide
       (``bool((i + 1) % N)``, configuration_gemma3.py);
     * a bare ``sliding_window`` (Mistral, Phi-3, Starcoder2): every layer slides.
@@ -178,7 +180,12 @@ def _sliding_layers(config: Mapping[str, Any], layers: int) -> tuple[int | None,
     if "use_sliding_window" in config:
         if config.get("use_sliding_window") is not True:
             return None, ()
-        first = _int(config, "max_window_layers", 0) or 0
+        first = _int(config, "max_window_layers")
+        if first is None:  # transformers fills in its model class's own default (Qwen2: 28)
+            raise SpecError(
+                "config.json: use_sliding_window is true but max_window_layers is missing — fix: "
+                "add it (the number of leading full-attention layers, as the model's config has it)"
+            )
         return window, tuple(range(first, layers))
     pattern = _int(config, "sliding_window_pattern")
     if pattern is not None and pattern > 0:

@@ -1092,3 +1092,42 @@ def test_a_bundle_carries_the_nccl_tests_release_the_inventory_names() -> None:
     assert p.diag.source == NcclTestsSource(
         kind="local", ref="v2.17.1", path="/srv/bundle/sources/nccl-tests-v2.17.1.tar.gz"
     )
+
+
+def _read_from(local_dir: str, quant_method: str | None) -> tuple[Any, Any]:
+    """A llama.cpp host given a local checkpoint, and the checkpoint as the edge reads it there
+    (metalserve.io.modelfiles: no repository, the quant_method of its config.json)."""
+    from metalserve.checkpoint import Checkpoint, WeightFormat
+
+    spec = host_spec("h1", {"access": {"clients": CLIENTS}, "profile": "sandbox-cpu",
+                            "model": {"local_dir": local_dir}, "engine": {"name": "llamacpp"}})  # fmt: skip
+    read = Checkpoint(id="Tiny", repo_id=None, family="llama", format=WeightFormat.SAFETENSORS,
+                      weight_dtype=quant_method or "bfloat16", quant_method=quant_method,
+                      weight_bytes=10**9, weight_bytes_source="test")  # fmt: skip
+    return spec, read
+
+
+def test_a_local_checkpoint_converted_for_llamacpp_is_sourced() -> None:
+    p = plan_alone(*_read_from("/data/Tiny", None))
+    assert p.gguf is not None and p.gguf.model_dir == "/var/lib/metalserve/models/local--Tiny"
+    assert p.service.unsourced == ()
+    assert not [w for w in p.warnings if "no deploy step fetches it" in w]
+
+
+def test_a_checkpoint_llamacpp_cannot_convert_is_one_line_naming_the_host() -> None:
+    with pytest.raises(PlanError) as exc:
+        plan_alone(*_read_from("/data/Tiny", "hqq"))
+    assert str(exc.value).startswith(
+        "host h1: metalserve.model: expected a checkpoint llama.cpp can convert, found "
+        "quant_method 'hqq' — fix: use the model's BF16 checkpoint or a GGUF repository"
+    )
+
+
+def test_the_llamacpp_head_s_flags_are_checked_against_the_pinned_release() -> None:
+    # llama.cpp common/arg.cpp: --cache-type-k takes one of the ggml cache types; fp8 is none
+    with pytest.raises(PlanError) as exc:
+        cpu_llamacpp(engine={"name": "llamacpp", "cache_type_k": "fp8"})
+    assert str(exc.value) == (
+        f"host h1: metalserve.engine: llama.cpp {LLAMA} --cache-type-k has no value 'fp8' (valid: "
+        "bf16, f16, f32, iq4_nl, q4_0, q4_1, q5_0, q5_1, q8_0)"
+    )

@@ -108,6 +108,13 @@ def plan(data: dict[str, Any]) -> HostPlan:
     return plan_alone(host_spec("h1", data))
 
 
+def refusal(data: dict[str, Any]) -> str:
+    """The one line a plan of ``data`` is refused with."""
+    with pytest.raises(MetalserveError) as caught:
+        plan(data)
+    return str(caught.value)
+
+
 def test_seed_000s_gguf_from_a_repository_is_fetched_and_served_from_its_first_part() -> None:
     p = plan(RTX4090_GGUF)
     assert p.weights is not None and p.gguf is None  # served as fetched, nothing converted
@@ -170,3 +177,45 @@ def test_a_shared_folder_is_downloaded_by_rank_0_and_read_by_every_node() -> Non
     assert head is not None and worker is not None
     assert head.local_dir == worker.local_dir == "/srv/nfs/models/zai-org--GLM-5.2-FP8"
     assert (head.fetches, worker.fetches) == (True, False)
+
+
+def test_a_gguf_repository_outside_the_catalogue_fetches_the_named_file_only() -> None:
+    p = plan({"profile": "sandbox-cpu", "engine": {"name": "llamacpp"},
+              "model": {"repo_id": "acme/Tiny-GGUF", "gguf_file": "Tiny-Q8_0.gguf"}})  # fmt: skip
+    assert p.weights is not None
+    assert p.weights.allow_patterns == ("Tiny-Q8_0.gguf",)
+    assert p.weights.ignore_patterns == ()
+
+
+def test_a_gguf_of_another_quantization_is_one_line_naming_both() -> None:
+    data = {**RTX4090_GGUF, "model": {**RTX4090_GGUF["model"],
+                                      "gguf_file": "Q8_0/GLM-5.2-Q8_0-00001-of-00009.gguf"}}  # fmt: skip
+    assert refusal(data) == (
+        "host h1: metalserve.model.gguf_file: expected a Q4_K_M file (the checkpoint's "
+        "quantization) for glm52-Q4_K_M.gguf, found Q8_0/GLM-5.2-Q8_0-00001-of-00009.gguf — fix: "
+        "name the Q4_K_M file of the repository"
+    )
+
+
+def test_a_gguf_file_beside_a_safetensors_checkpoint_is_one_line() -> None:
+    data = {"profile": "h100-sxm-4", "engine": {"name": "llamacpp"},
+            "model": {"checkpoint": "zai-org/GLM-4.5-Air-FP8", "repo_id": "acme/Air-GGUF",
+                      "gguf_file": "Air-Q4_K_M.gguf"}}  # fmt: skip
+    assert refusal(data) == (
+        "host h1: metalserve.model.gguf_file: zai-org/GLM-4.5-Air-FP8 is a safetensors "
+        "checkpoint, not a GGUF — fix: leave gguf_file out, or name a GGUF checkpoint"
+    )
+
+
+def test_a_catalogue_gguf_with_a_repository_still_needs_the_file_to_fetch() -> None:
+    from metalserve.catalog.checkpoints import GLM52_Q4_K_M
+
+    spec = host_spec("h1", {"profile": "rtx4090-4", "engine": {"name": "llamacpp"},
+                            "model": {"checkpoint": "glm52-Q4_K_M.gguf"}})  # fmt: skip
+    held = GLM52_Q4_K_M.model_copy(update={"repo_id": "acme/GLM-5.2-GGUF"})
+    with pytest.raises(MetalserveError) as caught:
+        plan_alone(spec, held)
+    assert str(caught.value) == (
+        "host h1: metalserve.model.gguf_file: a GGUF repository needs the file to fetch "
+        "(model.gguf_file)"
+    )

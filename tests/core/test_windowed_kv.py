@@ -17,7 +17,7 @@ import math
 
 import pytest
 
-from metalserve.architecture import architecture_from_config
+from metalserve.architecture import Architecture, architecture_from_config
 from metalserve.catalog.profiles import PROFILES
 from metalserve.checkpoint import Checkpoint, WeightFormat
 from metalserve.engines import LlamaCppSettings, VllmSettings
@@ -205,3 +205,150 @@ def test_layer_types_of_another_length_is_one_line() -> None:
         SpecError, match=r"layer_types must list one attention kind per layer \(36\)"
     ):
         architecture_from_config(config)
+
+
+# --- the config fields, at their edges -------------------------------------------------------
+
+MISTRAL_LIKE = {"model_type": "mistral", "num_hidden_layers": 32, "hidden_size": 4096,
+                "num_attention_heads": 32, "num_key_value_heads": 8, "vocab_size": 32000,
+                "max_position_embeddings": 32768}  # fmt: skip
+MISTRAL_LAYER = 2 * 8 * 128 * 2  # K and V, 8 KV heads of 4096 / 32, BF16
+
+
+def test_a_window_of_no_tokens_is_no_window() -> None:
+    # llama.cpp reads the same field as n_swa, "the size of the sliding window (0 - no SWA)"
+    # (src/llama-hparams.h): every layer keeps every token
+    arch = architecture_from_config({**MISTRAL_LIKE, "sliding_window": 0})
+    assert not arch.is_windowed and arch.sliding_window is None and arch.sliding_layers == ()
+    assert arch.kv_bytes_per_gpu(8192, 2) == MISTRAL_LAYER * 32 * 8192
+
+
+def test_a_one_token_window_keeps_one_token_per_layer() -> None:
+    arch = architecture_from_config({**MISTRAL_LIKE, "sliding_window": 1})
+    assert arch.sliding_window == 1 and arch.sliding_layers == tuple(range(32))
+    assert arch.kv_bytes_per_gpu(8192, 2) == MISTRAL_LAYER * 32 * 1
+
+
+def test_a_one_layer_model_slides_its_one_layer() -> None:
+    arch = architecture_from_config({**MISTRAL_LIKE, "num_hidden_layers": 1, "sliding_window": 64})
+    assert arch.sliding_layers == (0,)
+    assert arch.kv_bytes_per_gpu(8192, 2) == MISTRAL_LAYER * 64
+
+
+def test_no_layers_is_refused_for_the_layer_count_not_for_the_layer_types() -> None:
+    config = {**MISTRAL_LIKE, "num_hidden_layers": 0, "sliding_window": 64,
+              "layer_types": ["sliding_attention", "full_attention"]}  # fmt: skip
+    with pytest.raises(SpecError) as caught:
+        architecture_from_config(config)
+    assert str(caught.value) == "config.json: num_hidden_layers: Input should be greater than 0"
+
+
+QWEN2_ON = {"model_type": "qwen2", "num_hidden_layers": 40, "hidden_size": 5120,
+            "num_attention_heads": 40, "num_key_value_heads": 8, "vocab_size": 152064,
+            "sliding_window": 4096, "use_sliding_window": True}  # fmt: skip
+
+
+def test_qwen2_max_window_layers_counts_the_leading_full_layers() -> None:
+    # configuration_qwen2.py: "sliding_attention" if i >= max_window_layers
+    every = architecture_from_config({**QWEN2_ON, "max_window_layers": 0})
+    assert every.sliding_layers == tuple(range(40)) and every.sliding_window == 4096
+    none = architecture_from_config({**QWEN2_ON, "max_window_layers": 40})
+    assert none.sliding_layers == () and none.sliding_window is None and not none.is_windowed
+
+
+def test_qwen2_window_without_max_window_layers_is_one_line() -> None:
+    # transformers fills in the model class's default (Qwen2Config: 28), which config.json lacks
+    with pytest.raises(SpecError) as caught:
+        architecture_from_config(QWEN2_ON)
+    assert str(caught.value) == (
+        "config.json: use_sliding_window is true but max_window_layers is missing — fix: add it "
+        "(the number of leading full-attention layers, as the model's config has it)"
+    )
+
+
+def test_a_pattern_of_one_makes_every_layer_global() -> None:
+    # configuration_gemma3.py: layer i slides when bool((i + 1) % pattern); (i + 1) % 1 is 0
+    config = {**GEMMA3_LIKE["text_config"], "sliding_window_pattern": 1}
+    arch = architecture_from_config(config)
+    assert arch.sliding_layers == () and arch.sliding_window is None and not arch.is_windowed
+    assert arch.kv_bytes_per_gpu(32768, 2) == 2 * 16 * 128 * 2 * 62 * 32768
+
+
+def test_a_pattern_of_zero_names_no_global_layer_and_the_bare_window_holds() -> None:
+    config = {**GEMMA3_LIKE["text_config"], "sliding_window_pattern": 0}
+    arch = architecture_from_config(config)  # not a division by zero
+    assert arch.sliding_layers == tuple(range(62)) and arch.sliding_window == 1024
+
+
+# --- pipeline stages and budgets, at their edges ------------------------------------------------
+
+SMALL = {"model_type": "t", "num_hidden_layers": 4, "hidden_size": 64, "num_attention_heads": 4,
+         "num_key_value_heads": 2, "head_dim": 16, "vocab_size": 100, "sliding_window": 128}  # fmt: skip
+SMALL_LAYER = 2 * 2 * 16 * 2  # K and V, 2 KV heads of 16, BF16
+FULL, SLIDING = "full_attention", "sliding_attention"
+
+
+def test_pipeline_stages_are_contiguous_runs_of_layers() -> None:
+    # PP 2 over [sliding, full, full, sliding]: layers 0-1 and 2-3, one full layer each (the two
+    # full layers together, 1-2, are no stage)
+    arch = architecture_from_config({**SMALL, "layer_types": [SLIDING, FULL, FULL, SLIDING]})
+    assert arch.kv_bytes_per_gpu(1000, 2, pp=2) == SMALL_LAYER * (1 * 1000 + 1 * 128)
+
+
+def test_the_longest_context_is_the_one_the_tightest_stage_holds() -> None:
+    # PP 2 over [full, full, full, sliding]: the first stage's two full layers fill first
+    arch = architecture_from_config({**SMALL, "layer_types": [FULL, FULL, FULL, SLIDING]})
+    budget = 10**6
+    first = budget // (SMALL_LAYER * 2)
+    second = (budget - SMALL_LAYER * 128) // SMALL_LAYER  # 1 full + 1 sliding, past the window
+    assert first < second
+    assert arch.max_tokens_per_gpu(budget, 2, pp=2) == first
+
+
+def test_a_budget_that_exactly_holds_every_window_holds_any_context() -> None:
+    arch = architecture_from_config(SMALL)  # a bare window: every layer slides
+    window_cache = SMALL_LAYER * 4 * 128
+    assert arch.kv_bytes_per_gpu(10**6, 2) == window_cache
+    assert arch.max_tokens_per_gpu(window_cache, 2) is None  # the cache stops growing in budget
+    assert arch.max_tokens_per_gpu(window_cache - 1, 2) == 127
+
+
+# --- what sizing reports for a windowed model --------------------------------------------------
+
+
+def test_vllm_windowed_figures_with_pipeline_stages_and_an_fp8_cache() -> None:
+    weights, context = 65 * GB, 131072
+    settings = VllmSettings(tensor_parallel_size=2, pipeline_parallel_size=2,
+                            kv_cache_dtype="fp8", max_model_len=context)  # fmt: skip
+    report = size(request_for(PROFILES["h100-sxm-4"], _checkpoint(GPT_OSS_LIKE, weights), settings))
+    model_layer = 2 * 8 * 64 * 1  # K and V, 8 KV heads of 64, one FP8 byte each
+    gpu_layer = model_layer // 2  # the 8 KV heads split over 2 tensor ranks
+    # PP 2: layers 0-17 and 18-35 on their own GPUs, 9 sliding + 9 full each
+    budget = int(80 * GB * 0.92) - math.ceil(weights / 4) - RUNTIME_RESERVE_PER_GPU
+    assert report.kv_budget_bytes_per_gpu == budget
+    assert report.kv_bytes_per_token == model_layer * (18 * context + 18 * 128) / context
+    assert report.kv_bytes_per_token_per_gpu == gpu_layer * (9 * context + 9 * 128) / context
+    assert report.max_context_tokens == (budget - gpu_layer * 9 * 128) // (gpu_layer * 9)
+
+
+def test_llamacpp_windowed_context_is_the_whole_model_on_gpu_and_ram_less_the_weights() -> None:
+    weights = 20 * GB  # a GGUF, served as it is
+    gguf = _checkpoint(GEMMA3_LIKE, weights).model_copy(update={"format": WeightFormat.GGUF})
+    report = size(request_for(PROFILES["rtx4090-4"], gguf, LlamaCppSettings(ctx_size=8192)))
+    # 4 × 24 GB, 1 GiB left free on each by llama.cpp's --fit; 128 GB of RAM, 8 GB for the OS
+    budget = 4 * 24 * GB - 4 * 2**30 + 128 * GB - 8 * GB - weights
+    per_layer = 2 * 16 * 128 * 2  # one process holds every KV head of every layer, f16
+    assert per_layer * 62 * 1024 < budget  # past the window: the 10 global layers take the rest
+    assert report.max_context_tokens == (budget - per_layer * 52 * 1024) // (per_layer * 10)
+
+
+def test_a_windowed_model_that_does_not_fit_has_room_for_no_context() -> None:
+    # one layer of a one-element MLA latent in q4_0 (0.5625 B per token), a one-token window: its
+    # whole cache is under a byte, yet a host with no usable memory holds none of it
+    tiny = Architecture(model_type="t", num_hidden_layers=1, hidden_size=1, num_attention_heads=1,
+                        num_key_value_heads=1, head_dim=1, vocab_size=1, kv_lora_rank=1,
+                        sliding_window=1, sliding_layers=(0,), max_position_embeddings=4096)  # fmt: skip
+    ckpt = _checkpoint(MISTRAL_LIKE, GB).model_copy(update={"architecture": tiny})
+    report = size(request_for(PROFILES["sandbox-cpu"], ckpt, LlamaCppSettings(cache_type_k="q4_0")))
+    assert not report.fits
+    assert report.max_context_tokens == 0
