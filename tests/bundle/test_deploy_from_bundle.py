@@ -101,6 +101,7 @@ def _packages_case(root: Path, distribution: dict) -> list[str]:
                 "files.FindLinks": {"*": []},
                 "files.FindDirectories": {"*": []},
                 "deb.DebPackages": {},
+                "server.Which": {"command=rsync": None},  # a fresh host: files.sync, see roles.push
             },
         }
     )
