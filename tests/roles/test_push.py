@@ -40,6 +40,7 @@ from roles.push import (
     ssh_command,
     stream_lists,
     touch_command,
+    verify_command,
     why_not_rsync,
 )
 from tests.fixtures.rsync.capture import FILES
@@ -385,4 +386,34 @@ def test_a_password_host_is_pushed_with_files_sync_and_no_secret_in_any_command(
     assert f"upload {folder}/a.json -> /srv/m/a.json" in commands
     assert not any("rsync" in c or "s3cret-pw" in c for c in commands)
     assert any(c.startswith("touch -m -d @") and c.endswith("-- /srv/m/a.json") for c in commands)
-    assert any("sha256sum --quiet --check" in c for c in commands)
+    assert any("differ from the bundle manifest's sha256" in c for c in commands)
+
+
+@pytest.mark.parametrize("hasher", ["openssl", "sha256sum"])
+def test_the_host_check_names_a_file_of_another_sum_with_either_hasher(
+    tmp_path: Path, hasher: str
+) -> None:
+    """A host without the openssl command checks with coreutils' sha256sum."""
+    dest = tmp_path / "host dir"
+    (dest / "sub").mkdir(parents=True)
+    good, bad = b"as in the bundle\n", b"as in the bundle, or so it says\n"
+    (dest / "sub" / "a b.json").write_bytes(good)
+    (dest / "shard").write_bytes(bad)
+    listing = tmp_path / "listing"
+    listing.write_text(
+        f"{hashlib.sha256(good).hexdigest()}  sub/a b.json\n"
+        f"{hashlib.sha256(good).hexdigest()}  shard\n"
+    )
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    for tool in {"split", "nproc", "cat", "rm", "wc", "head", "paste", "sha256sum", hasher}:
+        found = shutil.which(tool)
+        assert found, tool
+        (tools / tool).symlink_to(found)
+    done = subprocess.run(["/bin/sh", "-c", verify_command(str(dest), str(listing))],
+                          env={"PATH": str(tools)}, capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 1
+    assert "1 file(s) differ" in done.stderr and "(shard)" in done.stderr
+    assert not (dest / "shard").exists()
+    assert (dest / "sub" / "a b.json").read_bytes() == good
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bin", "host dir"]  # listing removed
