@@ -21,6 +21,7 @@ from pydantic import Field
 
 from metalserve.catalog import pins
 from metalserve.catalog.nvidia_stack import AptPin, kernel_headers_packages
+from metalserve.catalog.packages import PUSH
 from metalserve.hardware import Frozen
 from metalserve.plan import HostPlan
 from metalserve.target import HostOs, Target, targets_of
@@ -96,7 +97,9 @@ class BundleManifest(Frozen):
 
 
 def _apt_inputs(plan: HostPlan, target: Target, host_os: HostOs | None) -> list[BundleInput]:
-    names = list(plan.packages.names)
+    # rsync carries the bundle onto the hosts: the plan asks for it only once its sources are the
+    # bundle, and the inventory a bundle is built from may not name the bundle yet
+    names = list(dict.fromkeys((*plan.packages.names, *PUSH)))
     if plan.fabric is not None:
         names += plan.fabric.packages
     nvidia = plan.nvidia

@@ -27,7 +27,7 @@ from metalserve.catalog import pins
 from metalserve.catalog.checkpoints import CHECKPOINTS
 from metalserve.catalog.engine_locks import EngineLock, locks_for
 from metalserve.catalog.nvidia_stack import cuda_runtime_problem
-from metalserve.catalog.packages import FIREWALL, packages_for
+from metalserve.catalog.packages import FIREWALL, PUSH, packages_for
 from metalserve.checkpoint import Checkpoint, WeightFormat
 from metalserve.cluster import Cluster, ClusterNode, clusters_of
 from metalserve.diag.plan import DiagNode, DiagPlan, diag_plan
@@ -940,7 +940,9 @@ def build_plan(spec: HostSpec, cluster: Cluster, checkpoint: Checkpoint | None =
         nccl=nccl,
         layout=layout,
         packages=PackagesPlan(
-            names=packages_for(engine.name) + (FIREWALL if spec.access.firewall else ()),
+            names=packages_for(engine.name)
+            + (FIREWALL if spec.access.firewall else ())
+            + (PUSH if spec.sources.pushes else ()),
             apt=spec.sources.apt,
         ),
         engine=EnginePlan(

@@ -184,6 +184,12 @@ class Sources(Frozen):
     def layout(self) -> BundleLayout | None:
         return BundleLayout(root=self.bundle) if self.bundle else None
 
+    @property
+    def pushes(self) -> bool:
+        """Some input goes from the control host onto the host (a bundle apt repository,
+        wheelhouse or model snapshot), which takes rsync on the host (``roles.push``)."""
+        return SourceKind.BUNDLE in (self.apt.kind, self.python.kind, self.weights.kind)
+
 
 WHEELHOUSE_DIR = "/var/cache/metalserve/wheels"
 """Where a bundled wheelhouse is pushed on the host."""

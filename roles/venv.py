@@ -15,10 +15,11 @@ import shlex
 
 from pyinfra import host
 from pyinfra.facts.files import FileContents
-from pyinfra.operations import files, server
+from pyinfra.operations import server
 
 from metalserve.sources import WHEELHOUSE_DIR, PythonSource, SourceKind, pip_source_args
 from roles.base import run_memo
+from roles.push import push
 
 STAMP = ".metalserve-requirements"
 
@@ -51,18 +52,16 @@ def is_current(venv: str, requirements: tuple[str, ...]) -> bool:
 
 
 def push_wheelhouse(source: PythonSource) -> None:
-    """A bundle source: the wheels go to the host over SSH (rsync-like, only what changed), once
-    per run and host. A second sync in the same run, queued before the first has run, would hash
-    every wheel on the host again (61 s for an engine's 4.5 GB, measured by bench/stages.py)."""
+    """A bundle source: the wheels go to the host with ``roles.push`` (rsync over SSH, only what
+    changed, checked against the bundle's manifest), once per run and host: a second push queued
+    in the same run would list the whole wheelhouse on the host again for nothing."""
     if source.kind is not SourceKind.BUNDLE:
         return
     pushed = run_memo("wheelhouse-pushed", set[tuple[str, str]])
     if (host.name, str(source.wheelhouse)) in pushed:
         return
     pushed.add((host.name, str(source.wheelhouse)))
-    files.sync(
-        name="Push the wheelhouse", src=str(source.wheelhouse), dest=WHEELHOUSE_DIR, delete=True
-    )
+    push(name="Push the wheelhouse", src=str(source.wheelhouse), dest=WHEELHOUSE_DIR, delete=True)
 
 
 def ensure_venv(venv: str, requirements: tuple[str, ...], source: PythonSource) -> None:

@@ -19,6 +19,12 @@ FIREWALL: tuple[str, ...] = ("nftables",)
 22.04/24.04 ship nftables 1.0.x)."""
 
 
+PUSH: tuple[str, ...] = ("rsync",)
+"""rsync: how bundle contents reach a host (``roles.push``, rsync(1):
+https://download.samba.org/pub/rsync/rsync.1), on hosts whose inputs come from a bundle; the
+bundle's own repository holds it."""
+
+
 def packages_for(engine: str) -> tuple[str, ...]:
     return BASE + (LLAMACPP_BUILD if engine == "llamacpp" else ())
 

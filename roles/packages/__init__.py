@@ -3,7 +3,8 @@
 Online hosts use their own apt sources. A mirror (sovereign site) or a bundle (files pushed from the
 control host) becomes the *only* source apt reads for this install, so an air-gapped host never waits
 on an unreachable archive. From a bundle, the repository for the host's own release and architecture
-is pushed with the bundle's public key, and apt checks its signature (``signed-by``).
+is pushed with the bundle's public key (``roles.push``: rsync over SSH; on a host without rsync
+yet, files.sync, and rsync is installed from it), and apt checks its signature (``signed-by``).
 
 Example::
 
@@ -26,6 +27,7 @@ from metalserve.plan import HostPlan
 from metalserve.sources import AptSource, BundleLayout, SourceKind
 from metalserve.stack import distro_of
 from roles.base import RoleError
+from roles.push import push
 
 SOURCE_LIST = "/etc/apt/sources.list.d/metalserve.list"
 BUNDLE_DIR = "/var/cache/metalserve/apt"
@@ -69,7 +71,7 @@ def _push_bundle(bundle: BundleLayout) -> None:
         mode="644",
         create_remote_dir=True,
     )
-    files.sync(
+    push(
         name=f"Push the offline package repository for {target}",
         src=str(repo),
         dest=BUNDLE_DIR,

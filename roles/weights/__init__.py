@@ -1,5 +1,6 @@
 """Model weights onto the host through ``huggingface_hub``: from the Hub, a site mirror
-(``HF_ENDPOINT``), or a bundle pushed from the control host — then verified and stamped.
+(``HF_ENDPOINT``), or a bundle pushed from the control host (``roles.push``: rsync over SSH,
+checked against the bundle's manifest) — then verified and stamped.
 
 The download overlaps the rest of the deploy. ``install`` (run early, right after the layout)
 starts ``files/fetch_weights.py`` in a transient systemd unit (``systemd-run``, named by the plan;
@@ -35,6 +36,7 @@ from pyinfra.operations import files, server
 from metalserve.plan import HostPlan, WeightsPlan
 from metalserve.sources import SourceKind
 from roles.base import say_once
+from roles.push import push
 from roles.sizes import FileSizes, size_drift
 from roles.venv import build_unless_current, push_wheelhouse
 
@@ -117,9 +119,7 @@ def install(plan: HostPlan) -> None:
         return
     if weights.source.kind is SourceKind.BUNDLE:
         bundle = Path(str(weights.source.path)).expanduser()
-        files.sync(
-            name=f"Push the {weights.repo_id} checkpoint", src=str(bundle), dest=weights.local_dir
-        )
+        push(name=f"Push the {weights.repo_id} checkpoint", src=str(bundle), dest=weights.local_dir)
         stamp = {
             "repo": weights.repo_id,
             "revision": weights.revision,

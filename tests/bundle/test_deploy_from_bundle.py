@@ -101,6 +101,7 @@ def _packages_case(root: Path, distribution: dict) -> list[str]:
                 "files.FindLinks": {"*": []},
                 "files.FindDirectories": {"*": []},
                 "deb.DebPackages": {},
+                "server.Which": {"command=rsync": None},  # a fresh host: files.sync, see roles.push
             },
         }
     )
@@ -123,3 +124,18 @@ def test_a_host_of_a_release_the_bundle_lacks_is_refused_before_any_change(tmp_p
         MetalserveError, match="expected a signed package repository for ubuntu2204-amd64"
     ):
         _packages_case(root, {"name": "Ubuntu", "major": 22, "minor": 4})
+
+
+def test_a_host_deploying_from_a_bundle_gets_rsync_from_it(tmp_path: Path) -> None:
+    """The bundle is carried onto the hosts with rsync (roles.push): a bundle holds it even when
+    built from an inventory that does not name the bundle yet, and a host deploying from the
+    bundle installs it; an online host is not given it."""
+    root = tmp_path / "bundle"
+    needs = needs_of({"node-1": CPU_HOST})
+    fake_bundle(root, needs)
+    (distro,) = [i for i in needs.inputs if i.id == "apt/debian12-amd64/distro"]
+    assert "rsync" in distro.items
+    (plan,) = plan_host_data({"node-1": _data(root)})
+    assert "rsync" in plan.packages.names
+    (online,) = plan_host_data({"node-1": CPU_HOST})
+    assert "rsync" not in online.packages.names
