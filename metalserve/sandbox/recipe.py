@@ -20,7 +20,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from metalserve.catalog.packages import FIREWALL, packages_for
+from metalserve.catalog.packages import FIREWALL, PUSH, packages_for
 
 # Bump when the build steps change in a way the fields below do not show.
 RECIPE_VERSION = 1
@@ -80,14 +80,15 @@ OPERATOR_EXTRAS: tuple[str, ...] = ("python3-pip", "git")
 class AptRepoRecipe(BaseModel):
     """The local flat apt repository hosts use as their only package source.
 
-    Holds the .debs the llama.cpp path needs, with their dependencies (and recommends, so that a
+    Holds the .debs the llama.cpp path needs (and rsync: the demo's wheelhouse and source are
+    bundle sources, pushed with ``roles.push``), with their dependencies (and recommends, so that a
     plain `apt-get install` resolves too) resolved against the golden rootfs.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     packages: tuple[str, ...] = tuple(
-        dict.fromkeys((*packages_for("llamacpp"), *FIREWALL, *OPERATOR_EXTRAS))
+        dict.fromkeys((*packages_for("llamacpp"), *FIREWALL, *PUSH, *OPERATOR_EXTRAS))
     )
 
     def cache_key(self, rootfs: RootfsRecipe) -> str:
