@@ -45,7 +45,7 @@ from metalserve.offline import (
     InputRecord,
     bundle_needs,
 )
-from metalserve.sources import BundleLayout, SourceKind
+from metalserve.sources import BundleLayout
 from metalserve.spec import host_spec
 from metalserve.target import Target
 
@@ -63,15 +63,15 @@ class BuildOptions:
 
 
 def inventory_needs(inventory: str | Path) -> tuple[BundleNeeds, dict[str, Path]]:
-    """What the inventory's deploys need, and the model folders on this machine by input id."""
+    """What the inventory's deploys need, and the model folders on this machine by input id: a
+    host's ``model.local_dir`` (its checkpoint on the control host) is bundled from there, whatever
+    source its deploy takes the weights from (with ``sources.bundle``, that is the bundle itself)."""
     specs = [host_spec(name, data) for name, data in load_hosts(inventory).items()]
     plans = plan_specs(specs)
     local = {
-        f"weights/{p.weights.repo_id}": Path(str(p.weights.source.path)).expanduser()
+        f"weights/{p.weights.repo_id}": Path(s.model.local_dir).expanduser()
         for p, s in zip(plans, specs, strict=True)
-        if p.weights is not None
-        and s.model.local_dir
-        and p.weights.source.kind is SourceKind.BUNDLE
+        if p.weights is not None and s.model.local_dir
     }
     return bundle_needs([(p, s.os) for p, s in zip(plans, specs, strict=True)]), local
 

@@ -105,7 +105,11 @@ def sized(fetches: Iterable[Fetch], index: str = PYPI_SIMPLE) -> list[Fetch]:
     result = []
     for f in fetches:
         name = f.dest.rsplit("/", 1)[-1]
-        local = Path(urllib.parse.urlparse(f.url).path) if f.url.startswith("file:") else None
+        local = (
+            Path(urllib.parse.unquote(urllib.parse.urlparse(f.url).path))
+            if f.url.startswith("file:")
+            else None
+        )  # a local version's "+" is quoted in pip's file URL: torch-2.13.0%2Bcpu-…whl
         size = local.stat().st_size if local and local.is_file() else sizes.get(name)
         result.append(Fetch(dest=f.dest, url=f.url, size=size, sha256=f.sha256))
     return result

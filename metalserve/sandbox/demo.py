@@ -145,14 +145,40 @@ def start_hub_mirror(
     return endpoint
 
 
+def _sandbox_sources(apt_url: str, inputs: SandboxInputs) -> dict[str, Any]:
+    """Each input from the sandbox's own services: its apt repository, the wheelhouse and the
+    llama.cpp source pushed from the control host, the weights from its Hub mirror."""
+    return {
+        "apt": {"kind": "mirror", "url": apt_url},
+        "python": {"kind": "bundle", "wheelhouse": str(inputs.wheelhouse)},
+        "llamacpp": {
+            "kind": "local",
+            "path": str(inputs.llamacpp_tarball),
+            "sha256": inputs.llamacpp_sha256,
+        },  # fmt: skip
+        "weights": {
+            "kind": "mirror",
+            "endpoint": inputs.hub_endpoint,
+            # the mirror's token crosses the sandbox's own host-only bridge, nothing else
+            "trust_plain_http": "the sandbox's host-only network",
+        },
+    }
+
+
 def sandbox_metalserve_data(
-    apt_url: str, inputs: SandboxInputs, clients: tuple[str, ...]
+    apt_url: str, inputs: SandboxInputs, clients: tuple[str, ...], bundle: Path | None = None
 ) -> dict[str, Any]:
     """The ``metalserve`` host data of a sandbox host: llama.cpp on the CPU serving the tiny MoE
-    checkpoint, every input from a local source, reachable from ``clients`` only (the
-    controller, where the demo's client runs)."""
+    checkpoint, every input from a local source (or, given ``bundle``, from that offline bundle
+    alone), reachable from ``clients`` only (the controller, where the demo's client runs).
+
+    ``os`` names the sandbox's release, so ``metalserve bundle build`` bundles it alone; the
+    checkpoint's ``local_dir`` on the control host is what a bundle takes the weights from."""
+    from metalserve.sandbox.recipe import ROOTFS
+
     return {
         "profile": "sandbox-cpu",
+        "os": ROOTFS.host_os,
         "access": {"clients": list(clients)},
         "model": {"repo_id": inputs.repo_id, "local_dir": str(inputs.checkpoint)},
         "engine": {
@@ -162,21 +188,9 @@ def sandbox_metalserve_data(
             "ctx_size": 2048,
             "parallel": 2,
         },  # fmt: skip
-        "sources": {
-            "apt": {"kind": "mirror", "url": apt_url},
-            "python": {"kind": "bundle", "wheelhouse": str(inputs.wheelhouse)},
-            "llamacpp": {
-                "kind": "local",
-                "path": str(inputs.llamacpp_tarball),
-                "sha256": inputs.llamacpp_sha256,
-            },  # fmt: skip
-            "weights": {
-                "kind": "mirror",
-                "endpoint": inputs.hub_endpoint,
-                # the mirror's token crosses the sandbox's own host-only bridge, nothing else
-                "trust_plain_http": "the sandbox's host-only network",
-            },
-        },
+        "sources": (
+            {"bundle": str(bundle)} if bundle is not None else _sandbox_sources(apt_url, inputs)
+        ),
         "secrets": {
             "api_key_file": str(inputs.api_key_file),
             **({"hf_token_file": str(inputs.hub_token_file)} if inputs.hub_token_file else {}),

@@ -8,6 +8,7 @@ Example (what `inventories/sandbox.py` does)::
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from metalserve.sandbox.demo import SandboxInputs, sandbox_cluster_data, sandbox_metalserve_data
@@ -20,9 +21,13 @@ def clients(state: SandboxState) -> tuple[str, ...]:
 
 
 def host_data(
-    state: SandboxState, host: SandboxHostState, inputs: SandboxInputs | None = None
+    state: SandboxState,
+    host: SandboxHostState,
+    inputs: SandboxInputs | None = None,
+    bundle: Path | None = None,
 ) -> dict[str, Any]:
-    """Connection data (SSH through the controller namespace) plus the host's `metalserve` data."""
+    """Connection data (SSH through the controller namespace) plus the host's `metalserve` data;
+    with ``bundle``, every input comes from that offline bundle."""
     return {
         "ssh_hostname": host.name,
         "ssh_user": state.ssh_user,
@@ -32,7 +37,7 @@ def host_data(
         "ssh_strict_host_key_checking": "yes",
         # Absent until the demo inputs are prepared (`metalserve demo`); the plan then says so.
         **(
-            {"metalserve": sandbox_metalserve_data(state.apt_url, inputs, clients(state))}
+            {"metalserve": sandbox_metalserve_data(state.apt_url, inputs, clients(state), bundle)}
             if inputs
             else {}
         ),
@@ -48,10 +53,11 @@ def host_data(
 
 
 def inventory_hosts(
-    state: SandboxState, inputs: SandboxInputs | None = None
+    state: SandboxState, inputs: SandboxInputs | None = None, bundle: Path | None = None
 ) -> list[tuple[str, dict[str, Any]]]:
-    """pyinfra inventory entries, one `(name, data)` per sandbox host."""
-    return [(h.name, host_data(state, h, inputs)) for h in state.hosts]
+    """pyinfra inventory entries, one `(name, data)` per sandbox host (every input from
+    ``bundle`` when given)."""
+    return [(h.name, host_data(state, h, inputs, bundle)) for h in state.hosts]
 
 
 def cluster_inventory_hosts(

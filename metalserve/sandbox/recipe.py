@@ -20,7 +20,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from metalserve.catalog.packages import FIREWALL, PUSH, packages_for
+from metalserve.catalog.packages import FIREWALL, PUSH, RELEASES, packages_for
+from metalserve.sandbox.errors import SandboxError
 
 # Bump when the build steps change in a way the fields below do not show.
 RECIPE_VERSION = 1
@@ -70,6 +71,22 @@ class RootfsRecipe(BaseModel):
 
     def tarball_name(self) -> str:
         return f"{self.suite}-{self.variant}-{self.cache_key()}.tar.zst"
+
+    @property
+    def host_os(self) -> dict[str, str]:
+        """``metalserve.os`` of a host booted from this tree, so a bundle is built for its release
+        and architecture only.
+
+        >>> ROOTFS.host_os
+        {'release': 'debian12', 'arch': 'amd64'}
+        """
+        for release, facts in RELEASES.items():
+            if facts.suite == self.suite:
+                return {"release": release, "arch": self.arch}
+        raise SandboxError(
+            f"rootfs suite: expected one of {sorted(f.suite for f in RELEASES.values())}, found "
+            f"{self.suite!r} — fix: build the sandbox from a release metalserve supports"
+        )
 
 
 # Beyond what the llama.cpp serve path installs (the core's catalogue): git for a git llama.cpp

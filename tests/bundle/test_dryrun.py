@@ -14,13 +14,14 @@ from pathlib import Path
 import pytest
 
 from metalserve.bundle.apt import parse_uris
-from metalserve.bundle.build import _llamacpp, dry_run_lines
+from metalserve.bundle.build import _llamacpp, dry_run_lines, inventory_needs
 from metalserve.bundle.fetch import Fetch, Resolved, human
+from metalserve.bundle.weights import resolve_weights
 from metalserve.bundle.wheels import report_fetches, sized
 from metalserve.catalog.nvidia_stack import Distro
 from metalserve.offline import BundleInput
 from metalserve.target import Target
-from tests.bundle.conftest import CPU_HOST, needs_of
+from tests.bundle.conftest import CPU_HOST, needs_of, write_inventory
 
 PAGES = Path(__file__).parents[1] / "fixtures" / "pypi"
 
@@ -141,3 +142,37 @@ def test_the_dry_run_is_one_line_per_input_and_a_known_total() -> None:
     assert lines[-1] == (
         f"total    {human(2_000_000 + 11_000)} known over 3 files; size unknown for 2 input(s)"
     )
+
+
+def test_a_wheel_with_a_local_version_on_disk_is_sized_from_the_file(tmp_path: Path) -> None:
+    # pip's report quotes a local version's "+" in a file URL (torch-2.13.0%2Bcpu-…)
+    wheel = tmp_path / "torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl"
+    wheel.write_bytes(b"w" * 1234)
+    assert "%2B" in wheel.as_uri()
+    (found,) = sized([Fetch(dest=f"wheels/{wheel.name}", url=wheel.as_uri())], "http://127.0.0.1:9")
+    assert found.size == 1234
+
+
+def _local_inventory(tmp_path: Path, checkpoint: Path) -> Path:
+    data = {**CPU_HOST, "model": {"repo_id": "metalserve/tiny-moe", "local_dir": str(checkpoint)},
+            "sources": {"bundle": str(tmp_path / "bundle")}}  # fmt: skip
+    return write_inventory(tmp_path / "inv.py", {"node-1": data})
+
+
+def test_a_checkpoint_on_the_control_host_is_bundled_from_there(tmp_path: Path) -> None:
+    checkpoint = tmp_path / "tiny-moe"
+    checkpoint.mkdir()
+    config = {"model_type": "llama", "num_hidden_layers": 2, "hidden_size": 64,
+              "num_attention_heads": 4, "vocab_size": 1000}  # fmt: skip
+    (checkpoint / "config.json").write_text(json.dumps(config))
+    (checkpoint / "model.safetensors").write_bytes(b"s" * 300)
+    needs, local = inventory_needs(_local_inventory(tmp_path, checkpoint))
+    (need,) = [n for n in needs.inputs if n.kind == "weights"]
+    # the inventory deploys from the bundle: its checkpoint is still read from local_dir
+    assert local == {need.id: checkpoint}
+    resolved = resolve_weights(need, "http://127.0.0.1:9", None, local[need.id])
+    assert resolved.problem is None
+    assert {(f.dest, f.size) for f in resolved.fetches} == {
+        (f"{need.dest}/config.json", len(json.dumps(config))),
+        (f"{need.dest}/model.safetensors", 300),
+    }

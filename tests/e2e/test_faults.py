@@ -24,12 +24,13 @@ import pytest
 
 from metalserve.io.deployrun import failures
 from metalserve.io.runner import DeployRun, run_pyinfra
-from metalserve.sandbox import down, machines, up
+from metalserve.sandbox import machines
 from metalserve.sandbox.demo import SERVE, SandboxInputs, completion, prepare_sandbox
 from metalserve.sandbox.inventory import inventory_hosts
 from metalserve.sandbox.layout import SandboxLayout
 from metalserve.sandbox.procs import find_processes, stop_process
 from metalserve.sandbox.state import SandboxState
+from tests.e2e.ownsandbox import own_sandbox
 
 pytestmark = [
     pytest.mark.e2e,
@@ -113,13 +114,9 @@ def faults(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Faults]:
     workdir = tmp_path_factory.mktemp("faults")
     layout = SandboxLayout(prefix="mf", subnet="10.79.0.0/24", http_port=8083,
                            run_dir=workdir / "mf")  # fmt: skip
-    down(layout, progress=lambda _: None)  # whatever an interrupted session left behind
-    state = up(3, layout=layout, progress=print)
-    try:
+    with own_sandbox(layout, 3) as state:
         inputs = prepare_sandbox(state, layout, progress=print)
         yield Faults(layout, state, inputs, workdir)
-    finally:
-        down(layout, progress=lambda _: None)
 
 
 @pytest.fixture(scope="module")

@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from metalserve.catalog.packages import RELEASES
 from metalserve.catalog.profiles import PROFILES
 from metalserve.sandbox.demo import SandboxInputs
 from metalserve.sandbox.errors import SandboxError
 from metalserve.sandbox.inventory import host_data, inventory_hosts
+from metalserve.sandbox.recipe import ROOTFS
 from metalserve.sandbox.state import SandboxHostState, SandboxState, load_state, save_state
 from metalserve.sources import SourceKind
 from metalserve.spec import host_spec
@@ -125,3 +127,18 @@ def test_every_host_gets_its_own_copy_of_the_metalserve_data(tmp_path: Path) -> 
     first["metalserve"]["engine"]["name"] = "vllm"
     second = host_data(state, state.hosts[1], _inputs(tmp_path))["metalserve"]
     assert second["engine"]["name"] == "llamacpp"
+
+
+def test_with_a_bundle_every_input_comes_from_it_for_the_sandbox_release(tmp_path: Path) -> None:
+    state = make_state(tmp_path)
+    bundle = tmp_path / "bundle"
+    for name, data in inventory_hosts(state, _inputs(tmp_path), bundle):
+        spec = host_spec(name, data["metalserve"])
+        assert spec.sources.bundle == str(bundle)
+        assert spec.sources.apt.kind is SourceKind.BUNDLE
+        assert spec.sources.python.wheelhouse == f"{bundle}/wheels"
+        assert spec.sources.weights.kind is SourceKind.BUNDLE
+        # bundled for the release the hosts' root tree is debootstrapped from, that one only
+        assert spec.os is not None and spec.os.arch == ROOTFS.arch
+        assert RELEASES[spec.os.release.value].suite == ROOTFS.suite
+        assert spec.model.local_dir == str(tmp_path / "tiny-moe"), "what the bundle is built from"
