@@ -283,13 +283,20 @@ def prepare_sandbox(
 def demo_command(hosts: int) -> None:
     """Sandbox hosts up, the serve deploy over SSH, and a completion from the endpoint."""
     from metalserve.io.runner import run_pyinfra
-    from metalserve.sandbox import up
+    from metalserve.sandbox import down, up
     from metalserve.sandbox.layout import default_layout
+    from metalserve.sandbox.recipe import APT_REPO, ROOTFS, CachePaths
     from metalserve.sandbox.state import load_state
 
     layout = default_layout()
     click.secho(f"== 1/4 sandbox: {hosts} Debian 12 host(s) with systemd, no internet", bold=True)
     state = load_state(layout.state_file) if layout.state_file.exists() else up(hosts)
+    if not CachePaths.from_env().made_from(
+        state.rootfs_tarball, state.ccache_dir, ROOTFS, APT_REPO
+    ):
+        click.echo("the sandbox up was made from an older recipe: replacing it")
+        down(progress=click.echo)
+        state = up(hosts)
     click.secho(
         "== 2/4 offline inputs: llama.cpp source, wheelhouse, tiny MoE checkpoint", bold=True
     )

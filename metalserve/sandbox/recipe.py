@@ -149,3 +149,14 @@ class CachePaths(BaseModel):
 
     def ccache_dir(self, repo: AptRepoRecipe, rootfs: RootfsRecipe) -> Path:
         return self.root / "ccache" / f"{rootfs.suite}-{repo.ccache_key(rootfs)}"
+
+    def made_from(
+        self, rootfs_tarball: Path, ccache_dir: Path, rootfs: RootfsRecipe, repo: AptRepoRecipe
+    ) -> bool:
+        """A sandbox whose state names these paths was made from these recipes: its root tree
+        and its apt repository (keyed like its ccache) are today's. One made before a package
+        joined the repository would stop a deploy at "Unable to locate package"."""
+        return (rootfs_tarball, ccache_dir) == (
+            self.rootfs_tarball(rootfs),
+            self.ccache_dir(repo, rootfs),
+        )
