@@ -10,13 +10,14 @@ as a host's weights unit runs it (16 workers asked for: the files in worker proc
 at most, each file's sha256 checked against the mirror's as it lands, then the stamp), (2) runs
 ``snapshot_download`` alone on the same files (one process, 16 threads, nothing checked), (3) copies
 the same files from the same server with curl, all at once, and nothing else, and (4) the same copy
-with each file hashed by ``sha256sum`` as soon as its curl ends (the digests checked against the
-mirror's). Prints each one's MB/s (best of the repeats), the ratio fetch / raw copy (the goal: at
-least 0.8), and the ratio fetch / (raw copy + sha256): the floor any download that verifies what it
-got pays — where the raw copy alone keeps every core busy, as on a 2-core machine, hashing cannot
-overlap it for free. Everything runs on the control host: the files come from the page cache and go
-to the same disk, so the figure is the fetcher's own cost, not a link's. A report, not a test.
-``bench/stages.py --weights-mb N`` measures the same on a sandbox host, over the sandbox network.
+with each file hashed (``openssl dgst -sha256``) as soon as its curl ends (the digests checked
+against the mirror's). Prints each one's MB/s (best of the repeats), the ratio fetch / raw copy (the
+goal: at least 0.8), and the ratio fetch / (raw copy + sha256): the floor any download that verifies
+what it got pays — where the raw copy alone keeps every core busy, as on a 2-core machine, hashing
+cannot overlap it for free. Everything runs on the control host: the files come from the page cache
+and go to the same disk, so the figure is the fetcher's own cost, not a link's. A report, not a
+test. ``bench/stages.py --weights-mb N`` measures the same on a sandbox host, over the sandbox
+network.
 """
 
 from __future__ import annotations
