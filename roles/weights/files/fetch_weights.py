@@ -308,10 +308,12 @@ def _selected(repo: str, commit: str, files: list[Any], opts: Options) -> list[A
 def download_processes(max_workers: int, files: int) -> int:
     """Worker processes, each downloading one file at a time: ``--max-workers``, but no more than
     the CPUs this process may run on, nor the files. A download through huggingface_hub is Python
-    code copying the stream (httpx, ``http_get``), so it keeps one core busy — bench/download.py
-    measured one process at about 580 MB/s from a local mirror, and threads of one process share
-    its GIL (4 of them: about 670 MB/s). One process per core lets a 100 Gb/s link fill; more
-    processes than cores only take turns, and leave none for the hashing."""
+    code copying the stream (httpx, ``http_get``): about 2 CPU seconds per GB, 0.8 of them in
+    Python under the GIL, so the threads of one process cannot go much past one core whatever the
+    host has, while processes add up. More processes than CPUs only take turns with each other and
+    with the hashing. Measured with bench/download.py's mirror on a 2-core machine (1 GB in 4
+    files, the fetch with its sha256): 16 threads in one process 413 MB/s; 1 process 490; 2
+    processes 580; 4 processes 515."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return max(1, min(max_workers, cpus or 1, files))
 
