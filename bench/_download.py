@@ -3,6 +3,7 @@ curl (the yardstick), and the line that compares the two."""
 
 from __future__ import annotations
 
+import re
 import shlex
 from pathlib import Path
 from urllib.parse import quote
@@ -11,6 +12,8 @@ import numpy as np
 from safetensors.numpy import save_file
 
 RAW_COPY_MARK = "raw-copy"
+SHA256_LINE = re.compile(r"[0-9a-f]{64} \*")
+"""A line of ``openssl dgst -sha256 -r``: the digest, a space, ``*`` and the file."""
 
 
 def synthetic_shards(folder: Path, megabytes: int, count: int, prefix: str) -> list[str]:
@@ -27,19 +30,28 @@ def synthetic_shards(folder: Path, megabytes: int, count: int, prefix: str) -> l
     return names
 
 
-def raw_copy_script(base_url: str, files: list[str], token_file: str | None = None) -> str:
+def raw_copy_script(
+    base_url: str, files: list[str], token_file: str | None = None, sha256: bool = False
+) -> str:
     """A bash script that fetches every file of ``base_url`` (``<endpoint>/<repo>/resolve/<commit>``)
     with curl, all at once, into a scratch folder it removes; it prints ``raw-copy BYTES SECONDS``.
-    The token (if any) goes to curl on stdin (``-H @-``), never in an argument."""
+    The token (if any) goes to curl on stdin (``-H @-``), never in an argument. With ``sha256``,
+    each file is hashed as soon as its curl ends, while the others go on, and its digest printed:
+    the least a download that verifies what it got can cost. ``openssl dgst``: OpenSSL's sha256,
+    as Python's ``hashlib`` (the fetcher's) uses; coreutils' ``sha256sum`` 9.1 has its own, about
+    a quarter as fast where the CPU has SHA extensions."""
     header = (
         f"printf 'Authorization: Bearer %s\\n' \"$(cat {shlex.quote(token_file)})\""
         if token_file
         else "true"
     )
-    fetches = "\n".join(
-        f'{header} | curl -fsS -H @- -o "$dir"/{i} {shlex.quote(f"{base_url}/{quote(name)}")} &'
-        for i, name in enumerate(files)
-    )
+
+    def fetch(i: int, name: str) -> str:
+        url = shlex.quote(f"{base_url}/{quote(name)}")
+        hashed = f' && openssl dgst -sha256 -r "$dir"/{i}' if sha256 else ""
+        return f'{{ {header} | curl -fsS -H @- -o "$dir"/{i} {url}{hashed}; }} &'
+
+    fetches = "\n".join(fetch(i, name) for i, name in enumerate(files))
     return (
         "set -e\ndir=$(mktemp -d)\nstart=$(date +%s.%N)\n"
         f"{fetches}\n"
@@ -59,6 +71,11 @@ def raw_copy_result(output: str) -> tuple[int, float]:
     raise SystemExit(f"the raw copy printed no result:\n{output[-2000:]}")
 
 
+def sha256_lines(output: str) -> list[str]:
+    """The digests in what ``raw_copy_script(sha256=True)`` printed."""
+    return sorted(line.split()[0] for line in output.splitlines() if SHA256_LINE.match(line))
+
+
 def compare(fetched: int, fetch_s: float, copied: int, copy_s: float) -> list[str]:
     """The lines that compare the project's download with the raw copy of the same bytes."""
     fetch_rate, copy_rate = fetched / fetch_s / 1e6, copied / copy_s / 1e6
@@ -66,4 +83,15 @@ def compare(fetched: int, fetch_s: float, copied: int, copy_s: float) -> list[st
         f"fetch_weights.py: {fetched / 1e6:9.1f} MB in {fetch_s:6.2f} s = {fetch_rate:7.1f} MB/s",
         f"raw copy (curl):  {copied / 1e6:9.1f} MB in {copy_s:6.2f} s = {copy_rate:7.1f} MB/s",
         f"download / raw copy: {fetch_rate / copy_rate:.2f} (goal >= 0.8)",
+    ]
+
+
+def compare_floor(fetched: int, fetch_s: float, copied: int, floor_s: float) -> list[str]:
+    """The lines that compare the project's download with a raw copy that also hashes every file
+    (``raw_copy_script(sha256=True)``): what any download that verifies must pay at least."""
+    fetch_rate, floor_rate = fetched / fetch_s / 1e6, copied / floor_s / 1e6
+    return [
+        f"raw copy + sha256: {copied / 1e6:8.1f} MB in {floor_s:6.2f} s = {floor_rate:7.1f} MB/s",
+        f"download / (raw copy + sha256): {fetch_rate / floor_rate:.2f} "
+        "(against the floor any verifying download pays)",
     ]

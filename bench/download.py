@@ -1,16 +1,20 @@
 """Download throughput of the project's fetcher over a raw copy of the same bytes from a Hub mirror.
 
-    .venv/bin/python bench/download.py [--mb 1024] [--files 4] [--repeat 2]
+    .venv/bin/python bench/download.py [--mb 1024] [--files 4] [--repeat 2] [--fetcher FILE]
 
 Publishes --mb MB of synthetic safetensors files (random bytes, --files of them) as a repo of a
 local Hub mirror (``metalserve.mirror``: ``publish`` and the mirror server, in this process, on
 127.0.0.1), then, --repeat times and alternating, (1) downloads the repo with
-``roles/weights/files/fetch_weights.py`` into a scratch folder, as a host's weights unit runs it
-(``snapshot_download`` with 16 workers, then every file checked against the mirror's sha256, then
-the stamp), (2) runs ``snapshot_download`` alone on the same files (the fetcher's own share of
-the time is the difference), and (3) copies the same files from the same server with curl, all
-at once, and nothing else. Prints each one's MB/s (best of the repeats) and the ratio fetch / raw
-copy (the goal: at least 0.8). Everything runs on the control host: the files come from the page cache
+``roles/weights/files/fetch_weights.py`` (or --fetcher, another checkout's) into a scratch folder,
+as a host's weights unit runs it (16 workers asked for: the files in worker processes, one per CPU
+at most, each file's sha256 checked against the mirror's as it lands, then the stamp), (2) runs
+``snapshot_download`` alone on the same files (one process, 16 threads, nothing checked), (3) copies
+the same files from the same server with curl, all at once, and nothing else, and (4) the same copy
+with each file hashed (``openssl dgst -sha256``) as soon as its curl ends (the digests checked
+against the mirror's). Prints each one's MB/s (best of the repeats), the ratio fetch / raw copy (the
+goal: at least 0.8), and the ratio fetch / (raw copy + sha256): the floor any download that verifies
+what it got pays — where the raw copy alone keeps every core busy, as on a 2-core machine, hashing
+cannot overlap it for free. Everything runs on the control host: the files come from the page cache
 and go to the same disk, so the figure is the fetcher's own cost, not a link's. A report, not a
 test. ``bench/stages.py --weights-mb N`` measures the same on a sandbox host, over the sandbox
 network.
@@ -27,7 +31,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from _download import compare, raw_copy_result, raw_copy_script, synthetic_shards
+from _download import (
+    compare,
+    compare_floor,
+    raw_copy_result,
+    raw_copy_script,
+    sha256_lines,
+    synthetic_shards,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -57,9 +68,9 @@ def timed(argv: list[str], env: dict[str, str], dest: Path) -> float:
     return seconds
 
 
-def fetch_argv(dest: Path) -> list[str]:
+def fetch_argv(fetcher: Path, dest: Path) -> list[str]:
     """The project's fetcher, as the weights unit runs it (16 workers)."""
-    return [sys.executable, str(FETCHER), "--repo", BENCH_REPO, "--local-dir", str(dest),
+    return [sys.executable, str(fetcher), "--repo", BENCH_REPO, "--local-dir", str(dest),
             "--allow", "*.safetensors", "--max-workers", "16", "--progress-every", "5"]  # fmt: skip
 
 
@@ -70,11 +81,24 @@ def snapshot_argv(dest: Path) -> list[str]:
     return [sys.executable, "-c", code, BENCH_REPO, str(dest)]
 
 
+def raw_copy(base: str, names: list[str], total: int, sha256: bool) -> tuple[float, list[str]]:
+    """Seconds the raw copy of every file takes (with ``sha256``: each hashed as it lands), and
+    the digests it printed."""
+    copy = subprocess.run(["bash", "-c", raw_copy_script(base, names, sha256=sha256)],
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    copied, seconds = raw_copy_result(copy.stdout + copy.stderr)
+    if copied != total:
+        raise SystemExit(f"the raw copy got {copied} bytes of {total}: {copy.stderr}")
+    return seconds, sha256_lines(copy.stdout)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mb", type=int, default=1024, help="MB (10^6 bytes) to publish")
     parser.add_argument("--files", type=int, default=4, help="files they are split into")
     parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--fetcher", type=Path, default=FETCHER,
+                        help="the fetch_weights.py to measure (another checkout's)")  # fmt: skip
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-download-") as scratch:
         work = Path(scratch)
@@ -82,26 +106,29 @@ def main() -> None:
         repo = publish(work / "hub", BENCH_REPO, work / "source")
         shutil.rmtree(work / "source")
         total = sum(f.size for f in repo.files)
-        fetches, snapshots, copies = [], [], []
+        digests = sorted(f.sha256 for f in repo.files)
+        fetches, snapshots, copies, floors = [], [], [], []
         dest = work / "fetched"
         with running_mirror(work / "hub") as endpoint:
             base = f"{endpoint}/{BENCH_REPO}/resolve/{repo.sha}"
             env = hub_environment(endpoint, dest)
             for _ in range(args.repeat):
-                fetches.append(timed(fetch_argv(dest), env, dest))
+                fetches.append(timed(fetch_argv(args.fetcher, dest), env, dest))
                 snapshots.append(timed(snapshot_argv(dest), env, dest))
-                copy = subprocess.run(["bash", "-c", raw_copy_script(base, names)],
-                                      capture_output=True, text=True, check=False)  # fmt: skip
-                copied, seconds = raw_copy_result(copy.stdout + copy.stderr)
-                if copied != total:
-                    raise SystemExit(f"the raw copy got {copied} bytes of {total}: {copy.stderr}")
-                copies.append(seconds)
-    print(f"{args.mb} MB in {args.files} files, local mirror on 127.0.0.1, best of {args.repeat}")
+                copies.append(raw_copy(base, names, total, sha256=False)[0])
+                seconds, hashed = raw_copy(base, names, total, sha256=True)
+                if hashed != digests:
+                    raise SystemExit(f"the raw copy's sha256 are not the mirror's: {hashed}")
+                floors.append(seconds)
+    print(f"{args.mb} MB in {args.files} files, local mirror on 127.0.0.1, best of {args.repeat}, "
+          f"{len(os.sched_getaffinity(0))} CPUs; fetcher {args.fetcher}")  # fmt: skip
     for line in compare(total, min(fetches), total, min(copies)):
         print(line)
+    for line in compare_floor(total, min(fetches), total, min(floors)):
+        print(line)
     alone = min(snapshots)
-    print(f"of which snapshot_download alone: {alone:6.2f} s = {total / alone / 1e6:7.1f} MB/s "
-          f"(the rest: listing, sha256 of every file, stamp)")  # fmt: skip
+    print(f"snapshot_download alone: {alone:6.2f} s = {total / alone / 1e6:7.1f} MB/s "
+          "(one process, 16 threads, nothing checked)")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -46,6 +46,7 @@ from tests.faultkit import (  # noqa: E402
     DOWNLOAD_FILLS_THE_DISK,
     FETCH_WEIGHTS,
     TRACEBACK,
+    WORKER_KILLED_MID_SHARD,
     FakeBuild,
     FakeUnit,
     diag_plan,
@@ -233,6 +234,21 @@ def download_disk_full(tmp: Path) -> Seen:
         what=f"exit {run.returncode}; {run.stderr.strip()[:150]}…; partial files left: "
         f"{len(partial)}; stamp: {'yes' if stamped else 'none'}",
         output=run.stdout + run.stderr,
+    )
+
+
+@fault("a download worker killed mid-shard (the OOM killer's choice), then the fetch re-run")
+def download_worker_killed(tmp: Path) -> Seen:
+    local = tmp / "models"
+    run = _fetch(local, inject=WORKER_KILLED_MID_SHARD)
+    kept = sorted(p.name for p in local.glob("*") if p.is_file())
+    partial = list(local.rglob("*.incomplete"))
+    again = _fetch(local)
+    return Seen(
+        held=run.returncode == 2 and one_line(run.stderr) and not partial and again.returncode == 0,
+        what=f"exit {run.returncode}; {run.stderr.strip()[:120]}…; files kept: {len(kept)}, "
+        f"partial files left: {len(partial)}; re-run exit {again.returncode}",
+        output=run.stdout + run.stderr + again.stdout + again.stderr,
     )
 
 

@@ -4,9 +4,9 @@ Decided here, carried out by ``roles.weights`` (``files/fetch_weights.py`` in a 
 unit started at the beginning of the serve deploy, waited for before the GGUF conversion and the
 engine need the files):
 
-* ``allow_patterns`` / ``ignore_patterns`` for ``huggingface_hub.snapshot_download``, matched with
-  ``fnmatch`` against each file's path in the repo (``utils/_paths.py filter_repo_objects``: ``*``
-  crosses ``/``). A safetensors checkpoint: its shards, their index, the config, tokenizer and
+* ``allow_patterns`` / ``ignore_patterns``, matched as ``huggingface_hub.snapshot_download``
+  matches them: with ``fnmatch`` against each file's path in the repo (``utils/_paths.py
+  filter_repo_objects``: ``*`` crosses ``/``). A safetensors checkpoint: its shards, their index, the config, tokenizer and
   remote-code files — not the ``*.bin``/``*.pth`` twins or ``original/`` copies some repos also
   carry. A GGUF repository: the one chosen file, or every split of it;
 * the unit's name, one per repo, revision and folder, so a re-run finds the download it started;
@@ -45,9 +45,11 @@ SAFETENSORS_IGNORED = ("original/*",)
 vLLM leaves them out the same way (``DEFAULT_IGNORE_PATTERNS`` / ``original/**/*``)."""
 
 DOWNLOAD_WORKERS = 16
-"""Files fetched at once (``snapshot_download(max_workers=)``, 8 by default in huggingface_hub
-2.4). Each HTTP worker is one stream, so a fast link wants more of them; 16 per host keeps a
-4-node cluster within a ``metalserve mirror serve`` (32 workers and 32 waiting by default)."""
+"""Files fetched at once, at most (as ``snapshot_download(max_workers=)``, 8 by default in
+huggingface_hub 2.4): the fetcher downloads each in a process of its own, no more of them than the
+host's CPUs (``fetch_weights.download_processes``: a Python download keeps one core busy). Each is
+one stream, so a fast link wants more of them; 16 per host keeps a 4-node cluster within a
+``metalserve mirror serve`` (32 workers and 32 waiting by default)."""
 
 PROGRESS_EVERY_S = 10
 """How often the download reports its bytes, total and rate (journal, progress file, deploy)."""

@@ -5,7 +5,10 @@ nothing of the machine's own touched.
 * ``run_host_script``: a host script run as the role runs it (its own Python process), with
   Python code injected first — e.g. ``DOWNLOAD_FILLS_THE_DISK`` replaces huggingface_hub's
   download with one that leaves a partial file and raises ``ENOSPC``;
-  ``DOWNLOAD_KILLED_MID_SHARD`` kills the process while the second shard downloads.
+  ``DOWNLOAD_KILLED_MID_SHARD`` kills the fetcher and its worker while the second shard
+  downloads, ``WORKER_KILLED_MID_SHARD`` only the worker, ``WORKERS_STUCK`` holds every
+  worker (its pid in ``$STUCK_WORKERS``). Patches reach the fetcher's download workers: they are
+  forked from the process the injection ran in.
 * ``fake_llamacpp``: a llama.cpp source folder whose ``convert_hf_to_gguf.py`` writes, fills the
   disk or hangs (``FAKE_CONVERTER``), and a ``llama-quantize`` that writes its output;
   ``FAKE_GGUF_SPLIT`` plans and cuts parts as ``llama-gguf-split`` does;
@@ -44,32 +47,54 @@ from pathlib import Path
 
 import huggingface_hub
 
-def _fills_the_disk(repo_id, revision=None, local_dir=None, **_):
+def _fills_the_disk(repo_id, filename, revision=None, local_dir=None, **_):
     # where huggingface_hub keeps a file it is downloading into local_dir (_local_folder.py)
-    partial = Path(local_dir) / ".cache/huggingface/download/model-00001-of-00002.safetensors.f00d.incomplete"
+    partial = Path(local_dir) / f".cache/huggingface/download/{filename}.f00d.incomplete"
     partial.parent.mkdir(parents=True, exist_ok=True)
     partial.write_bytes(bytes(65536))
     raise OSError(errno.ENOSPC, "No space left on device")
 
-huggingface_hub.snapshot_download = _fills_the_disk
+# the fetcher's workers call it per file, and are forked after this ran
+huggingface_hub.hf_hub_download = _fills_the_disk
 """
 
-DOWNLOAD_KILLED_MID_SHARD = """
-import os, signal
+_KILLED_MID_SHARD = """
+import multiprocessing, os, signal
 
 import huggingface_hub.file_download as file_download
 
 _http_get = file_download.http_get
 
 def _killed(url, temp_file, **kwargs):
-    # the second shard: some bytes written, then the process is gone (kill -9, a reboot)
+    # the second shard: some bytes written, then the process is gone
     if "model-00002-of-00002" in url:
         temp_file.write(bytes(65536))
         temp_file.flush()
+        if KILL_THE_FETCHER and multiprocessing.parent_process() is not None:
+            os.kill(os.getppid(), signal.SIGKILL)
         os.kill(os.getpid(), signal.SIGKILL)
     return _http_get(url, temp_file, **kwargs)
 
+# the fetcher's download workers are forked after this ran
 file_download.http_get = _killed
+"""
+DOWNLOAD_KILLED_MID_SHARD = "KILL_THE_FETCHER = True\n" + _KILLED_MID_SHARD
+"""kill -9 of the whole run (a reboot): the fetcher, then the worker downloading the shard."""
+WORKER_KILLED_MID_SHARD = "KILL_THE_FETCHER = False\n" + _KILLED_MID_SHARD
+"""The worker downloading the shard alone (the OOM killer's choice); the fetcher lives on."""
+
+WORKERS_STUCK = """
+import os, time
+
+import huggingface_hub.file_download as file_download
+
+def _stuck(url, temp_file, **kwargs):
+    # every file: the worker names itself (pid) in $STUCK_WORKERS, then waits
+    with open(os.environ["STUCK_WORKERS"], "a") as pids:
+        pids.write(f"{os.getpid()}\\n")
+    time.sleep(120)
+
+file_download.http_get = _stuck
 """
 
 
@@ -87,8 +112,13 @@ def run_host_script(
     timeout_s: float = 120,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``script`` with ``args`` in a Python process of its own, ``inject`` run first."""
-    argv = [sys.executable, "-c", inject + _RUN_AS_MAIN, str(script), *args]
+    argv = host_script_argv(script, args, inject)
     return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout_s)
+
+
+def host_script_argv(script: Path, args: list[str], inject: str = "") -> list[str]:
+    """The argv of ``run_host_script``, for a test that starts the script and acts meanwhile."""
+    return [sys.executable, "-c", inject + _RUN_AS_MAIN, str(script), *args]
 
 
 # --------------------------------------------------------------------------- GGUF conversion

@@ -4,11 +4,14 @@ checked against the bundle's manifest) — then verified and stamped.
 
 The download overlaps the rest of the deploy. ``install`` (run early, right after the layout)
 starts ``files/fetch_weights.py`` in a transient systemd unit (``systemd-run``, named by the plan;
-the unit first builds the hub venv unless it is current) and returns; the driver, CUDA, engine and llama.cpp steps run meanwhile; ``roles.weights.ready``
-waits for the unit, with its progress lines, before the GGUF conversion and the engine need the
-files. The token is a 0600 credential given as ``HF_TOKEN_PATH`` (a path in the unit's
-environment), never an argument. With ``model.shared_dir`` only the rank-0 node downloads; the
-others wait for its stamp in the shared folder.
+the unit first builds the hub venv unless it is current) and returns; the driver, CUDA, engine and
+llama.cpp steps run meanwhile; ``roles.weights.ready`` waits for the unit, with its progress lines,
+before the GGUF conversion and the engine need the files. The fetcher downloads the files in worker
+processes, one per CPU up to the plan's ``max_workers``, and checks each file's sha256 as soon as
+it lands; stopping the unit, or killing the fetcher, takes the workers along. The token is a 0600
+credential given as ``HF_TOKEN_PATH`` (a path in the unit's environment), never an argument. With
+``model.shared_dir`` only the rank-0 node downloads; the others wait for its stamp in the shared
+folder.
 
 The stamp (written last by the script) names the repo, revision and the file patterns, and records
 every file's size; a re-run does nothing only when the stamp names these weights and a stat of the

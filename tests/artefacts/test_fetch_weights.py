@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +24,9 @@ from tests.faultkit import (
     DOWNLOAD_KILLED_MID_SHARD,
     FETCH_WEIGHTS,
     TRACEBACK,
+    WORKER_KILLED_MID_SHARD,
+    WORKERS_STUCK,
+    host_script_argv,
     run_host_script,
 )
 
@@ -38,14 +42,18 @@ def endpoint(tmp_path: Path) -> Iterator[str]:
         yield url
 
 
-def _fetch(endpoint: str, local_dir: Path, *extra: str, token: Path | None = None,
-           repo: str = REPO, inject: str = "") -> subprocess.CompletedProcess[str]:  # fmt: skip
+def _env(endpoint: str, token: Path | None = None) -> dict[str, str]:
     env = {**os.environ, "HF_ENDPOINT": endpoint, "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
     env.pop("HF_TOKEN", None)
     if token is not None:
         env["HF_TOKEN_PATH"] = str(token)
+    return env
+
+
+def _fetch(endpoint: str, local_dir: Path, *extra: str, token: Path | None = None,
+           repo: str = REPO, inject: str = "") -> subprocess.CompletedProcess[str]:  # fmt: skip
     args = ["--repo", repo, "--local-dir", str(local_dir), *extra]
-    return run_host_script(FETCH_WEIGHTS, args, env, inject)
+    return run_host_script(FETCH_WEIGHTS, args, _env(endpoint, token), inject)
 
 
 def summary(result: subprocess.CompletedProcess[str]) -> dict:
@@ -282,6 +290,77 @@ def test_a_killed_download_rerun_fetches_only_the_unfinished_files(
     assert sorted(fetched) == sorted(set(served()) - before)
     assert summary(again)["verified"] == len(served())
     assert not list(local.rglob("*.incomplete")), "the orphaned partial file is removed"
+
+
+def test_a_worker_killed_mid_shard_is_one_line_and_the_rerun_fetches_only_the_unfinished_files(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The OOM killer takes one download worker: the fetcher says so and stops, the others'
+    finished files stay."""
+    publish(tmp_path / "hub", REPO, tiny_moe_checkpoint(seed=0).path)
+    local = tmp_path / "m"
+    with running_mirror(tmp_path / "hub", verbose=True) as url:
+        killed = _fetch(url, local, "--max-workers", "2", inject=WORKER_KILLED_MID_SHARD)
+        before = whole_files(local)
+        capfd.readouterr()
+        again = _fetch(url, local, "--max-workers", "2")
+        fetched = GET.findall(capfd.readouterr().err)
+
+    assert killed.returncode == 2, killed.stderr
+    assert TRACEBACK not in killed.stderr and killed.stderr.count("\n") == 1, killed.stderr
+    assert killed.stderr.startswith(
+        f"error: {local}: expected every download worker to finish, found one killed"
+    )
+    # the Hub lists the repo's files by path, and they are fetched in that order: the shard is
+    # the fifth, taken by a worker only once it finished what it took before (4 files between at
+    # most 2 workers, the other one's may be cut short)
+    assert SHARD not in before and len(before) >= 3, before
+    assert not list(local.rglob("*.incomplete")), "partial files are removed"
+    assert again.returncode == 0, again.stderr
+    assert sorted(fetched) == sorted(set(served()) - before)
+    assert summary(again)["verified"] == len(served())
+
+
+def _running(pid: int) -> bool:
+    """The process exists and is not a zombie (an orphan's reaper may be slow)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def test_the_files_download_in_one_process_per_cpu_and_a_killed_fetcher_takes_them_along(
+    endpoint: str, tmp_path: Path
+) -> None:
+    """Two workers asked for: as many processes as that and the CPUs allow, each holding a file;
+    a kill -9 of the fetcher leaves none of them downloading into the folder."""
+    cpus = len(os.sched_getaffinity(0))
+    pids = tmp_path / "workers"
+    env = {**_env(endpoint), "STUCK_WORKERS": str(pids)}
+    args = ["--repo", REPO, "--local-dir", str(tmp_path / "m"), "--max-workers", "2"]
+    fetcher = subprocess.Popen(host_script_argv(FETCH_WEIGHTS, args, WORKERS_STUCK), env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    workers: set[int] = set()
+    try:
+        deadline = time.monotonic() + 30
+        while len(workers) < min(2, cpus) and time.monotonic() < deadline:
+            time.sleep(0.1)
+            workers = {int(pid) for pid in pids.read_text().split()} if pids.exists() else set()
+        time.sleep(1)  # a third would show by now
+        workers = {int(pid) for pid in pids.read_text().split()}
+        assert len(workers) == min(2, cpus) and fetcher.pid not in workers
+        assert fetcher.poll() is None
+    finally:
+        fetcher.kill()
+        fetcher.wait()
+    deadline = time.monotonic() + 10
+    while any(_running(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = [pid for pid in workers if _running(pid)]
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert not left, "workers outlived the fetcher"
 
 
 def test_a_gguf_repository_gives_every_part_of_the_chosen_split_and_nothing_else(

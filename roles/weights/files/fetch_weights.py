@@ -10,14 +10,18 @@ needs comes from the environment or flags, never a secret on the command line:
 Steps: list the repo at the revision and keep the files ``--allow``/``--ignore`` select (fnmatch
 patterns, as ``snapshot_download`` matches them; the first ``--allow`` names the weights and must
 match) → remove any kept file whose size is not the Hub's (cut short by a full disk, damaged
-afterwards) and the stamp → refuse if the free space is short → ``snapshot_download`` of those
-files, ``--max-workers`` at once, into ``--local-dir`` → verify every kept file against the Hub's
-checksums (sha256 for LFS files, git blob sha1 otherwise; files finished early are hashed while
-the others download, and a file hashed by an earlier run at the same size and time is not hashed
-again) → write ``.metalserve-weights.json`` last, atomically, with every file's size. The stamp
-is what tells the role it is done; the sizes let the role notice, with a stat, a file deleted or
-truncated afterwards. A full disk is one line naming how much to free where; the partial downloads
-are removed, and no stamp is written.
+afterwards) and the stamp → refuse if the free space is short → download those files into
+``--local-dir`` in worker processes forked from this one, each fetching one file at a time with
+``hf_hub_download`` as ``snapshot_download`` does: ``--max-workers`` of them, but no more than the
+CPUs (a Python download keeps one core busy, and threads of one process share its GIL; see
+``download_processes``) → verify every kept file against the Hub's checksums (sha256 for LFS files,
+git blob sha1 otherwise), each as soon as its download ends, while the others go on, and a file
+hashed by an earlier run at the same size and time is not hashed again → write
+``.metalserve-weights.json`` last, atomically, with every file's size. The stamp is what tells the
+role it is done; the sizes let the role notice, with a stat, a file deleted or truncated
+afterwards. A full disk is one line naming how much to free where; the partial downloads are
+removed, and no stamp is written. A worker killed (the OOM killer) is one line too: the others
+stop, their partial files are removed, the finished ones kept; the workers die with the fetcher.
 
 Every ``--progress-every`` seconds one line goes to stdout (the unit's journal) and to
 ``.cache/metalserve-progress.json`` (read by the deploy, and by the other nodes of a cluster that
@@ -37,18 +41,28 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import errno
 import hashlib
 import json
 import math
+import multiprocessing
 import os
 import shutil
+import signal
 import stat
 import sys
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    wait,
+)
+from concurrent.futures.process import BrokenProcessPool
 from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
@@ -260,19 +274,6 @@ class Progress:
         print(line, flush=True)
         return document
 
-    def run(self, stop: threading.Event) -> None:
-        while not stop.wait(self.every):
-            self.report("download")
-
-
-def _verify_early(verifier: Verifier, names: list[str], stop: threading.Event) -> None:
-    """Hash files as they finish, while the others download (a download renames a file into
-    place only once it is whole)."""
-    pending = list(names)
-    while pending and not stop.is_set():
-        pending = [n for n in pending if verifier.check(n) is None]
-        stop.wait(1.0)
-
 
 def report_failure(local_dir: Path, line: str) -> None:
     """The last progress says the run failed, and why (for nodes waiting on a shared folder)."""
@@ -304,37 +305,94 @@ def _selected(repo: str, commit: str, files: list[Any], opts: Options) -> list[A
     return kept
 
 
+def download_processes(max_workers: int, files: int) -> int:
+    """Worker processes, each downloading one file at a time: ``--max-workers``, but no more than
+    the CPUs this process may run on, nor the files. A download through huggingface_hub is Python
+    code copying the stream (httpx, ``http_get``): about 2 CPU seconds per GB, 0.8 of them in
+    Python under the GIL, so the threads of one process cannot go much past one core whatever the
+    host has, while processes add up. More processes than CPUs only take turns with each other and
+    with the hashing. Measured with bench/download.py's mirror on a 2-core machine (1 GB in 4
+    files, the fetch with its sha256): 16 threads in one process 413 MB/s; 1 process 490; 2
+    processes 580; 4 processes 515."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(max_workers, cpus or 1, files))
+
+
+PR_SET_PDEATHSIG = 1
+"""prctl(2) (``linux/prctl.h``): the signal a process gets when the thread that forked it ends."""
+
+
+def _die_with_parent(parent: int) -> None:
+    """A worker is killed with the fetcher (SIGKILL, the OOM killer), so that none goes on
+    writing into the folder a re-run cleans up (a unit's stop kills them all anyway)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # gone before the prctl
+        os._exit(1)
+
+
+def _fetch_file(repo: str, commit: str, local_dir: Path, name: str) -> str:
+    """One file into ``local_dir``, in a worker process, as ``snapshot_download`` fetches each
+    (``hf_hub_download``: nothing to do when the folder's metadata says it is this commit's; else
+    written to an ``.incomplete`` file and renamed into place whole). What it raises comes back
+    pickled (huggingface_hub 2.4's errors keep their type and message through it)."""
+    import huggingface_hub  # an attribute looked up here: tests/faultkit.py replaces it
+
+    huggingface_hub.hf_hub_download(repo, name, revision=commit, local_dir=local_dir)
+    return name
+
+
 def _download(repo: str, commit: str, local_dir: Path, opts: Options, remote: dict[str, Any],
               verifier: Verifier) -> None:  # fmt: skip
-    from huggingface_hub import constants, snapshot_download
+    from huggingface_hub import constants
 
     # huggingface_hub 2.4's http_get asks httpx for 10 MiB chunks (DOWNLOAD_CHUNK_SIZE); httpx
     # assembles each from 64 KiB socket reads by copying through a BytesIO (httpx ByteChunker),
     # which costs more CPU than the transfer itself: bench/download.py measured it at about a
-    # third of curl's rate from the same mirror. 1 MiB chunks keep the copies in cache.
+    # third of curl's rate from the same mirror. 1 MiB chunks keep the copies in cache. The
+    # workers inherit it.
     constants.DOWNLOAD_CHUNK_SIZE = TRANSFER_CHUNK
+    workers = download_processes(opts.max_workers, len(remote))
     progress = Progress(local_dir, {n: f.size for n, f in remote.items()}, verifier,
                         opts.progress_every)  # fmt: skip
     progress.report("download")
-    stop = threading.Event()
-    helpers = [threading.Thread(target=progress.run, args=(stop,), daemon=True),
-               threading.Thread(target=_verify_early, args=(verifier, sorted(remote), stop),
-                                daemon=True)]  # fmt: skip
-    for helper in helpers:
-        helper.start()
+    checks: dict[str, Future[bool | None]] = {}
+    # The workers are forked (the listing and the patched chunk size come with them) while this
+    # process has no thread of its own yet: a fork copies no lock another thread holds. The pool
+    # forks them all at the first submit (CPython gh-90622, 3.10.5 and later); the hashing
+    # threads start at the first file done.
+    fork = multiprocessing.get_context("fork")
     try:
-        snapshot_download(repo, revision=commit, local_dir=local_dir,
-                          allow_patterns=opts.allow or None, ignore_patterns=opts.ignore or None,
-                          max_workers=opts.max_workers)  # fmt: skip
+        with (
+            ProcessPoolExecutor(
+                workers, mp_context=fork, initializer=_die_with_parent, initargs=(os.getpid(),)
+            ) as pool,
+            ThreadPoolExecutor(workers) as hashing,
+        ):
+            pending = {pool.submit(_fetch_file, repo, commit, local_dir, n) for n in remote}
+            due = time.monotonic() + progress.every
+            try:
+                while pending:
+                    done, pending = wait(pending, timeout=max(0.0, due - time.monotonic()),
+                                         return_when=FIRST_COMPLETED)  # fmt: skip
+                    for future in done:  # hashed while the others download
+                        name = future.result()
+                        checks[name] = hashing.submit(verifier.check, name)
+                    if time.monotonic() >= due:
+                        progress.report("download")
+                        due = time.monotonic() + progress.every
+            finally:
+                for future in pending:
+                    future.cancel()  # the running ones end: their files are kept or removed
+    except BrokenProcessPool:
+        remove_partials(local_dir)  # the pool killed the other workers mid-file
+        raise FetchError(f"{local_dir}: expected every download worker to finish, found one "
+                         "killed (the OOM killer, or a signal) — fix: look for it in "
+                         "`journalctl -k`, then run again (finished files are kept, partial ones "
+                         "removed)") from None  # fmt: skip
     finally:
-        stop.set()
-        for helper in helpers:
-            helper.join()
         verifier.save()
-    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        checked = dict(zip(remote, pool.map(verifier.check, remote), strict=True))
-    verifier.save()
-    bad = sorted(n for n, ok in checked.items() if not ok)
+    bad = sorted(n for n in remote if not checks[n].result())
     if bad:
         raise FetchError(f"{repo}@{commit[:12]}: expected every file to match the Hub's "
                          f"checksum, found {len(bad)} that do not ({', '.join(bad[:3])})"
@@ -421,7 +479,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--allow", action="append", default=[],
                         help="fetch only files matching (fnmatch); the first names the weights")  # fmt: skip
     parser.add_argument("--ignore", action="append", default=[], help="leave out matching files")
-    parser.add_argument("--max-workers", type=int, default=8, help="files fetched at once")
+    parser.add_argument("--max-workers", type=int, default=8,
+                        help="files fetched at once, one per process, at most one per CPU")  # fmt: skip
     parser.add_argument("--progress-every", type=float, default=10.0, help="seconds between lines")
     parser.add_argument("--headroom", type=float, default=1.05,
                         help="free space asked for, as a multiple of the bytes still to fetch")  # fmt: skip
