@@ -332,10 +332,18 @@ def read_repo(root: Path, repo_id: str) -> MirrorRepo | None:
 
 
 def open_indexed(root: Path, repo: MirrorRepo, item: MirrorFile) -> BinaryIO:
-    """The file of ``item``, opened for reading, if it still resolves inside ``root`` and still has
-    the size and mtime it was hashed at."""
+    """The file of ``item``, opened for reading, if it still resolves inside ``root``, is still
+    there and still has the size and mtime it was hashed at."""
     real = resolve_inside(root, repo.folder / item.path)
-    stream = real.open("rb")
+    try:
+        stream = real.open("rb")
+    except FileNotFoundError:
+        # answered like a change (409), not by a dropped connection the client retries for
+        # tens of seconds
+        raise ChangedSinceIndexed(
+            f"{repo.repo_id}/{item.path}: expected the file `mirror add` hashed, found it gone "
+            f"— fix: restore it, or run `metalserve mirror add` for {repo.repo_id} again"
+        ) from None
     try:
         now = os.fstat(stream.fileno())
         if not stat.S_ISREG(now.st_mode) or (now.st_size, now.st_mtime_ns) != (

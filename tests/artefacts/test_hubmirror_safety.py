@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 import pytest
 from click.testing import CliRunner
 from huggingface_hub import snapshot_download
+from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
 from metalserve.mirror import index as mirror_index
 from metalserve.mirror.hub import ServeLimits, make_server, mirror_group, running_mirror
@@ -498,6 +499,24 @@ def test_a_file_changed_after_add_is_refused_until_added_again(root: Path) -> No
         served, _, again = _http(url, f"/{REPO}/resolve/main/notes.txt")
     assert (refused, served) == (409, 200)
     assert b"edited" not in body and again == b"edited in place"
+
+
+def test_a_file_removed_after_add_is_refused_at_once_not_dropped(
+    root: Path, tmp_path: Path
+) -> None:
+    """A dropped connection makes huggingface_hub retry for tens of seconds; an answer does not."""
+    (root / REPO / "notes.txt").unlink()
+    with running_mirror(root, limits=QUICK) as url:
+        refused, headers, body = _http(url, f"/{REPO}/resolve/main/notes.txt")
+        started = time.monotonic()
+        # huggingface_hub reports the file as not found, the mirror's answer as its cause
+        with pytest.raises(LocalEntryNotFoundError) as raised:
+            snapshot_download(REPO, endpoint=url, local_dir=tmp_path / "dl", token=False)
+        seconds = time.monotonic() - started
+    assert isinstance(raised.value.__cause__, HfHubHTTPError)
+    assert "409" in str(raised.value.__cause__)
+    assert refused == 409 and dict(headers)["X-Error-Code"] == "ChangedSinceIndexed"
+    assert b"Entry" not in body and seconds < 10
 
 
 def test_a_repo_folder_never_added_is_not_served(root: Path) -> None:
