@@ -15,7 +15,8 @@ What is measured:
 * the critical path: the longest chain of stages each needing the one before
   (``metalserve.io.stagegraph``, where the graph is), by those seconds; the wall time over it says
   how much of what could overlap did not (the goal: at most 1.15);
-* the download's MB/s (the stamp's bytes over the unit's time, verification included) against
+* the download's MB/s (the stamp's bytes over the fetcher's time, from its first progress line to
+  the unit's last, verification included; the unit builds the hub venv before it) against
   curl copying the same files from the same mirror on the same host, after the deploy;
 * with ``--engine vllm`` (or ``sglang``): the host stands in for a one-GPU node of that engine
   (``metalserve.sandbox.engines``, as the opt-in e2e run does): the wheelhouse's size, the operations that push it and install the
@@ -85,22 +86,26 @@ def publish_heavier(inputs: SandboxInputs, megabytes: int) -> SandboxInputs:
     return inputs.model_copy(update={"repo_id": BENCH_REPO})
 
 
-def download_window(state: SandboxState, host: str, weights: WeightsPlan) -> tuple[float, float]:
-    """The weights unit's first and last journal lines (epoch seconds)."""
+def download_window(state: SandboxState, host: str, weights: WeightsPlan
+                    ) -> tuple[float, float, float]:  # fmt: skip
+    """The weights unit's first journal line, the fetcher's first progress line (the unit builds
+    the hub venv before it) and the unit's last line (epoch seconds)."""
     out = on_host(state, host, f"journalctl -u {weights.unit}.service -o short-unix -q --no-pager")
-    stamps = [float(line.split()[0]) for line in out.splitlines() if line[:1].isdigit()]
+    lines = [line.split(None, 2) for line in out.splitlines() if line[:1].isdigit()]
+    stamps = [float(words[0]) for words in lines]
+    fetching = [float(w[0]) for w in lines if len(w) == 3 and ": weights: " in f" {w[2]}"]
     if not stamps:
         raise SystemExit(f"{host}: no journal lines for {weights.unit}.service")
-    return stamps[0], stamps[-1]
+    return stamps[0], (fetching or stamps)[0], stamps[-1]
 
 
-def stage_durations(run: DeployRun, window: tuple[float, float] | None) -> dict[str, float]:
+def stage_durations(run: DeployRun, window: tuple[float, ...] | None) -> dict[str, float]:
     """Seconds per stage in the order they started, with the download after ``Weights: start``."""
     durations = {CONNECT: run.starts[0][0] if run.starts else run.elapsed}
     for stage, seconds in run.stage_seconds().items():
         durations[stage] = seconds
         if stage == "Weights: start" and window is not None:
-            durations[DOWNLOAD] = window[1] - window[0]
+            durations[DOWNLOAD] = window[-1] - window[0]
     return durations
 
 
@@ -186,11 +191,12 @@ def main() -> None:
         print(f"deploy ended failed, as it must with no GPU: {(failed or ['?'])[0].strip()[:300]}")
     window = download_window(state, host, plan.weights)
     durations = stage_durations(run, window)
-    print_stages(durations, run.elapsed, (window[0] - started, window[1] - started))
+    print_stages(durations, run.elapsed, (window[0] - started, window[-1] - started))
+    print(f"  of which the hub venv, built in the unit first: {window[1] - window[0]:.1f} s")
     if args.operations:
         for name, seconds in run.operation_seconds():
             print(f"  {seconds:6.1f} s  {name}")
-    download_vs_raw_copy(state, host, plan, window[1] - window[0])
+    download_vs_raw_copy(state, host, plan, window[2] - window[1])
     if args.engine in ENGINES:
         print_engine_install(run, engine.wheelhouse)
     else:
