@@ -154,6 +154,7 @@ def test_a_gguf_repository_split_already_is_served_from_its_first_part() -> None
     first = "Q4_K_M/GLM-5.2-Q4_K_M-00001-of-00005.gguf"
     plan = llamacpp_plan({"repo_id": "acme/GLM-5.2-GGUF", "gguf_file": first})
     assert plan.gguf is None  # nothing to convert, nothing to cut
+    assert not [w for w in plan.warnings if "is not split" in w]  # nor a warning about it
     assert plan.weights is not None
     assert plan.weights.allow_patterns == (
         "Q4_K_M/GLM-5.2-Q4_K_M-[0-9][0-9][0-9][0-9][0-9]-of-00005.gguf",

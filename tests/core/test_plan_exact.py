@@ -963,6 +963,8 @@ def test_from_a_bundle_weights_and_nccl_tests_come_from_its_folders() -> None:
     )
     assert online.diag is not None and online.diag.source == NcclTestsSource()
     assert online.weights is not None and online.weights.source.kind is SourceKind.ONLINE
+    # the bundle reaches the host with rsync (roles.push): the bundled host installs it
+    assert "rsync" in bundled.packages.names and "rsync" not in online.packages.names
     own = NcclTestsSource(kind="local", ref=ref, path="/srv/nccl-tests.tar.gz")
     kept = plan(
         profile="h200-sxm-8",
