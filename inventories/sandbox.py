@@ -19,10 +19,14 @@ from metalserve.sandbox.state import load_state
 _bundle = os.environ.get("METALSERVE_SANDBOX_BUNDLE")
 try:
     layout = default_layout()
+    inputs = load_inputs(layout.run_dir)
+    if _bundle and inputs is None:
+        raise SandboxError(
+            "METALSERVE_SANDBOX_BUNDLE: expected the sandbox's inputs (model, keys), found none "
+            "— fix: run `metalserve demo` once, then build the bundle and deploy from it"
+        )
     sandbox = inventory_hosts(
-        load_state(layout.state_file),
-        load_inputs(layout.run_dir),
-        Path(_bundle) if _bundle else None,
+        load_state(layout.state_file), inputs, Path(_bundle) if _bundle else None
     )
 except SandboxError as err:
     print(f"error: {err.message}", file=sys.stderr)
