@@ -381,3 +381,50 @@ def test_a_gguf_repository_gives_every_part_of_the_chosen_split_and_nothing_else
     assert result.returncode == 0, result.stderr
     got = sorted(p.relative_to(local).as_posix() for p in local.rglob("*.gguf"))
     assert got == parts and summary(result)["verified"] == 3
+
+
+XET_STORED_SHARDS = """
+import os
+
+import huggingface_hub
+import huggingface_hub.hf_api as hf_api
+
+_list = hf_api.HfApi.list_repo_tree
+_download = huggingface_hub.hf_hub_download
+
+def _listed_as_xet(self, *args, **kwargs):
+    # as the Hub lists a file it stores with Xet: with its xetHash
+    for item in _list(self, *args, **kwargs):
+        if item.path.endswith(".safetensors"):
+            item.xet_hash = "0" * 64
+        yield item
+
+def _recorded(repo_id, filename, **kwargs):
+    with open(os.environ["DOWNLOADED_BY"], "a") as log:
+        log.write(f"{filename} {os.getpid()}\\n")
+    return _download(repo_id, filename, **kwargs)
+
+hf_api.HfApi.list_repo_tree = _listed_as_xet
+huggingface_hub.hf_hub_download = _recorded
+"""
+
+
+def test_files_the_hub_stores_with_xet_are_fetched_by_the_fetcher_itself_the_rest_by_workers(
+    endpoint: str, tmp_path: Path
+) -> None:
+    """hf_xet transfers in parallel itself: one of it per fetcher, not one per worker process."""
+    log = tmp_path / "downloaded-by"
+    env = {**_env(endpoint), "DOWNLOADED_BY": str(log)}
+    argv = host_script_argv(FETCH_WEIGHTS, ["--repo", REPO, "--local-dir", str(tmp_path / "m"),
+                                            "--max-workers", "4"], XET_STORED_SHARDS)  # fmt: skip
+    fetcher = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)  # fmt: skip
+    out, err = fetcher.communicate(timeout=120)
+
+    assert fetcher.returncode == 0, err
+    by = dict(line.split() for line in log.read_text().splitlines())
+    xet = {name for name in served() if name.endswith(".safetensors")}
+    assert set(by) == set(served()) and xet
+    assert {int(by[name]) for name in xet} == {fetcher.pid}
+    assert fetcher.pid not in {int(pid) for name, pid in by.items() if name not in xet}
+    assert json.loads(out.splitlines()[-1])["verified"] == len(served())

@@ -14,7 +14,8 @@ afterwards) and the stamp → refuse if the free space is short → download tho
 ``--local-dir`` in worker processes forked from this one, each fetching one file at a time with
 ``hf_hub_download`` as ``snapshot_download`` does: ``--max-workers`` of them, but no more than the
 CPUs (a Python download keeps one core busy, and threads of one process share its GIL; see
-``download_processes``) → verify every kept file against the Hub's checksums (sha256 for LFS files,
+``download_processes``); files the Hub stores with Xet go to threads of this process instead, as
+``hf_xet`` transfers in parallel itself (``by_transfer``) → verify every kept file against the Hub's checksums (sha256 for LFS files,
 git blob sha1 otherwise), each as soon as its download ends, while the others go on, and a file
 hashed by an earlier run at the same size and time is not hashed again → write
 ``.metalserve-weights.json`` last, atomically, with every file's size. The stamp is what tells the
@@ -331,6 +332,19 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
+def by_transfer(remote: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """The files Xet stores (the listing gives their ``xet_hash``), then the others.
+
+    huggingface_hub hands a Xet file to ``hf_xet``, which is Rust: it runs its own parallel
+    transfers outside the GIL (``HF_XET_HIGH_PERFORMANCE`` widens them), so those files are
+    fetched by threads of this process, as ``snapshot_download`` does, and ``hf_xet`` runs once.
+    A worker process each would run one ``hf_xet`` apiece, multiplying its connections and
+    buffers for nothing. The others (a site mirror, a plain LFS file) go over HTTP in Python,
+    one core a stream, so they go to the worker processes."""
+    xet = [name for name, remote_file in remote.items() if getattr(remote_file, "xet_hash", None)]
+    return xet, [name for name in remote if name not in set(xet)]
+
+
 def _fetch_file(repo: str, commit: str, local_dir: Path, name: str) -> str:
     """One file into ``local_dir``, in a worker process, as ``snapshot_download`` fetches each
     (``hf_hub_download``: nothing to do when the folder's metadata says it is this commit's; else
@@ -352,24 +366,28 @@ def _download(repo: str, commit: str, local_dir: Path, opts: Options, remote: di
     # third of curl's rate from the same mirror. 1 MiB chunks keep the copies in cache. The
     # workers inherit it.
     constants.DOWNLOAD_CHUNK_SIZE = TRANSFER_CHUNK
-    workers = download_processes(opts.max_workers, len(remote))
+    xet, plain = by_transfer(remote)
+    workers = download_processes(opts.max_workers, len(plain))
     progress = Progress(local_dir, {n: f.size for n, f in remote.items()}, verifier,
                         opts.progress_every)  # fmt: skip
     progress.report("download")
     checks: dict[str, Future[bool | None]] = {}
     # The workers are forked (the listing and the patched chunk size come with them) while this
     # process has no thread of its own yet: a fork copies no lock another thread holds. The pool
-    # forks them all at the first submit (CPython gh-90622, 3.10.5 and later); the hashing
-    # threads start at the first file done.
+    # forks them all at the first submit (CPython gh-90622, 3.10.5 and later), before the Xet
+    # threads start; the hashing threads start at the first file done. With no plain file the
+    # pool forks nothing.
     fork = multiprocessing.get_context("fork")
     try:
         with (
             ProcessPoolExecutor(
                 workers, mp_context=fork, initializer=_die_with_parent, initargs=(os.getpid(),)
             ) as pool,
+            ThreadPoolExecutor(opts.max_workers) as in_process,
             ThreadPoolExecutor(workers) as hashing,
         ):
-            pending = {pool.submit(_fetch_file, repo, commit, local_dir, n) for n in remote}
+            pending = {pool.submit(_fetch_file, repo, commit, local_dir, n) for n in plain}
+            pending |= {in_process.submit(_fetch_file, repo, commit, local_dir, n) for n in xet}
             due = time.monotonic() + progress.every
             try:
                 while pending:
