@@ -40,9 +40,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import IO
 
 from _download import synthetic_shards
+from _sandbox import on_host
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -53,7 +53,6 @@ from metalserve.offline import BUNDLE_FORMAT, BundleManifest  # noqa: E402
 from metalserve.sandbox import down, up  # noqa: E402
 from metalserve.sandbox.inventory import host_data  # noqa: E402
 from metalserve.sandbox.layout import SandboxLayout  # noqa: E402
-from metalserve.sandbox.machines import ssh_argv  # noqa: E402
 from metalserve.sandbox.state import SandboxState  # noqa: E402
 
 DEPLOY = REPO / "bench" / "_push_deploy.py"
@@ -82,21 +81,6 @@ def checkpoint_bundle(root: Path, gb: float, shards: int) -> Path:
     write_manifest(root, BundleManifest(format=BUNDLE_FORMAT, hosts=(), pins={},
                    key_fingerprint=None, inputs=(), files=file_records(root, listed, {})))  # fmt: skip
     return folder
-
-
-def on_host(
-    state: SandboxState,
-    host: str,
-    command: str,
-    data: bytes | None = None,
-    stream: IO[bytes] | None = None,
-) -> str:
-    """Run ``command`` on the host, fed ``data`` or ``stream``; its output."""
-    done = subprocess.run(ssh_argv(state.ssh_config, host, command), input=data, stdin=stream,
-                          capture_output=True, timeout=600, check=False)  # fmt: skip
-    if done.returncode != 0:
-        raise SystemExit(f"on {host}: {command}: {done.stderr.decode().strip()}")
-    return done.stdout.decode()
 
 
 def install_rsync(state: SandboxState, host: str, scratch: Path) -> str:

@@ -35,13 +35,12 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 from _download import compare, raw_copy_result, raw_copy_script, synthetic_shards
-from _sandbox import fresh_sandbox
+from _sandbox import fresh_sandbox, on_host
 
 from metalserve.io.inventory import plan_host_data
 from metalserve.io.runner import DeployRun, run_pyinfra
@@ -60,20 +59,10 @@ from metalserve.sandbox.demo import INVENTORY, SERVE, SandboxInputs, load_inputs
 from metalserve.sandbox.engines import ENGINES, engine_host
 from metalserve.sandbox.inventory import inventory_hosts
 from metalserve.sandbox.layout import default_layout
-from metalserve.sandbox.machines import ssh_argv
 from metalserve.sandbox.state import SandboxState
 from roles.weights import STAMP
 
 BENCH_REPO = "metalserve/tiny-moe-bench"
-
-
-def on_host(state: SandboxState, host: str, script: str, timeout: float = 600) -> str:
-    """Run a bash script on a sandbox host (on stdin); its output."""
-    done = subprocess.run(ssh_argv(state.ssh_config, host, "bash -s"), input=script,
-                          capture_output=True, text=True, timeout=timeout, check=False)  # fmt: skip
-    if done.returncode != 0:
-        raise SystemExit(f"on {host}: {done.stderr.strip() or done.stdout.strip()}")
-    return done.stdout
 
 
 def publish_heavier(inputs: SandboxInputs, megabytes: int) -> SandboxInputs:
@@ -136,7 +125,8 @@ def download_vs_raw_copy(state: SandboxState, host: str, plan: HostPlan,
     stamp = json.loads(on_host(state, host, f"cat {weights.local_dir}/{STAMP}"))
     base = f"{weights.source.endpoint}/{weights.repo_id}/resolve/{stamp['commit']}"
     files = sorted(stamp["sizes"])
-    copy = on_host(state, host, raw_copy_script(base, files, weights.token_file))
+    script = raw_copy_script(base, files, weights.token_file)
+    copy = on_host(state, host, "bash -s", script.encode())
     copied, copy_s = raw_copy_result(copy)
     if copied != stamp["bytes"]:
         raise SystemExit(f"the raw copy got {copied} bytes of {stamp['bytes']}")

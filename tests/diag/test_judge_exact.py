@@ -348,26 +348,21 @@ def test_ib_without_gdrdma_warns_only_between_nodes_that_can_have_it() -> None:
         "(DMA-BUF) or load nvidia-peermem (needs MLNX_OFED/DOCA-OFED), and check "
         "NCCL_NET_GDR_LEVEL",
     )
+
     # NCCL's per-HCA lines say which of the two it is ('GPU Direct RDMA Disabled/Enabled for HCA')
-    disabled = ib.model_copy(update={"no_gdr_hcas": ("mlx5_0", "mlx5_3")})
-    assert next(
-        r.message
-        for r in judge(parsed(transport=disabled), TWO_NODES_IB, None).reasons
-        if r.code == "no-gdrdma"
-    ).endswith(
+    def no_gdrdma(**hcas: tuple[str, ...]) -> str:
+        transport = ib.model_copy(update=hcas)
+        judged = judge(parsed(transport=transport), TWO_NODES_IB, None)
+        return next(r.message for r in judged.reasons if r.code == "no-gdrdma")
+
+    assert no_gdrdma(no_gdr_hcas=("mlx5_0", "mlx5_3")).endswith(
         "GPUDirect RDMA is off: NCCL found neither nvidia-peermem nor DMA-BUF for mlx5_0, mlx5_3 "
         "('GPU Direct RDMA Disabled for HCA'): use the open kernel modules (DMA-BUF) or load "
         "nvidia-peermem built against MLNX_OFED/DOCA-OFED"
     )
-    too_far = ib.model_copy(update={"gdr_hcas": ("mlx5_0", "mlx5_1")})
-    assert next(
-        r.message
-        for r in judge(parsed(transport=too_far), TWO_NODES_IB, None).reasons
-        if r.code == "no-gdrdma"
-    ).endswith(
+    assert no_gdrdma(gdr_hcas=("mlx5_0", "mlx5_1")).endswith(
         "GPUDirect RDMA is off: NCCL could use it on mlx5_0, mlx5_1 but judged the GPU too far "
-        "from the "
-        "HCA: check the PCI topology and NCCL_NET_GDR_LEVEL"
+        "from the HCA: check the PCI topology and NCCL_NET_GDR_LEVEL"
     )
     with_gdr = ib.model_copy(update={"gdrdma": True})
     assert "no-gdrdma" not in codes(judge(parsed(transport=with_gdr), TWO_NODES_IB, None))

@@ -341,8 +341,11 @@ def by_transfer(remote: dict[str, Any]) -> tuple[list[str], list[str]]:
     A worker process each would run one ``hf_xet`` apiece, multiplying its connections and
     buffers for nothing. The others (a site mirror, a plain LFS file) go over HTTP in Python,
     one core a stream, so they go to the worker processes."""
-    xet = [name for name, remote_file in remote.items() if getattr(remote_file, "xet_hash", None)]
-    return xet, [name for name in remote if name not in set(xet)]
+    xet: list[str] = []
+    plain: list[str] = []
+    for name, remote_file in remote.items():
+        (xet if getattr(remote_file, "xet_hash", None) else plain).append(name)
+    return xet, plain
 
 
 def _fetch_file(repo: str, commit: str, local_dir: Path, name: str) -> str:
