@@ -56,7 +56,7 @@ def raw_copy_script(
         "set -e\ndir=$(mktemp -d)\nstart=$(date +%s.%N)\n"
         f"{fetches}\n"
         "wait\nend=$(date +%s.%N)\n"
-        "size=$(find \"$dir\" -type f -printf '%s\\n' | awk '{ s += $1 } END { print s }')\n"
+        "size=$(find \"$dir\" -type f -printf '%s\\n' | awk '{ s += $1 } END { printf \"%.0f\", s }')\n"
         f'echo {RAW_COPY_MARK} "$size" "$(awk "BEGIN {{ print $end - $start }}")"\n'
         'rm -rf "$dir"\n'
     )

@@ -3,8 +3,8 @@ script or a role's shell command calls, and a full disk inside a host script —
 nothing of the machine's own touched.
 
 * ``run_host_script``: a host script run as the role runs it (its own Python process), with
-  Python code injected first — e.g. ``DOWNLOAD_FILLS_THE_DISK`` replaces huggingface_hub's
-  download with one that leaves a partial file and raises ``ENOSPC``;
+  Python code injected first — e.g. ``DOWNLOAD_FILLS_THE_DISK`` makes the first write into a
+  partial download raise ``ENOSPC`` once 64 KiB are in;
   ``DOWNLOAD_KILLED_MID_SHARD`` kills the fetcher and its worker while the second shard
   downloads, ``WORKER_KILLED_MID_SHARD`` only the worker, ``WORKERS_STUCK`` holds every
   worker (its pid in ``$STUCK_WORKERS``). Patches reach the fetcher's download workers: they are
@@ -41,61 +41,78 @@ sys.argv = sys.argv[1:]
 runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
-DOWNLOAD_FILLS_THE_DISK = """
-import errno
-from pathlib import Path
+PARTIAL_WRITES = """
+import os
 
-import huggingface_hub
+_write = os.write
 
-def _fills_the_disk(repo_id, filename, revision=None, local_dir=None, **_):
-    # where huggingface_hub keeps a file it is downloading into local_dir (_local_folder.py)
-    partial = Path(local_dir) / f".cache/huggingface/download/{filename}.f00d.incomplete"
-    partial.parent.mkdir(parents=True, exist_ok=True)
-    partial.write_bytes(bytes(65536))
-    raise OSError(errno.ENOSPC, "No space left on device")
-
-# the fetcher's workers call it per file, and are forked after this ran
-huggingface_hub.hf_hub_download = _fills_the_disk
+def _partial(fd):
+    # the file a write goes to, when it is a download in progress (an ``.incomplete`` file)
+    try:
+        path = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return None
+    return path if path.endswith(".incomplete") else None
 """
+"""What the download faults share: the fetcher's workers write each file's bytes with
+``os.write`` into an ``.incomplete`` file, and the faults act on those writes."""
 
-_KILLED_MID_SHARD = """
-import multiprocessing, os, signal
+DOWNLOAD_FILLS_THE_DISK = (
+    PARTIAL_WRITES
+    + """
+import errno
 
-import huggingface_hub.file_download as file_download
+def _fills_the_disk(fd, data):
+    # 64 KiB of the file land, then the disk is full
+    if _partial(fd):
+        _write(fd, bytes(65536))
+        raise OSError(errno.ENOSPC, "No space left on device")
+    return _write(fd, data)
 
-_http_get = file_download.http_get
+# the fetcher's workers write with it, and are forked after this ran
+os.write = _fills_the_disk
+"""
+)
 
-def _killed(url, temp_file, **kwargs):
+_KILLED_MID_SHARD = (
+    PARTIAL_WRITES
+    + """
+import multiprocessing, signal
+
+def _killed(fd, data):
     # the second shard: some bytes written, then the process is gone
-    if "model-00002-of-00002" in url:
-        temp_file.write(bytes(65536))
-        temp_file.flush()
+    if "model-00002-of-00002" in (_partial(fd) or ""):
+        _write(fd, bytes(65536))
         if KILL_THE_FETCHER and multiprocessing.parent_process() is not None:
             os.kill(os.getppid(), signal.SIGKILL)
         os.kill(os.getpid(), signal.SIGKILL)
-    return _http_get(url, temp_file, **kwargs)
+    return _write(fd, data)
 
 # the fetcher's download workers are forked after this ran
-file_download.http_get = _killed
+os.write = _killed
 """
+)
 DOWNLOAD_KILLED_MID_SHARD = "KILL_THE_FETCHER = True\n" + _KILLED_MID_SHARD
 """kill -9 of the whole run (a reboot): the fetcher, then the worker downloading the shard."""
 WORKER_KILLED_MID_SHARD = "KILL_THE_FETCHER = False\n" + _KILLED_MID_SHARD
 """The worker downloading the shard alone (the OOM killer's choice); the fetcher lives on."""
 
-WORKERS_STUCK = """
-import os, time
+WORKERS_STUCK = (
+    PARTIAL_WRITES
+    + """
+import time
 
-import huggingface_hub.file_download as file_download
-
-def _stuck(url, temp_file, **kwargs):
+def _stuck(fd, data):
     # every file: the worker names itself (pid) in $STUCK_WORKERS, then waits
-    with open(os.environ["STUCK_WORKERS"], "a") as pids:
-        pids.write(f"{os.getpid()}\\n")
-    time.sleep(120)
+    if _partial(fd):
+        with open(os.environ["STUCK_WORKERS"], "a") as pids:
+            pids.write(f"{os.getpid()}\\n")
+        time.sleep(120)
+    return _write(fd, data)
 
-file_download.http_get = _stuck
+os.write = _stuck
 """
+)
 
 
 def executable(path: Path, text: str) -> Path:

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+import http.client
+import http.server
+import importlib.util
 import json
 import math
 import os
 import re
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import pytest
 
@@ -23,6 +30,7 @@ from tests.faultkit import (
     DOWNLOAD_FILLS_THE_DISK,
     DOWNLOAD_KILLED_MID_SHARD,
     FETCH_WEIGHTS,
+    PARTIAL_WRITES,
     TRACEBACK,
     WORKER_KILLED_MID_SHARD,
     WORKERS_STUCK,
@@ -383,14 +391,15 @@ def test_a_gguf_repository_gives_every_part_of_the_chosen_split_and_nothing_else
     assert got == parts and summary(result)["verified"] == 3
 
 
-XET_STORED_SHARDS = """
-import os
-
+XET_STORED_SHARDS = (
+    PARTIAL_WRITES
+    + """
 import huggingface_hub
 import huggingface_hub.hf_api as hf_api
 
 _list = hf_api.HfApi.list_repo_tree
 _download = huggingface_hub.hf_hub_download
+_named = set()
 
 def _listed_as_xet(self, *args, **kwargs):
     # as the Hub lists a file it stores with Xet: with its xetHash
@@ -399,14 +408,27 @@ def _listed_as_xet(self, *args, **kwargs):
             item.xet_hash = "0" * 64
         yield item
 
-def _recorded(repo_id, filename, **kwargs):
+def _record(filename):
     with open(os.environ["DOWNLOADED_BY"], "a") as log:
         log.write(f"{filename} {os.getpid()}\\n")
+
+def _recorded(repo_id, filename, **kwargs):
+    _record(filename)
     return _download(repo_id, filename, **kwargs)
+
+def _streamed(fd, data):
+    # a worker's first write into .cache/huggingface/download/<file>.<uuid>.incomplete
+    partial = _partial(fd)
+    if partial and partial not in _named:
+        _named.add(partial)
+        _record(partial.split("/.cache/huggingface/download/", 1)[1].rsplit(".", 2)[0])
+    return _write(fd, data)
 
 hf_api.HfApi.list_repo_tree = _listed_as_xet
 huggingface_hub.hf_hub_download = _recorded
+os.write = _streamed
 """
+)
 
 
 def test_files_the_hub_stores_with_xet_are_fetched_by_the_fetcher_itself_the_rest_by_workers(
@@ -428,3 +450,228 @@ def test_files_the_hub_stores_with_xet_are_fetched_by_the_fetcher_itself_the_res
     assert {int(by[name]) for name in xet} == {fetcher.pid}
     assert fetcher.pid not in {int(pid) for name, pid in by.items() if name not in xet}
     assert json.loads(out.splitlines()[-1])["verified"] == len(served())
+
+
+WRONG_CHECKSUM = """
+import huggingface_hub.hf_api as hf_api
+
+_list = hf_api.HfApi.list_repo_tree
+
+def _listed_wrong(self, *args, **kwargs):
+    # the listing promises another sha256 for the shard than the bytes the mirror serves
+    for item in _list(self, *args, **kwargs):
+        if item.path == SHARD:
+            item.lfs.sha256 = "0" * 64
+        yield item
+
+hf_api.HfApi.list_repo_tree = _listed_wrong
+"""
+
+
+def test_a_file_that_does_not_match_its_checksum_is_not_kept_and_is_named_in_one_line(
+    endpoint: str, tmp_path: Path
+) -> None:
+    local = tmp_path / "m"
+    bad = _fetch(endpoint, local, inject=f"SHARD = {SHARD!r}\n" + WRONG_CHECKSUM)
+
+    assert bad.returncode == 2, bad.stderr
+    assert TRACEBACK not in bad.stderr and bad.stderr.count("\n") == 1, bad.stderr
+    assert "expected every file to match the Hub's checksum, found 1 that do not" in bad.stderr
+    assert f"({SHARD}), not kept" in bad.stderr
+    assert whole_files(local) == set(served()) - {SHARD}
+    assert not list(local.rglob("*.incomplete")) and not (local / STAMP).exists()
+
+
+def test_a_file_here_at_the_right_size_but_other_bytes_is_fetched_again(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A new revision whose shard kept its size: the bytes decide, not the size."""
+    publish(tmp_path / "hub", REPO, tiny_moe_checkpoint(seed=0).path)
+    local = tmp_path / "m"
+    with running_mirror(tmp_path / "hub", verbose=True) as url:
+        assert _fetch(url, local).returncode == 0
+        original = (local / SHARD).read_bytes()
+        (local / SHARD).write_bytes(bytes(len(original)))  # same size, other bytes
+        (local / STAMP).unlink()  # as a new revision leaves it: no stamp for this commit
+        capfd.readouterr()
+        again = _fetch(url, local)
+        fetched = GET.findall(capfd.readouterr().err)
+
+    assert again.returncode == 0, again.stderr
+    assert fetched == [SHARD]
+    assert (local / SHARD).read_bytes() == original
+    assert summary(again)["verified"] == len(served())
+
+
+CONNECTION_RESET_ONCE = """
+import http.client, os
+
+_readinto = http.client.HTTPResponse.readinto
+_request = http.client.HTTPConnection.request
+_cut = []
+
+def _reset_once(self, buffer):
+    # the first response of more than 64 KiB: 64 KiB arrive, then the peer resets the connection
+    if not _cut and (self.length or 0) > 65536:
+        _cut.append(self)
+        return _readinto(self, memoryview(buffer)[:65536])
+    if _cut and _cut[0] is self:
+        raise ConnectionResetError(104, "Connection reset by peer")
+    return _readinto(self, buffer)
+
+def _logged(self, method, url, body=None, headers={}, **kwargs):
+    with open(os.environ["REQUESTS_LOG"], "a") as log:
+        log.write(f"{url.rsplit('/', 1)[1]} {headers.get('Range', '-')}\\n")
+    return _request(self, method, url, body, headers, **kwargs)
+
+http.client.HTTPResponse.readinto = _reset_once
+http.client.HTTPConnection.request = _logged
+"""
+
+
+def test_a_connection_reset_mid_file_goes_on_from_where_it_stopped(
+    endpoint: str, tmp_path: Path
+) -> None:
+    local, log = tmp_path / "m", tmp_path / "requests"
+    env = {**_env(endpoint), "REQUESTS_LOG": str(log)}
+    argv = host_script_argv(FETCH_WEIGHTS, ["--repo", REPO, "--local-dir", str(local),
+                                            "--max-workers", "1"], CONNECTION_RESET_ONCE)  # fmt: skip
+    run = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+
+    assert run.returncode == 0, run.stderr
+    requests = [line.split() for line in log.read_text().splitlines()]
+    again = [r for r in requests if r[1] != "-"]
+    # one file asked for again, from the byte the cut left it at, and nothing else twice
+    assert len(again) == 1 and again[0][1] == "bytes=65536-", requests
+    assert served()[again[0][0]] > 65536
+    assert len(requests) == len(served()) + 1
+    assert summary(run)["verified"] == len(served())
+    assert whole_files(local) == set(served())
+
+
+def _fetcher_module() -> Any:
+    """The fetcher's functions, for the tests of its HTTP parts alone."""
+    spec = importlib.util.spec_from_file_location("fetch_weights_under_test", FETCH_WEIGHTS)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@contextlib.contextmanager
+def _serving(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[int]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_redirect_to_another_host_never_carries_the_token_there() -> None:
+    """The Hub answers an LFS file with a redirect to its CDN: the token stays with the Hub."""
+    seen: dict[str, str | None] = {}
+
+    class Redirecting(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            port = self.server.server_address[1]
+            seen[f"{self.headers['Host'].split(':')[0]}{self.path}"] = self.headers["Authorization"]
+            targets = {"/same": "/file", "/cdn": f"http://localhost:{port}/file?signed=1"}
+            if self.path in targets:
+                self.send_response(302)
+                self.send_header("Location", targets[self.path])
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self.send_response(200)
+            self.send_header("Content-Length", "5")
+            self.end_headers()
+            self.wfile.write(b"bytes")
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    fetcher = _fetcher_module()
+    with _serving(Redirecting) as port:
+        for path in ("/same", "/cdn"):
+            response, start = fetcher._open(f"http://127.0.0.1:{port}{path}",
+                                            {"Authorization": "Bearer hf_redirect_secret"}, 0)  # fmt: skip
+            with response:
+                assert (response.read(), start) == (b"bytes", 0)
+
+    assert seen == {"127.0.0.1/same": "Bearer hf_redirect_secret",
+                    "127.0.0.1/file": "Bearer hf_redirect_secret",
+                    "127.0.0.1/cdn": "Bearer hf_redirect_secret",
+                    "localhost/file?signed=1": None}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("proxies", "url", "expected"),
+    [
+        ({}, "http://10.0.0.5:8090", False),
+        ({"HTTP_PROXY": "http://proxy:3128"}, "http://10.0.0.5:8090", True),
+        (
+            {"HTTP_PROXY": "http://proxy:3128", "NO_PROXY": "10.0.0.5"},
+            "http://10.0.0.5:8090",
+            False,
+        ),
+        ({"HTTP_PROXY": "http://proxy:3128", "NO_PROXY": ".site"}, "http://hub.site:8090", False),
+        ({"HTTPS_PROXY": "http://proxy:3128"}, "http://10.0.0.5:8090", False),
+        ({"HTTPS_PROXY": "http://proxy:3128"}, "https://huggingface.co", True),
+        ({"ALL_PROXY": "http://proxy:3128"}, "https://huggingface.co", True),
+    ],
+)
+def test_files_go_through_huggingface_hub_where_the_environment_names_a_proxy(
+    monkeypatch: pytest.MonkeyPatch, proxies: dict[str, str], url: str, expected: bool
+) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    for name, value in proxies.items():
+        monkeypatch.setenv(name, value)
+    assert _fetcher_module().proxied(url) is expected
+
+
+def test_behind_a_proxy_every_file_comes_through_it_and_is_verified(
+    endpoint: str, tmp_path: Path
+) -> None:
+    """huggingface_hub's httpx speaks to the proxy; the direct transfer would not."""
+    asked: list[str] = []
+
+    class Forwarding(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            asked.append(self.path)
+            target = urlsplit(self.path)
+            upstream = http.client.HTTPConnection(target.hostname or "", target.port, timeout=30)
+            path = target.path + (f"?{target.query}" if target.query else "")
+            upstream.request("GET", path, headers={k: v for k, v in self.headers.items()
+                                                   if k.lower() not in ("host", "proxy-connection")})  # fmt: skip
+            answer = upstream.getresponse()
+            body = answer.read()
+            self.send_response(answer.status)
+            for name, value in answer.getheaders():
+                if name.lower() not in ("transfer-encoding", "connection", "content-length"):
+                    self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            upstream.close()
+
+        do_HEAD = do_GET  # noqa: N815 - http.server's name
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    local = tmp_path / "m"
+    with _serving(Forwarding) as port:
+        env = {**_env(endpoint), "HTTP_PROXY": f"http://127.0.0.1:{port}", "NO_PROXY": ""}
+        run = run_host_script(FETCH_WEIGHTS, ["--repo", REPO, "--local-dir", str(local)], env)
+
+    assert run.returncode == 0, run.stderr
+    through = {unquote(urlsplit(url).path.rsplit("/", 1)[1]) for url in asked if "/resolve/" in url}
+    assert through == set(served())
+    assert summary(run)["verified"] == len(served()) and whole_files(local) == set(served())

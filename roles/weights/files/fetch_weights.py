@@ -11,25 +11,27 @@ Steps: list the repo at the revision and keep the files ``--allow``/``--ignore``
 patterns, as ``snapshot_download`` matches them; the first ``--allow`` names the weights and must
 match) → remove any kept file whose size is not the Hub's (cut short by a full disk, damaged
 afterwards) and the stamp → refuse if the free space is short → download those files into
-``--local-dir`` in worker processes forked from this one, each fetching one file at a time with
-``hf_hub_download`` as ``snapshot_download`` does: ``--max-workers`` of them, but no more than the
-CPUs (a Python download keeps one core busy, and threads of one process share its GIL; see
-``download_processes``); files the Hub stores with Xet go to threads of this process instead, as
-``hf_xet`` transfers in parallel itself (``by_transfer``) → verify every kept file against the Hub's checksums (sha256 for LFS files,
-git blob sha1 otherwise), each as soon as its download ends, while the others go on, and a file
-hashed by an earlier run at the same size and time is not hashed again → write
-``.metalserve-weights.json`` last, atomically, with every file's size. The stamp is what tells the
-role it is done; the sizes let the role notice, with a stat, a file deleted or truncated
-afterwards. A full disk is one line naming how much to free where; the partial downloads are
-removed, and no stamp is written. A worker killed (the OOM killer) is one line too: the others
-stop, their partial files are removed, the finished ones kept; the workers die with the fetcher.
+``--local-dir`` in worker processes forked from this one, one file at a time each, ``--max-workers``
+of them but no more than the CPUs (``download_processes``). A worker streams a plain-HTTP file
+(a site mirror, an LFS file on the Hub's CDN) itself and hashes it as it lands against the Hub's
+checksum (sha256 for LFS files, git blob sha1 otherwise), renaming it into place only when it
+matches (``_stream_file``); a broken connection goes on from where it stopped. Behind a proxy
+the environment names, ``hf_hub_download`` fetches them instead (``proxied``); files the Hub
+stores with Xet go to threads of this process, as ``hf_xet`` transfers in parallel itself
+(``by_transfer``); both are hashed once they land. A file already here at the Hub's size is
+hashed (a file hashed by an earlier run at the same size and time is not hashed again) and
+fetched again if it does not match → write ``.metalserve-weights.json`` last, atomically, with
+every file's size. The stamp is what tells the role it is done; the sizes let the role notice,
+with a stat, a file deleted or truncated afterwards. A full disk is one line naming how much to
+free where; the partial downloads are removed, and no stamp is written. A worker killed (the OOM
+killer) is one line too: the others stop, their partial files are removed, the finished ones
+kept; the workers die with the fetcher.
 
 Every ``--progress-every`` seconds one line goes to stdout (the unit's journal) and to
 ``.cache/metalserve-progress.json`` (read by the deploy, and by the other nodes of a cluster that
 share the folder): bytes done, total, rate, files. A killed or failed run leaves its finished files
-in place and the next run skips them; huggingface_hub 2.4 does not resume a file it was
-downloading across runs (each run writes its own ``.incomplete`` file and removes it on failure),
-so that one file starts again from zero.
+in place and the next run skips them; a file being downloaded when the run was killed starts again
+from zero on the next run (its partial file is removed, as huggingface_hub 2.4 does with its own).
 
 Example::
 
@@ -45,17 +47,21 @@ import contextlib
 import ctypes
 import errno
 import hashlib
+import http.client
 import json
 import math
 import multiprocessing
 import os
 import shutil
 import signal
+import ssl
 import stat
 import sys
 import tempfile
 import threading
 import time
+import urllib.request
+import uuid
 from concurrent.futures import (
     FIRST_COMPLETED,
     Future,
@@ -67,6 +73,7 @@ from concurrent.futures.process import BrokenProcessPool
 from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 STAMP = ".metalserve-weights.json"
 EXIT_OPERATOR_ERROR = 2
@@ -170,11 +177,29 @@ def _intact(local_dir: Path, stamp: dict[str, object]) -> bool:
     return all((local_dir / n).is_file() for n in sizes) and not wrong_sized(local_dir, sizes)
 
 
+class RunningDigest:
+    """The checksum the Hub lists for a file, computed as its bytes come: sha256 for an LFS file,
+    git's blob sha1 (``blob <size>\\0``, then the bytes) for another."""
+
+    def __init__(self, algorithm: str, size: int) -> None:
+        self.algorithm, self.size = algorithm, size
+        self.restart()
+
+    def restart(self) -> None:
+        self.hash = hashlib.sha256() if self.algorithm == "sha256" else hashlib.sha1()  # noqa: S324
+        if self.algorithm != "sha256":
+            self.hash.update(f"blob {self.size}\0".encode())
+
+    def update(self, data: bytes | memoryview) -> None:
+        self.hash.update(data)
+
+    def hexdigest(self) -> str:
+        return self.hash.hexdigest()
+
+
 def _hash(path: Path, algorithm: str) -> str:
-    """sha256 of an LFS file, or git's blob sha1 (``blob <size>\\0`` then the bytes) of another."""
-    digest = hashlib.sha256() if algorithm == "sha256" else hashlib.sha1()  # noqa: S324 - git's
-    if algorithm != "sha256":
-        digest.update(f"blob {path.stat().st_size}\0".encode())
+    """sha256 of an LFS file, or git's blob sha1 of another, read back from disk."""
+    digest = RunningDigest(algorithm, path.stat().st_size)
     with path.open("rb") as stream:
         while chunk := stream.read(HASH_CHUNK):
             digest.update(chunk)
@@ -219,6 +244,17 @@ class Verifier:
         with self.lock:
             self.known[name] = [*key, ok]
         return ok
+
+    def record(self, name: str) -> None:
+        """``name`` was hashed as it arrived and matched (``_stream_file``)."""
+        st = (self.local_dir / name).stat()
+        with self.lock:
+            self.known[name] = [
+                st.st_size,
+                st.st_mtime_ns,
+                expected_hash(self.remote[name])[1],
+                True,
+            ]
 
     def verified(self) -> int:
         with self.lock:
@@ -308,13 +344,12 @@ def _selected(repo: str, commit: str, files: list[Any], opts: Options) -> list[A
 
 def download_processes(max_workers: int, files: int) -> int:
     """Worker processes, each downloading one file at a time: ``--max-workers``, but no more than
-    the CPUs this process may run on, nor the files. A download through huggingface_hub is Python
-    code copying the stream (httpx, ``http_get``): about 2 CPU seconds per GB, 0.8 of them in
-    Python under the GIL, so the threads of one process cannot go much past one core whatever the
-    host has, while processes add up. More processes than CPUs only take turns with each other and
-    with the hashing. Measured with bench/download.py's mirror on a 2-core machine (1 GB in 4
-    files, the fetch with its sha256): 16 threads in one process 413 MB/s; 1 process 490; 2
-    processes 580; 4 processes 515."""
+    the CPUs this process may run on, nor the files. A download is a process's work: its copy and
+    hash keep about one core busy, and threads of one process would share one GIL for the Python
+    between them, while processes add up. More processes than CPUs only take turns with each
+    other. Measured with bench/download.py's mirror on a 2-core machine (1 GB in 4 files,
+    through ``hf_hub_download``, the fetch with its sha256): 16 threads in one process 413 MB/s;
+    1 process 490; 2 processes 580; 4 processes 515."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return max(1, min(max_workers, cpus or 1, files))
 
@@ -359,27 +394,240 @@ def _fetch_file(repo: str, commit: str, local_dir: Path, name: str) -> str:
     return name
 
 
+TRANSFER_BUFFER = 8 * 1024 * 1024
+"""Bytes a direct transfer reads from the socket per call (``readinto``), hashes and writes."""
+TRANSFER_ATTEMPTS = 5
+"""Tries per file when the connection breaks; each one asks for the rest (``Range``), as
+huggingface_hub's ``http_get`` does."""
+REDIRECTS = 5
+"""The Hub answers an LFS file with a redirect to its CDN; a mirror answers it directly."""
+REDIRECT_CODES = (301, 302, 303, 307, 308)
+
+
+def proxied(url: str) -> bool:
+    """Whether the environment sends ``url`` through a proxy (``HTTPS_PROXY``, ``NO_PROXY``...):
+    the direct transfer does not speak to proxies, huggingface_hub's httpx does."""
+    host = urlsplit(url).hostname or ""
+    proxies = urllib.request.getproxies_environment()
+    scheme = urlsplit(url).scheme
+    if not (proxies.get(scheme) or proxies.get("all")):
+        return False
+    return not urllib.request.proxy_bypass_environment(host, proxies)
+
+
+class TransferError(Exception):
+    """The server answered, but not with the file (a status other than 200/206)."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(status, reason)
+        self.status, self.reason = status, reason
+
+    def __str__(self) -> str:
+        return f"HTTP {self.status} {self.reason}" if self.status else self.reason
+
+
+def _connect(url: str) -> tuple[http.client.HTTPConnection, str]:
+    from huggingface_hub import constants
+
+    parts = urlsplit(url)
+    timeout = constants.HF_HUB_DOWNLOAD_TIMEOUT
+    if parts.scheme == "https":  # the system's CAs, and SSL_CERT_FILE / SSL_CERT_DIR
+        connection: http.client.HTTPConnection = http.client.HTTPSConnection(
+            parts.hostname or "", parts.port, timeout=timeout,
+            context=ssl.create_default_context())  # fmt: skip
+    elif parts.scheme == "http":
+        connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=timeout)
+    else:
+        raise TransferError(0, f"unsupported scheme {parts.scheme!r}")
+    return connection, parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+def _open(url: str, headers: dict[str, str], start: int) -> tuple[http.client.HTTPResponse, int]:
+    """A response streaming ``url`` from byte ``start`` on, redirects followed, and the byte it
+    starts at (0 when the server ignored the ``Range``). The token goes no further than the host
+    it was meant for: a redirect to another host (the Hub's CDN, whose URL is signed) drops it,
+    as httpx does."""
+    asked = {**headers, **({"Range": f"bytes={start}-"} if start else {})}
+    for _ in range(REDIRECTS + 1):
+        connection, target = _connect(url)
+        connection.request("GET", target, headers=asked)
+        response = connection.getresponse()
+        if response.status in REDIRECT_CODES and response.getheader("Location"):
+            following = urljoin(url, response.getheader("Location") or "")
+            response.close()
+            connection.close()
+            if urlsplit(following).netloc != urlsplit(url).netloc:
+                asked = {k: v for k, v in asked.items() if k.lower() != "authorization"}
+            url = following
+            continue
+        if response.status == 206 and start:
+            return response, start
+        if response.status == 200:
+            return response, 0
+        response.close()
+        connection.close()
+        raise TransferError(response.status, response.reason)
+    raise TransferError(310, f"more than {REDIRECTS} redirects")
+
+
+def _write_all(fd: int, view: memoryview) -> None:
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _receive(response: http.client.HTTPResponse, fd: int, digest: RunningDigest, buffer: memoryview,
+             got: int) -> tuple[int, BaseException | None]:  # fmt: skip
+    """Copy the body into ``fd``, hashing as it goes; the bytes written and, if the connection
+    broke, why. A write error (a full disk) is raised: no retry mends it."""
+    while True:
+        try:
+            count = response.readinto(buffer)
+        except (OSError, http.client.HTTPException) as error:
+            return got, error
+        if not count:
+            return got, None
+        digest.update(buffer[:count])
+        _write_all(fd, buffer[:count])
+        got += count
+
+
+def _transfer(url: str, headers: dict[str, str], fd: int, digest: RunningDigest, size: int) -> None:
+    """``size`` bytes of ``url`` into ``fd`` and ``digest``; a broken connection, a refusal or a
+    5xx is tried again from where it stopped, ``TRANSFER_ATTEMPTS`` times in all, waiting a little
+    longer each time; what cannot succeed (401, 403, 404, a certificate refused) raises at once."""
+    buffer = memoryview(bytearray(TRANSFER_BUFFER))
+    got, broken = 0, None
+    for attempt in range(TRANSFER_ATTEMPTS):
+        if attempt:
+            time.sleep(min(2**attempt, 10))
+        try:
+            response, start = _open(url, headers, got)
+        except ssl.SSLCertVerificationError as error:
+            raise TransferError(0, f"TLS: {error.verify_message}") from None
+        except (OSError, http.client.HTTPException) as error:
+            broken = error  # refused, reset, timed out
+            continue
+        except TransferError as error:
+            if error.status < 500 and error.status != 429:
+                raise
+            broken = error
+            continue
+        if start != got:  # the server sends it from the start: so do we
+            os.ftruncate(fd, 0)
+            os.lseek(fd, 0, os.SEEK_SET)
+            got = 0
+            digest.restart()
+        with response:
+            got, broken = _receive(response, fd, digest, buffer, got)
+        if got >= size:  # all of it, even if the connection broke after the last byte
+            break
+    if got != size:
+        raise TransferError(0, f"got {got} of {size} bytes ({broken or 'cut short'})")
+
+
+def _stream_file(repo: str, commit: str, local_dir: Path, name: str, size: int,
+                 expected: tuple[str, str]) -> tuple[str, bool]:  # fmt: skip
+    """One plain-HTTP file into ``local_dir``, in a worker process: read from the socket into one
+    buffer, hashed and written from it, so the file is verified as it lands and never read back.
+    huggingface_hub's own transfer (httpx, through ``hf_hub_download``) copies every 64 KiB
+    through Python objects, and the fetcher then read the file again to hash it: bench/download.py
+    measured that at a third of curl's rate from the same mirror. Written to an ``.incomplete``
+    file where huggingface_hub keeps its own (the same cleanup and progress apply), renamed into
+    place only when the checksum matches: a mismatch keeps nothing. The name and whether it
+    matched."""
+    from huggingface_hub import constants, hf_hub_url
+    from huggingface_hub.utils import build_hf_headers
+
+    url = hf_hub_url(repo, name, revision=commit, endpoint=constants.ENDPOINT)
+    headers = {**build_hf_headers(), "Accept-Encoding": "identity"}
+    partial = local_dir / PARTIAL_DOWNLOADS / f"{name}.{uuid.uuid4().hex}.incomplete"
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    algorithm, expected_digest = expected
+    digest = RunningDigest(algorithm, size)
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        _transfer(url, headers, fd, digest, size)
+    except BaseException as error:
+        partial.unlink(missing_ok=True)
+        if isinstance(error, TransferError):
+            raise TransferError(error.status, f"{name}: {error.reason}") from None
+        raise
+    finally:
+        os.close(fd)
+    if digest.hexdigest() != expected_digest:
+        partial.unlink()
+        return name, False
+    (local_dir / name).parent.mkdir(parents=True, exist_ok=True)
+    os.replace(partial, local_dir / name)
+    return name, True
+
+
+class Downloads:
+    """Every file of the run, each in the pool that suits it, and what came of it.
+
+    * Plain-HTTP files (a site mirror, an LFS file on the Hub's CDN) go to the worker processes,
+      streamed and hashed at once (``_stream_file``). One already here at the Hub's size is hashed
+      instead (cached across runs, see ``Verifier``), and fetched again if it does not match (a
+      new revision of the same size).
+    * Behind a proxy the environment names (``proxied``) they go to the workers through
+      ``hf_hub_download``, whose httpx speaks to proxies; each hashed once it lands.
+    * Xet files go to threads of this process (``by_transfer``), then are hashed likewise."""
+
+    def __init__(self, repo: str, commit: str, local_dir: Path, remote: dict[str, Any],
+                 verifier: Verifier, pools: tuple[Any, Any, Any]) -> None:  # fmt: skip
+        self.repo, self.commit, self.local_dir, self.remote = repo, commit, local_dir, remote
+        self.verifier = verifier
+        self.workers, self.in_process, self.hashing = pools
+        self.pending: dict[Future[Any], tuple[str, str]] = {}
+        self.matched: dict[str, bool] = {}
+
+    def stream(self, name: str) -> None:
+        remote = self.remote[name]
+        future = self.workers.submit(_stream_file, self.repo, self.commit, self.local_dir, name,
+                                     remote.size, expected_hash(remote))  # fmt: skip
+        self.pending[future] = ("streamed", name)
+
+    def through_hub(self, pool: Any, name: str) -> None:
+        future = pool.submit(_fetch_file, self.repo, self.commit, self.local_dir, name)
+        self.pending[future] = ("landed", name)
+
+    def check(self, name: str, kind: str) -> None:
+        self.pending[self.hashing.submit(self.verifier.check, name)] = (kind, name)
+
+    def settle(self, future: Future[Any]) -> None:
+        """What to do once ``future`` is done: record, hash, or fetch again."""
+        kind, name = self.pending.pop(future)
+        result = future.result()
+        if kind == "streamed":
+            self.matched[name] = result[1]
+            if result[1]:
+                self.verifier.record(name)
+        elif kind == "landed":
+            self.check(name, "checked")
+        elif kind == "present" and not result:
+            self.stream(name)
+        else:
+            self.matched[name] = bool(result)
+
+
 def _download(repo: str, commit: str, local_dir: Path, opts: Options, remote: dict[str, Any],
               verifier: Verifier) -> None:  # fmt: skip
     from huggingface_hub import constants
 
-    # huggingface_hub 2.4's http_get asks httpx for 10 MiB chunks (DOWNLOAD_CHUNK_SIZE); httpx
-    # assembles each from 64 KiB socket reads by copying through a BytesIO (httpx ByteChunker),
-    # which costs more CPU than the transfer itself: bench/download.py measured it at about a
-    # third of curl's rate from the same mirror. 1 MiB chunks keep the copies in cache. The
-    # workers inherit it.
+    # huggingface_hub 2.4's http_get (behind a proxy) asks httpx for 10 MiB chunks
+    # (DOWNLOAD_CHUNK_SIZE), which httpx assembles from 64 KiB socket reads through a BytesIO:
+    # 1 MiB keeps the copies in cache. The workers inherit it.
     constants.DOWNLOAD_CHUNK_SIZE = TRANSFER_CHUNK
     xet, plain = by_transfer(remote)
+    direct = not proxied(constants.ENDPOINT)
     workers = download_processes(opts.max_workers, len(plain))
     progress = Progress(local_dir, {n: f.size for n, f in remote.items()}, verifier,
                         opts.progress_every)  # fmt: skip
     progress.report("download")
-    checks: dict[str, Future[bool | None]] = {}
     # The workers are forked (the listing and the patched chunk size come with them) while this
     # process has no thread of its own yet: a fork copies no lock another thread holds. The pool
-    # forks them all at the first submit (CPython gh-90622, 3.10.5 and later), before the Xet
-    # threads start; the hashing threads start at the first file done. With no plain file the
-    # pool forks nothing.
+    # forks them all at its first submit (CPython gh-90622, 3.10.5 and later), made here before
+    # any thread starts. With no plain file the pool forks nothing.
     fork = multiprocessing.get_context("fork")
     try:
         with (
@@ -389,21 +637,31 @@ def _download(repo: str, commit: str, local_dir: Path, opts: Options, remote: di
             ThreadPoolExecutor(opts.max_workers) as in_process,
             ThreadPoolExecutor(workers) as hashing,
         ):
-            pending = {pool.submit(_fetch_file, repo, commit, local_dir, n) for n in plain}
-            pending |= {in_process.submit(_fetch_file, repo, commit, local_dir, n) for n in xet}
+            run = Downloads(repo, commit, local_dir, remote, verifier, (pool, in_process, hashing))
+            if plain:
+                pool.submit(os.getpid).result()  # forks the workers, before any thread
+            present = {n for n in plain if (local_dir / n).is_file()} if direct else set()
+            for name in plain:
+                if name in present:
+                    run.check(name, "present")
+                elif direct:
+                    run.stream(name)
+                else:
+                    run.through_hub(pool, name)
+            for name in xet:
+                run.through_hub(in_process, name)
             due = time.monotonic() + progress.every
             try:
-                while pending:
-                    done, pending = wait(pending, timeout=max(0.0, due - time.monotonic()),
-                                         return_when=FIRST_COMPLETED)  # fmt: skip
-                    for future in done:  # hashed while the others download
-                        name = future.result()
-                        checks[name] = hashing.submit(verifier.check, name)
+                while run.pending:
+                    done, _ = wait(run.pending, timeout=max(0.0, due - time.monotonic()),
+                                   return_when=FIRST_COMPLETED)  # fmt: skip
+                    for future in done:
+                        run.settle(future)
                     if time.monotonic() >= due:
                         progress.report("download")
                         due = time.monotonic() + progress.every
             finally:
-                for future in pending:
+                for future in run.pending:
                     future.cancel()  # the running ones end: their files are kept or removed
     except BrokenProcessPool:
         remove_partials(local_dir)  # the pool killed the other workers mid-file
@@ -413,12 +671,14 @@ def _download(repo: str, commit: str, local_dir: Path, opts: Options, remote: di
                          "removed)") from None  # fmt: skip
     finally:
         verifier.save()
-    bad = sorted(n for n in remote if not checks[n].result())
+    bad = sorted(n for n in remote if not run.matched[n])
+    for name in bad:
+        (local_dir / name).unlink(missing_ok=True)  # a hub_download's file: not kept either
     if bad:
         raise FetchError(f"{repo}@{commit[:12]}: expected every file to match the Hub's "
-                         f"checksum, found {len(bad)} that do not ({', '.join(bad[:3])})"
-                         " — fix: delete them and run again; if it repeats, the source is "
-                         "corrupt")  # fmt: skip
+                         f"checksum, found {len(bad)} that do not ({', '.join(bad[:3])}), "
+                         "not kept — fix: run again; if it repeats, the source serves corrupt "
+                         "files: check the mirror's copy against the Hub")  # fmt: skip
     progress.report("verified")
 
 
@@ -479,7 +739,9 @@ def _operator_line(error: BaseException, args: argparse.Namespace) -> str | None
     """One line for an error the operator can fix; None for a bug (its traceback is kept)."""
     if isinstance(error, FetchError):
         return f"error: {error}"
-    if type(error).__module__.startswith(("huggingface_hub", "httpx")):
+    if isinstance(error, TransferError) or type(error).__module__.startswith(
+        ("huggingface_hub", "httpx")
+    ):
         endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
         found = (str(error).strip().splitlines() or [type(error).__name__])[0]
         return (f"error: {args.repo}@{args.revision}: expected {endpoint} to serve it, found "
