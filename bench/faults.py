@@ -242,12 +242,14 @@ def download_worker_killed(tmp: Path) -> Seen:
     local = tmp / "models"
     run = _fetch(local, inject=WORKER_KILLED_MID_SHARD)
     kept = sorted(p.name for p in local.glob("*") if p.is_file())
-    partial = list(local.rglob("*.incomplete"))
+    partial = list(local.rglob("*.incomplete"))  # the cut shard's bytes, to go on from
     again = _fetch(local)
+    left = list(local.rglob("*.incomplete"))
     return Seen(
-        held=run.returncode == 2 and one_line(run.stderr) and not partial and again.returncode == 0,
+        held=run.returncode == 2 and one_line(run.stderr) and again.returncode == 0 and not left,
         what=f"exit {run.returncode}; {run.stderr.strip()[:120]}…; files kept: {len(kept)}, "
-        f"partial files left: {len(partial)}; re-run exit {again.returncode}",
+        f"partial files kept to go on from: {len(partial)}; re-run exit {again.returncode}, "
+        f"partial files after it: {len(left)}",
         output=run.stdout + run.stderr + again.stdout + again.stderr,
     )
 

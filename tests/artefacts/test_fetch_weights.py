@@ -278,26 +278,47 @@ def test_progress_gives_bytes_total_rate_and_files_and_never_the_token(
     assert not [text for text in written if "hf_progress_secret" in text]
 
 
-def test_a_killed_download_rerun_fetches_only_the_unfinished_files(
-    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+def test_a_killed_download_rerun_fetches_only_the_unfinished_files_the_cut_one_from_its_bytes(
+    tmp_path: Path,
 ) -> None:
     publish(tmp_path / "hub", REPO, tiny_moe_checkpoint(seed=0).path)
-    local = tmp_path / "m"
-    with running_mirror(tmp_path / "hub", verbose=True) as url:
+    local, log = tmp_path / "m", tmp_path / "requests"
+    with running_mirror(tmp_path / "hub") as url:
         killed = _fetch(url, local, "--max-workers", "1", inject=DOWNLOAD_KILLED_MID_SHARD)
         before = whole_files(local)
-        orphans = list(local.rglob("*.incomplete"))
-        capfd.readouterr()
-        again = _fetch(url, local, "--max-workers", "1")
-        fetched = GET.findall(capfd.readouterr().err)
+        orphans = [p.stat().st_size for p in local.rglob("*.incomplete")]
+        env = {**_env(url), "REQUESTS_LOG": str(log)}
+        args = ["--repo", REPO, "--local-dir", str(local), "--max-workers", "1"]
+        again = run_host_script(FETCH_WEIGHTS, args, env, REQUESTS_LOGGED)
 
     assert killed.returncode == -signal.SIGKILL
     assert "model-00001-of-00002.safetensors" in before and SHARD not in before
-    assert orphans, "the killed shard's partial file was left behind"
+    assert orphans == [65536], "the cut shard's bytes are kept"
     assert again.returncode == 0, again.stderr
-    assert sorted(fetched) == sorted(set(served()) - before)
-    assert summary(again)["verified"] == len(served())
-    assert not list(local.rglob("*.incomplete")), "the orphaned partial file is removed"
+    asked = dict(requests_logged(log))
+    assert set(asked) == set(served()) - before
+    assert asked.pop(SHARD) == "bytes=65536-" and set(asked.values()) <= {"-"}
+    assert summary(again)["verified"] == len(served()) and whole_files(local) == set(served())
+    assert not list(local.rglob("*.incomplete")), "the partial file became the shard"
+
+
+def test_bytes_a_cut_run_left_that_are_not_the_files_are_fetched_again_from_the_start(
+    endpoint: str, tmp_path: Path
+) -> None:
+    """A partial file damaged since (or by a bad disk): the checksum of the whole catches it."""
+    local, log = tmp_path / "m", tmp_path / "requests"
+    killed = _fetch(endpoint, local, "--max-workers", "1", inject=DOWNLOAD_KILLED_MID_SHARD)
+    (orphan,) = local.rglob("*.incomplete")
+    orphan.write_bytes(bytes(65536))  # not the shard's first 64 KiB
+    env = {**_env(endpoint), "REQUESTS_LOG": str(log)}
+    args = ["--repo", REPO, "--local-dir", str(local), "--max-workers", "1"]
+    again = run_host_script(FETCH_WEIGHTS, args, env, REQUESTS_LOGGED)
+
+    assert killed.returncode == -signal.SIGKILL
+    assert again.returncode == 0, again.stderr
+    assert [r for r in requests_logged(log) if r[0] == SHARD] == [[SHARD, "bytes=65536-"],
+                                                                  [SHARD, "-"]]  # fmt: skip
+    assert summary(again)["verified"] == len(served()) and whole_files(local) == set(served())
 
 
 def test_a_worker_killed_mid_shard_is_one_line_and_the_rerun_fetches_only_the_unfinished_files(
@@ -503,11 +524,30 @@ def test_a_file_here_at_the_right_size_but_other_bytes_is_fetched_again(
     assert summary(again)["verified"] == len(served())
 
 
-CONNECTION_RESET_ONCE = """
+REQUESTS_LOGGED = """
 import http.client, os
 
-_readinto = http.client.HTTPResponse.readinto
 _request = http.client.HTTPConnection.request
+
+def _logged(self, method, url, body=None, headers={}, **kwargs):
+    # every file a worker asks for, and from which byte (its Range, or -)
+    with open(os.environ["REQUESTS_LOG"], "a") as log:
+        log.write(f"{url.rsplit('/', 1)[1]} {headers.get('Range', '-')}\\n")
+    return _request(self, method, url, body, headers, **kwargs)
+
+http.client.HTTPConnection.request = _logged
+"""
+
+
+def requests_logged(log: Path) -> list[list[str]]:
+    """What ``REQUESTS_LOGGED`` wrote: [file, Range or -] per request."""
+    return [line.split() for line in log.read_text().splitlines()]
+
+
+CONNECTION_RESET_ONCE = (
+    REQUESTS_LOGGED
+    + """
+_readinto = http.client.HTTPResponse.readinto
 _cut = []
 
 def _reset_once(self, buffer):
@@ -519,14 +559,9 @@ def _reset_once(self, buffer):
         raise ConnectionResetError(104, "Connection reset by peer")
     return _readinto(self, buffer)
 
-def _logged(self, method, url, body=None, headers={}, **kwargs):
-    with open(os.environ["REQUESTS_LOG"], "a") as log:
-        log.write(f"{url.rsplit('/', 1)[1]} {headers.get('Range', '-')}\\n")
-    return _request(self, method, url, body, headers, **kwargs)
-
 http.client.HTTPResponse.readinto = _reset_once
-http.client.HTTPConnection.request = _logged
 """
+)
 
 
 def test_a_connection_reset_mid_file_goes_on_from_where_it_stopped(
@@ -539,7 +574,7 @@ def test_a_connection_reset_mid_file_goes_on_from_where_it_stopped(
     run = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
 
     assert run.returncode == 0, run.stderr
-    requests = [line.split() for line in log.read_text().splitlines()]
+    requests = requests_logged(log)
     again = [r for r in requests if r[1] != "-"]
     # one file asked for again, from the byte the cut left it at, and nothing else twice
     assert len(again) == 1 and again[0][1] == "bytes=65536-", requests

@@ -24,14 +24,16 @@ fetched again if it does not match → write ``.metalserve-weights.json`` last, 
 every file's size. The stamp is what tells the role it is done; the sizes let the role notice,
 with a stat, a file deleted or truncated afterwards. A full disk is one line naming how much to
 free where; the partial downloads are removed, and no stamp is written. A worker killed (the OOM
-killer) is one line too: the others stop, their partial files are removed, the finished ones
-kept; the workers die with the fetcher.
+killer) is one line too: the others stop, the finished files are kept, and the unfinished ones
+go on from their bytes next time; the workers die with the fetcher.
 
 Every ``--progress-every`` seconds one line goes to stdout (the unit's journal) and to
 ``.cache/metalserve-progress.json`` (read by the deploy, and by the other nodes of a cluster that
 share the folder): bytes done, total, rate, files. A killed or failed run leaves its finished files
-in place and the next run skips them; a file being downloaded when the run was killed starts again
-from zero on the next run (its partial file is removed, as huggingface_hub 2.4 does with its own).
+in place and the next run skips them; a file a worker was streaming goes on from its partial
+file's bytes (hashed again first). huggingface_hub 2.4 does not resume a file across runs (each of
+its runs writes its own ``.incomplete`` file): behind a proxy, or for a Xet file, that one starts
+again from zero.
 
 Example::
 
@@ -61,7 +63,6 @@ import tempfile
 import threading
 import time
 import urllib.request
-import uuid
 from concurrent.futures import (
     FIRST_COMPLETED,
     Future,
@@ -134,18 +135,34 @@ def _write_stamp(local_dir: Path, stamp: dict[str, object]) -> None:
     _write_json(local_dir / STAMP, stamp)
 
 
-def remove_partials(local_dir: Path, downloads: bool = True) -> list[Path]:
+def remove_partials(local_dir: Path, downloads: bool = True,
+                    keep: frozenset[Path] = frozenset()) -> list[Path]:  # fmt: skip
     """Delete what a cut-short run leaves behind: this script's unfinished stamp files and, with
-    ``downloads``, huggingface_hub's ``.incomplete`` files. Each download writes its own
-    ``<etag>.<uuid>.incomplete`` and removes it when it fails, but a killed process leaves it, and
-    no later run reads it again (huggingface_hub 2.4 ``_download_to_tmp_and_move``): the run
-    holding the lock removes them. Returns what it removed."""
+    ``downloads``, the ``.incomplete`` files but those in ``keep`` (the streamed files a run goes
+    on with, see ``resumable_partial``). huggingface_hub's own each have a name of their own
+    (``<etag>.<uuid>.incomplete``), removed when a download fails, but a killed process leaves
+    them and no later run reads them again (huggingface_hub 2.4 ``_download_to_tmp_and_move``):
+    the run holding the lock removes them. Returns what it removed."""
     leftovers = list(local_dir.glob(f"{STAMP}.*"))
     if downloads:
         leftovers += (local_dir / PARTIAL_DOWNLOADS).glob("**/*.incomplete")
-    for path in leftovers:
+    removed = [path for path in leftovers if path not in keep]
+    for path in removed:
         path.unlink(missing_ok=True)
-    return leftovers
+    return removed
+
+
+def resumable_partial(local_dir: Path, name: str, expected_digest: str) -> Path:
+    """Where a streamed file's bytes gather until it is whole, named by the checksum it must
+    reach: a later run (after a kill, a reboot, a network outage) goes on from those bytes, and a
+    new revision's file, with another checksum, never does."""
+    return local_dir / PARTIAL_DOWNLOADS / f"{name}.{expected_digest}.incomplete"
+
+
+def resumable(local_dir: Path, remote: dict[str, Any]) -> frozenset[Path]:
+    return frozenset(
+        resumable_partial(local_dir, n, expected_hash(f)[1]) for n, f in remote.items()
+    )
 
 
 def wrong_sized(local_dir: Path, sizes: dict[str, int]) -> list[str]:
@@ -491,12 +508,14 @@ def _receive(response: http.client.HTTPResponse, fd: int, digest: RunningDigest,
         got += count
 
 
-def _transfer(url: str, headers: dict[str, str], fd: int, digest: RunningDigest, size: int) -> None:
-    """``size`` bytes of ``url`` into ``fd`` and ``digest``; a broken connection, a refusal or a
+def _transfer(
+    url: str, headers: dict[str, str], fd: int, digest: RunningDigest, size: int, got: int
+) -> None:
+    """``url`` into ``fd`` and ``digest`` from byte ``got`` to ``size``; a broken connection, a refusal or a
     5xx is tried again from where it stopped, ``TRANSFER_ATTEMPTS`` times in all, waiting a little
     longer each time; what cannot succeed (401, 403, 404, a certificate refused) raises at once."""
     buffer = memoryview(bytearray(TRANSFER_BUFFER))
-    got, broken = 0, None
+    broken: BaseException | None = None
     for attempt in range(TRANSFER_ATTEMPTS):
         if attempt:
             time.sleep(min(2**attempt, 10))
@@ -525,33 +544,51 @@ def _transfer(url: str, headers: dict[str, str], fd: int, digest: RunningDigest,
         raise TransferError(0, f"got {got} of {size} bytes ({broken or 'cut short'})")
 
 
+def _resume(fd: int, digest: RunningDigest, size: int) -> int:
+    """Hash what an earlier run left in the partial file ``fd``; the bytes it holds (none when it
+    holds more than the file)."""
+    have = os.fstat(fd).st_size
+    if have > size:
+        os.ftruncate(fd, 0)
+        return 0
+    with open(fd, "rb", closefd=False) as stream:
+        while chunk := stream.read(HASH_CHUNK):
+            digest.update(chunk)
+    os.lseek(fd, have, os.SEEK_SET)
+    return have
+
+
 def _stream_file(repo: str, commit: str, local_dir: Path, name: str, size: int,
                  expected: tuple[str, str]) -> tuple[str, bool]:  # fmt: skip
     """One plain-HTTP file into ``local_dir``, in a worker process: read from the socket into one
     buffer, hashed and written from it, so the file is verified as it lands and never read back.
     huggingface_hub's own transfer (httpx, through ``hf_hub_download``) copies every 64 KiB
     through Python objects, and the fetcher then read the file again to hash it: bench/download.py
-    measured that at a third of curl's rate from the same mirror. Written to an ``.incomplete``
-    file where huggingface_hub keeps its own (the same cleanup and progress apply), renamed into
-    place only when the checksum matches: a mismatch keeps nothing. The name and whether it
-    matched."""
+    measured that at a third of curl's rate from the same mirror. The bytes gather in a partial
+    file (``resumable_partial``) that an earlier, cut-short run may have begun: its bytes are
+    hashed and the download goes on after them (``Range``); if the whole then does not match, it
+    is fetched once more from the start. Renamed into place only when the checksum matches: a
+    mismatch keeps nothing. The name and whether it matched."""
     from huggingface_hub import constants, hf_hub_url
     from huggingface_hub.utils import build_hf_headers
 
     url = hf_hub_url(repo, name, revision=commit, endpoint=constants.ENDPOINT)
     headers = {**build_hf_headers(), "Accept-Encoding": "identity"}
-    partial = local_dir / PARTIAL_DOWNLOADS / f"{name}.{uuid.uuid4().hex}.incomplete"
-    partial.parent.mkdir(parents=True, exist_ok=True)
     algorithm, expected_digest = expected
+    partial = resumable_partial(local_dir, name, expected_digest)
+    partial.parent.mkdir(parents=True, exist_ok=True)
     digest = RunningDigest(algorithm, size)
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    fd = os.open(partial, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        _transfer(url, headers, fd, digest, size)
-    except BaseException as error:
-        partial.unlink(missing_ok=True)
-        if isinstance(error, TransferError):
-            raise TransferError(error.status, f"{name}: {error.reason}") from None
-        raise
+        resumed = _resume(fd, digest, size)
+        _transfer(url, headers, fd, digest, size, resumed)
+        if resumed and digest.hexdigest() != expected_digest:
+            os.ftruncate(fd, 0)  # the earlier run's bytes were not the file's
+            os.lseek(fd, 0, os.SEEK_SET)
+            digest.restart()
+            _transfer(url, headers, fd, digest, size, 0)
+    except TransferError as error:  # the partial file stays: the next run goes on from it
+        raise TransferError(error.status, f"{name}: {error.reason}") from None
     finally:
         os.close(fd)
     if digest.hexdigest() != expected_digest:
@@ -664,11 +701,12 @@ def _download(repo: str, commit: str, local_dir: Path, opts: Options, remote: di
                 for future in run.pending:
                     future.cancel()  # the running ones end: their files are kept or removed
     except BrokenProcessPool:
-        remove_partials(local_dir)  # the pool killed the other workers mid-file
+        # the pool killed the other workers mid-file: what they streamed is gone on with next time
+        remove_partials(local_dir, keep=resumable(local_dir, remote))
         raise FetchError(f"{local_dir}: expected every download worker to finish, found one "
                          "killed (the OOM killer, or a signal) — fix: look for it in "
-                         "`journalctl -k`, then run again (finished files are kept, partial ones "
-                         "removed)") from None  # fmt: skip
+                         "`journalctl -k`, then run again (finished files are kept, unfinished "
+                         "ones go on from where they stopped)") from None  # fmt: skip
     finally:
         verifier.save()
     bad = sorted(n for n in remote if not run.matched[n])
@@ -694,10 +732,11 @@ def fetch(repo: str, revision: str, local_dir: Path, opts: Options) -> dict[str,
                          "fix: point HF_ENDPOINT at the Hub or a metalserve mirror")  # fmt: skip
     stamp = read_stamp(local_dir)
     if local_dir.is_dir():
-        remove_partials(local_dir)  # a killed run's unfinished stamp and partial files
+        remove_partials(local_dir, downloads=False)  # a killed run's unfinished stamp
     chosen = {"allow": opts.allow, "ignore": opts.ignore}
     if (stamp and stamp.get("repo") == repo and stamp.get("commit") == commit
             and {k: stamp.get(k) for k in chosen} == chosen and _intact(local_dir, stamp)):  # fmt: skip
+        remove_partials(local_dir)
         return {**stamp, "changed": False}
 
     listed = [f for f in api.list_repo_tree(repo, revision=commit, recursive=True)
@@ -705,6 +744,7 @@ def fetch(repo: str, revision: str, local_dir: Path, opts: Options) -> dict[str,
     remote = {f.path: f for f in _selected(repo, commit, listed, opts)}
     sizes = {name: f.size for name, f in remote.items()}
     local_dir.mkdir(parents=True, exist_ok=True)
+    remove_partials(local_dir, keep=resumable(local_dir, remote))  # another revision's, hub's
     (local_dir / STAMP).unlink(missing_ok=True)  # no stamp may outlive the files it describes
     for name in wrong_sized(local_dir, sizes):
         (local_dir / name).unlink()  # cut short or damaged: fetched again whole
