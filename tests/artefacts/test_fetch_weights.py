@@ -302,6 +302,20 @@ def test_a_killed_download_rerun_fetches_only_the_unfinished_files_the_cut_one_f
     assert not list(local.rglob("*.incomplete")), "the partial file became the shard"
 
 
+def test_the_free_space_asked_for_leaves_out_the_bytes_a_cut_run_already_holds(
+    endpoint: str, tmp_path: Path
+) -> None:
+    local = tmp_path / "m"
+    _fetch(endpoint, local, "--max-workers", "1", inject=DOWNLOAD_KILLED_MID_SHARD)
+    (orphan,) = local.rglob("*.incomplete")
+    short = _fetch(endpoint, local, "--headroom", "1e6")
+
+    left = sum(size for name, size in served().items() if name not in whole_files(local))
+    needed = int((left - orphan.stat().st_size) * 1e6)
+    assert short.returncode == 2 and f"expected {needed} free bytes for {REPO}@" in short.stderr
+    assert orphan.exists(), "refusing to start keeps what the cut run holds"
+
+
 def test_bytes_a_cut_run_left_that_are_not_the_files_are_fetched_again_from_the_start(
     endpoint: str, tmp_path: Path
 ) -> None:

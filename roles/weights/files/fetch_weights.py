@@ -744,11 +744,13 @@ def fetch(repo: str, revision: str, local_dir: Path, opts: Options) -> dict[str,
     remote = {f.path: f for f in _selected(repo, commit, listed, opts)}
     sizes = {name: f.size for name, f in remote.items()}
     local_dir.mkdir(parents=True, exist_ok=True)
-    remove_partials(local_dir, keep=resumable(local_dir, remote))  # another revision's, hub's
+    kept = resumable(local_dir, remote)
+    remove_partials(local_dir, keep=kept)  # another revision's, huggingface_hub's
     (local_dir / STAMP).unlink(missing_ok=True)  # no stamp may outlive the files it describes
     for name in wrong_sized(local_dir, sizes):
         (local_dir / name).unlink()  # cut short or damaged: fetched again whole
-    needed = int(bytes_to_fetch(local_dir, sizes) * opts.headroom)
+    begun = sum(path.stat().st_size for path in kept if path.is_file())  # goes on from there
+    needed = int(max(bytes_to_fetch(local_dir, sizes) - begun, 0) * opts.headroom)
     free = shutil.disk_usage(local_dir).free
     if free < needed:
         raise FetchError(f"{local_dir}: expected {needed} free bytes for {repo}@{commit[:12]} "
