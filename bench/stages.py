@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import shutil
 import tempfile
 import time
@@ -60,7 +61,7 @@ from metalserve.sandbox.engines import ENGINES, engine_host
 from metalserve.sandbox.inventory import inventory_hosts
 from metalserve.sandbox.layout import default_layout
 from metalserve.sandbox.state import SandboxState
-from roles.weights import STAMP
+from roles.weights import STAMP, fetch_command, fetch_environment, script_path
 
 BENCH_REPO = "metalserve/tiny-moe-bench"
 
@@ -118,8 +119,30 @@ def print_stages(durations: dict[str, float], wall: float, offsets: tuple[float,
     print(f"wall / critical path: {wall / critical:.2f} (goal <= 1.15)")
 
 
+IDLE_FETCH_MARK = "idle-fetch"
+
+
+def idle_fetch_script(weights: WeightsPlan, files: list[str], script: str) -> str:
+    """A bash script that removes the fetched files, the stamp and the fetcher's record of what
+    it hashed, then runs the fetcher as the weights unit runs it (its environment, its argv; the
+    hub venv is there by now) and prints ``idle-fetch SECONDS``: the same download, with nothing
+    else running on the host."""
+    local = Path(weights.local_dir)
+    gone = [str(local / name) for name in files]
+    gone += [str(local / STAMP), str(local / ".cache" / "metalserve-verified.json")]
+    env = [f"{k}={v}" for k, v in sorted(fetch_environment(weights).items())]
+    return (
+        f"set -e\nrm -f -- {shlex.join(gone)}\nstart=$(date +%s.%N)\n"
+        f"env {shlex.join(env)} {fetch_command(weights, script)} >/dev/null\n"
+        f'echo {IDLE_FETCH_MARK} "$(awk "BEGIN {{ print $(date +%s.%N) - $start }}")"\n'
+    )
+
+
 def download_vs_raw_copy(state: SandboxState, host: str, plan: HostPlan,
                          seconds: float) -> None:  # fmt: skip
+    """The download during the deploy, the same download again on the idle host, and curl's copy
+    of the same bytes on the idle host: the deploy's figure shares the CPUs with the llama.cpp
+    build and the GGUF steps it overlaps, the idle one is the fetcher's own."""
     weights = plan.weights
     assert weights is not None
     stamp = json.loads(on_host(state, host, f"cat {weights.local_dir}/{STAMP}"))
@@ -130,10 +153,18 @@ def download_vs_raw_copy(state: SandboxState, host: str, plan: HostPlan,
     copied, copy_s = raw_copy_result(copy)
     if copied != stamp["bytes"]:
         raise SystemExit(f"the raw copy got {copied} bytes of {stamp['bytes']}")
+    idle = on_host(state, host, "bash -s",
+                   idle_fetch_script(weights, files, script_path(plan)).encode())  # fmt: skip
+    idle_s = float(next(line.split()[1] for line in idle.splitlines()
+                        if line.startswith(IDLE_FETCH_MARK + " ")))  # fmt: skip
+    size = int(stamp["bytes"])
     print(
         f"weights {weights.repo_id}: {len(files)} files, on {host} from {weights.source.endpoint}"
     )
-    for line in compare(int(stamp["bytes"]), seconds, copied, copy_s):
+    print(f"during the deploy:   {size / 1e6:9.1f} MB in {seconds:6.2f} s = "
+          f"{size / seconds / 1e6:7.1f} MB/s (sharing the CPUs with the stages it overlaps)")  # fmt: skip
+    print("on the idle host, after it:")
+    for line in compare(size, idle_s, copied, copy_s):
         print(line)
 
 
