@@ -12,7 +12,7 @@ patterns, as ``snapshot_download`` matches them; the first ``--allow`` names the
 match) → remove any kept file whose size is not the Hub's (cut short by a full disk, damaged
 afterwards) and the stamp → refuse if the free space is short → download those files into
 ``--local-dir`` in worker processes forked from this one, one file at a time each, ``--max-workers``
-of them but no more than the CPUs (``download_processes``). A worker streams a plain-HTTP file
+of them (``download_processes``). A worker streams a plain-HTTP file
 (a site mirror, an LFS file on the Hub's CDN) itself and hashes it as it lands against the Hub's
 checksum (sha256 for LFS files, git blob sha1 otherwise), renaming it into place only when it
 matches (``_stream_file``); a broken connection goes on from where it stopped. Behind a proxy
@@ -359,16 +359,25 @@ def _selected(repo: str, commit: str, files: list[Any], opts: Options) -> list[A
     return kept
 
 
-def download_processes(max_workers: int, files: int) -> int:
-    """Worker processes, each downloading one file at a time: ``--max-workers``, but no more than
-    the CPUs this process may run on, nor the files. A download is a process's work: its copy and
-    hash keep about one core busy, and threads of one process would share one GIL for the Python
-    between them, while processes add up. More processes than CPUs only take turns with each
-    other. Measured with bench/download.py's mirror on a 2-core machine (1 GB in 4 files,
-    through ``hf_hub_download``, the fetch with its sha256): 16 threads in one process 413 MB/s;
-    1 process 490; 2 processes 580; 4 processes 515."""
+def download_processes(max_workers: int, files: int, direct: bool) -> int:
+    """Worker processes, each downloading one file at a time: ``--max-workers``, nor more than
+    the files. Streamed directly (``_stream_file``), a file costs little CPU (the socket read, the
+    hash and the write are C, outside the GIL) and the link decides: the more parallel
+    connections, the fuller a link that holds each one back (a WAN's round trips, a shaped or
+    shared link). bench/download.py, 4 GB in 8 files on a 2-core machine, over an 8000 Mbit/s
+    link: 2 processes 430 MB/s, 8 processes 658 MB/s (curl, 8 at once: 947); on the loopback
+    both about 1 GB/s. Through ``hf_hub_download`` (behind a proxy) a file keeps a core busy in
+    Python (httpx), so there are no more processes than CPUs: the threads of one process would
+    share one GIL, while processes add up, and more than the CPUs only take turns (2 cores, 1 GB
+    in 4 files: 16 threads in one process 413 MB/s; 1 process 490; 2 processes 580; 4 processes
+    515)."""
+    return max(1, min(max_workers, files) if direct else min(max_workers, usable_cpus(), files))
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(max_workers, cpus or 1, files))
+    return cpus or 1
 
 
 PR_SET_PDEATHSIG = 1
@@ -657,7 +666,7 @@ def _download(repo: str, commit: str, local_dir: Path, opts: Options, remote: di
     constants.DOWNLOAD_CHUNK_SIZE = TRANSFER_CHUNK
     xet, plain = by_transfer(remote)
     direct = not proxied(constants.ENDPOINT)
-    workers = download_processes(opts.max_workers, len(plain))
+    workers = download_processes(opts.max_workers, len(plain), direct)
     progress = Progress(local_dir, {n: f.size for n, f in remote.items()}, verifier,
                         opts.progress_every)  # fmt: skip
     progress.report("download")
@@ -672,7 +681,7 @@ def _download(repo: str, commit: str, local_dir: Path, opts: Options, remote: di
                 workers, mp_context=fork, initializer=_die_with_parent, initargs=(os.getpid(),)
             ) as pool,
             ThreadPoolExecutor(opts.max_workers) as in_process,
-            ThreadPoolExecutor(workers) as hashing,
+            ThreadPoolExecutor(min(workers, usable_cpus())) as hashing,
         ):
             run = Downloads(repo, commit, local_dir, remote, verifier, (pool, in_process, hashing))
             if plain:
