@@ -1,6 +1,7 @@
 """How a safetensors checkpoint becomes a GGUF on the host: straight through llama.cpp's converter,
 or dequantized to BF16 first where the pinned converter cannot read its quantization; and whether
-the result is cut into parts by ``llama-gguf-split``, under which names.
+the result is cut into parts by ``llama-gguf-split``, under which names; and which files in the
+GGUF directory earlier conversions of the same checkpoint left that a plan no longer serves from.
 
 Example::
 
@@ -8,12 +9,15 @@ Example::
     conversion_route("fp8")         # "direct": the converter dequantizes block-wise FP8 itself
     split_parts(462 * GB)           # 3: parts of at most SPLIT_PART_BYTES each, by the estimate
     split_path("/g/m-Q4_K_M", 1, 3) # "/g/m-Q4_K_M-00001-of-00003.gguf": llama-server's -m
+    leftovers({"m-Q8_0.gguf": 9, "m-Q4_K_M.gguf": 5, "notes.txt": 1}, "m", ("Q4_K_M", "Q8_0"),
+              served="m-Q4_K_M.gguf", lock="m-Q4_K_M.gguf.lock")  # {"m-Q8_0.gguf": 9}
 """
 
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable, Mapping
 from typing import Literal
 
 from metalserve.errors import PlanError
@@ -92,3 +96,74 @@ def split_parts(estimate_bytes: int) -> int:
     43.1 and 249.1 GB for Llama 3.1 8B, 70B and 405B), far inside the room between the planned
     part size and the hard limit."""
     return max(1, math.ceil(estimate_bytes / SPLIT_PART_BYTES))
+
+
+# --------------------------------------------------------------------------- names on the host
+# What a conversion of the checkpoint STEM writes in the GGUF directory, for any quant, split or
+# not. The host script (roles/gguf/files/convert_quantize.py) cannot import this module; it
+# writes the same names, and tests/roles/gguf/test_leftovers_script.py checks each name it wrote
+# against these.
+
+STAMP_SUFFIX = ".stamp.json"
+"""Beside each output, what it was made from and its size (convert_quantize.py ``stamp_path``)."""
+
+LOCK_SUFFIX = ".lock"
+"""Beside the quantized file, the ``flock`` the role's convert command holds while it runs."""
+
+PARTS_SUFFIX = "-parts"
+"""A split's folder: the quantized file's name without ``.gguf``, then this."""
+
+BF16_SUFFIX = "-BF16"
+"""The BF16 copy of a checkpoint the converter cannot read (``DEQUANTIZED_FIRST``)."""
+
+
+def quantized_name(stem: str, quant: str) -> str:
+    """The file ``llama-quantize`` writes for ``quant`` (with ``F16``: the converter's f16)."""
+    return f"{stem}-{quant}.gguf"
+
+
+def parts_name(stem: str, quant: str) -> str:
+    """The folder the ``quant`` file's parts are cut into."""
+    return f"{stem}-{quant}{PARTS_SUFFIX}"
+
+
+def _written_by(stem: str, quants: Iterable[str]) -> re.Pattern[str]:
+    """Every name a conversion of ``stem`` writes in the GGUF directory: each output (the
+    quantized file, a split's folder, the BF16 copy), its stamp, the quantized file's lock, and
+    what a killed run leaves: an output under its temporary name ``.<output>.<pid>.partial``, a
+    stamp under ``tempfile``'s ``.<stamp>.`` and 8 characters of ``[a-z0-9_]``."""
+    quant = "|".join(re.escape(q) for q in quants)
+    name = re.escape(stem)
+    gguf = rf"{name}-(?:{quant})\.gguf"
+    output = (
+        rf"(?:{gguf}|{name}-(?:{quant}){re.escape(PARTS_SUFFIX)}|{name}{re.escape(BF16_SUFFIX)})"
+    )
+    stamp = re.escape(STAMP_SUFFIX)
+    return re.compile(
+        rf"{output}(?:{stamp})?|{gguf}{re.escape(LOCK_SUFFIX)}"
+        rf"|\.{output}\.[0-9]+\.partial|\.{output}{stamp}\.[a-z0-9_]{{8}}"
+    )
+
+
+def leftovers(
+    found: Mapping[str, int], stem: str, quants: Iterable[str], served: str, lock: str
+) -> dict[str, int]:
+    """What a conversion of ``stem`` left in the GGUF directory that the plan does not serve
+    from, each entry with the bytes it holds: the output of another quant, the single file of a
+    split plan or the parts folder of an unsplit one, an f16 or BF16 intermediate, a killed
+    run's temporary output. ``found`` lists the directory's files, each by its path in it, with
+    its size (``roles.sizes.FileSizes``); ``served`` is the output the plan serves from (its
+    stamp is kept with it) and ``lock`` the convert command's lock.
+
+    Only names this scheme writes for ``stem`` are taken, whole entries at the top of the
+    directory: another checkpoint's outputs (whose stems never make one of these names: each
+    adds a quant or ``BF16`` after its own stem), a file an operator put there, or a link, stay.
+    """
+    written = _written_by(stem, quants)
+    kept = {served, f"{served}{STAMP_SUFFIX}", lock}
+    sizes: dict[str, int] = {}
+    for path, size in found.items():
+        entry = path.split("/", 1)[0]
+        if entry not in kept and written.fullmatch(entry):
+            sizes[entry] = sizes.get(entry, 0) + size
+    return dict(sorted(sizes.items()))

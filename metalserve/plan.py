@@ -35,15 +35,20 @@ from metalserve.diag.spec import DiagSpec, NcclTestsSource
 from metalserve.engines import LlamaCppSettings, SglangSettings, VllmSettings
 from metalserve.engines.base import NodeRole
 from metalserve.engines.flagsets import check_argv, deprecation_notes, flagset
-from metalserve.engines.llamacpp import RPC_SERVER, rpc_server_argv
+from metalserve.engines.llamacpp import QUANT_BITS_PER_WEIGHT, RPC_SERVER, rpc_server_argv
 from metalserve.errors import PlanError, SpecError
 from metalserve.firewall import ALL_INTERFACES, FirewallPlan, firewall_plan
 from metalserve.gguf import (
+    BF16_SUFFIX,
     CONVERTER_DEQUANTIZES,
     DEQUANTIZED_FIRST,
     GGUF_SPLIT_TOOL,
+    LOCK_SUFFIX,
     SPLIT_PART_MAX_BYTES,
     conversion_route,
+    leftovers,
+    parts_name,
+    quantized_name,
     split_parts,
     split_path,
 )
@@ -63,7 +68,15 @@ from metalserve.sizing import (
 from metalserve.sources import AptSource, LlamaCppSource, PythonSource, SourceKind, WeightsSource
 from metalserve.spec import HostSpec
 from metalserve.stack import FabricPlan, NvidiaPlan, fabric_plan, nvidia_plan
-from metalserve.types import HostPath, RepoId, Revision, ServedName, ServiceName, UserName
+from metalserve.types import (
+    FileStem,
+    HostPath,
+    RepoId,
+    Revision,
+    ServedName,
+    ServiceName,
+    UserName,
+)
 
 CUDA_HOME = "/usr/local/cuda"
 """Where NVIDIA's cuda-toolkit packages put the active toolkit (a symlink to cuda-<version>)."""
@@ -194,6 +207,11 @@ class GgufSplitPlan(Frozen):
 
 
 class GgufPlan(Frozen):
+    folder: HostPath = Field(description="the GGUF directory, shared by every checkpoint converted")
+    stem: FileStem = Field(
+        description="the checkpoint's name in folder: every file its conversion writes starts "
+        "with it (metalserve.gguf.leftovers)"
+    )
     model_dir: str
     quant: str
     f16_path: str
@@ -214,6 +232,25 @@ class GgufPlan(Frozen):
     def model_path(self) -> str:
         """What llama-server is given: the quantized file, or the first of its parts."""
         return self.split.first if self.split else self.out_path
+
+    @property
+    def lock_path(self) -> str:
+        """The ``flock`` a conversion holds, beside the quantized file."""
+        return f"{self.out_path}{LOCK_SUFFIX}"
+
+    def leftovers(self, found: Mapping[str, int]) -> dict[str, int]:
+        """What earlier conversions of this checkpoint left in ``folder`` that this plan does
+        not serve from (another quant; the parts of a split it no longer makes, or the single
+        file of one it now makes; an intermediate; a killed run's temporary output), each with
+        its bytes. ``found``: ``folder``'s files and their sizes (``roles.sizes.FileSizes``)."""
+        served = self.split.folder if self.split else self.out_path
+        return leftovers(
+            found,
+            self.stem,
+            QUANT_BITS_PER_WEIGHT,
+            served=posixpath.basename(served),
+            lock=posixpath.basename(self.lock_path),
+        )
 
 
 class ServicePlan(Frozen):
@@ -546,24 +583,28 @@ def _gguf(
             raise PlanError(f"host {spec.host}: {exc}") from None
     stem = weights.repo_id.replace("/", "--")
     gguf = GgufPlan(
+        folder=layout.gguf,
+        stem=stem,
         model_dir=weights.local_dir,
         quant=engine.quant,
-        f16_path=f"{layout.gguf}/{stem}-F16.gguf",
-        out_path=f"{layout.gguf}/{stem}-{engine.quant}.gguf",
-        bf16_dir=f"{layout.gguf}/{stem}-BF16",
+        f16_path=f"{layout.gguf}/{quantized_name(stem, 'F16')}",
+        out_path=f"{layout.gguf}/{quantized_name(stem, engine.quant)}",
+        bf16_dir=f"{layout.gguf}/{stem}{BF16_SUFFIX}",
         converter_methods=CONVERTER_DEQUANTIZES,
         bf16_methods=DEQUANTIZED_FIRST,
         converter_venv=layout.venv(f"convert-{pins.LLAMA_CPP.version}"),
         converter_requirements=pins.converter_requirements(),
         python=spec.sources.python,
-        split=_gguf_split(f"{layout.gguf}/{stem}-{engine.quant}", engine.quant, ckpt),
+        split=_gguf_split(layout.gguf, stem, engine.quant, ckpt),
     )
     return gguf.model_path, gguf
 
 
-def _gguf_split(name: str, quant: str, ckpt: Checkpoint | None) -> GgufSplitPlan | None:
-    """The parts the converted GGUF ``name`` (a path without ``.gguf``) is cut into, decided from
-    its estimated size; none when it fits one part or its size is not known."""
+def _gguf_split(
+    folder: str, stem: str, quant: str, ckpt: Checkpoint | None
+) -> GgufSplitPlan | None:
+    """The parts the GGUF of ``stem`` converted to ``quant`` in ``folder`` is cut into, decided
+    from its estimated size; none when it fits one part or its size is not known."""
     if ckpt is None:
         return None
     estimate = gguf_bytes_from(ckpt, quant)
@@ -571,10 +612,10 @@ def _gguf_split(name: str, quant: str, ckpt: Checkpoint | None) -> GgufSplitPlan
     if parts == 1:
         return None
     # beside the single file, under a name whose partial output the other's does not match
-    folder = f"{name}-parts"
+    parts_folder = f"{folder}/{parts_name(stem, quant)}"
     return GgufSplitPlan(
-        folder=folder,
-        prefix=f"{folder}/{posixpath.basename(name)}",
+        folder=parts_folder,
+        prefix=f"{parts_folder}/{stem}-{quant}",
         parts=parts,
         part_max_bytes=SPLIT_PART_MAX_BYTES,
         estimate_bytes=estimate,

@@ -6,6 +6,14 @@ stamped with what it was made from and its size (``files/convert_quantize.py``).
 the same inputs does nothing, unless a stat finds the served file (or a part) gone or of another
 size than stamped: then it is made again.
 
+What earlier conversions of the same checkpoint left in the GGUF directory and the plan no longer
+serves from (the file of another quant, the parts folder of a split the plan no longer makes, a
+killed run's temporary output: ``GgufPlan.leftovers`` names them) is removed by the same command,
+once the served output is in place and verified, never before: a conversion that fails leaves
+them, and the service keeps the file it runs on. The operation's name lists them and the room
+they free (the room comes back once no process holds them open: llama-server keeps its old file
+until the service step restarts it). A run with nothing left over does nothing.
+
 Example::
 
     from roles import gguf
@@ -16,6 +24,7 @@ from __future__ import annotations
 
 import json
 import shlex
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from pyinfra import host, logger
@@ -23,7 +32,8 @@ from pyinfra.api import deploy
 from pyinfra.facts.files import File, FileContents
 from pyinfra.operations import files, server
 
-from metalserve.gguf import GGUF_SPLIT_TOOL
+from metalserve.gguf import GGUF_SPLIT_TOOL, STAMP_SUFFIX
+from metalserve.hardware import GB
 from metalserve.plan import GgufPlan, HostPlan, LlamaCppBuildPlan
 from roles.sizes import FileSizes
 from roles.venv import ensure_venv
@@ -56,7 +66,7 @@ def is_current(plan: HostPlan, gguf: GgufPlan, build: LlamaCppBuildPlan) -> bool
     if gguf.split is not None:
         expected["parts"] = gguf.split.parts
         output = gguf.split.folder
-    stamp = _json_fact(f"{output}.stamp.json")
+    stamp = _json_fact(f"{output}{STAMP_SUFFIX}")
     if expected["weights"] is None or not isinstance(stamp, dict):
         return False
     made = stamp.get("bytes")
@@ -88,13 +98,21 @@ def _found(gguf: GgufPlan) -> int | str:
     return sum(parts.values())
 
 
-def convert_command(plan: HostPlan, gguf: GgufPlan, build: LlamaCppBuildPlan, script: str) -> str:
+def convert_command(
+    plan: HostPlan,
+    gguf: GgufPlan,
+    build: LlamaCppBuildPlan,
+    script: str,
+    leftovers: Sequence[str] = (),
+) -> str:
+    """The conversion (nothing when the served output is current), then the removal of
+    ``leftovers``, names in the GGUF directory."""
     # flock: a conversion orphaned by a killed deploy may still run; the second one to get the
     # lock finds the stamped output and does nothing.
     return shlex.join(
         [
             "flock",
-            f"{gguf.out_path}.lock",
+            gguf.lock_path,
             f"{gguf.converter_venv}/bin/python",
             script,
             *("--llamacpp-src", f"{build.current}/src", "--llamacpp-commit", build.version),
@@ -104,8 +122,23 @@ def convert_command(plan: HostPlan, gguf: GgufPlan, build: LlamaCppBuildPlan, sc
             *("--bf16-first", ",".join(gguf.bf16_methods), "--bf16-dir", gguf.bf16_dir),
             "--drop-f16",
             *_split_args(gguf, build),
+            *(a for name in leftovers for a in ("--leftover", f"{gguf.folder}/{name}")),
         ]
     )
+
+
+def operation_name(gguf: GgufPlan, converting: bool, leftovers: Mapping[str, int]) -> str:
+    """The convert command's name in the deploy output: what it converts, what it removes and
+    the room that frees."""
+    convert = f"Convert {gguf.model_dir} to {gguf.quant}"
+    if not leftovers:
+        return convert
+    freed = f"{sum(leftovers.values()) / GB:.1f} GB"
+    removed = (
+        f"remove what earlier conversions left in {gguf.folder}: "
+        f"{', '.join(leftovers)} ({freed} freed)"
+    )
+    return f"{convert}, then {removed}" if converting else removed[0].upper() + removed[1:]
 
 
 def _split_args(gguf: GgufPlan, build: LlamaCppBuildPlan) -> list[str]:
@@ -123,7 +156,12 @@ def _split_args(gguf: GgufPlan, build: LlamaCppBuildPlan) -> list[str]:
 @deploy("GGUF: install")
 def install(plan: HostPlan) -> None:
     gguf, build = plan.gguf, plan.llamacpp
-    if gguf is None or build is None or is_current(plan, gguf, build):
+    if gguf is None or build is None:
+        return
+    found = host.get_fact(FileSizes, path=gguf.folder)
+    leftovers = gguf.leftovers(found)
+    converting = not is_current(plan, gguf, build)
+    if not converting and not leftovers:
         return
     ensure_venv(gguf.converter_venv, gguf.converter_requirements, gguf.python)
     script = f"{plan.layout.bin}/convert_quantize.py"
@@ -135,6 +173,6 @@ def install(plan: HostPlan) -> None:
         mode="755",
     )
     server.shell(
-        name=f"Convert {gguf.model_dir} to {gguf.quant}",
-        commands=[convert_command(plan, gguf, build, script)],
+        name=operation_name(gguf, converting, leftovers),
+        commands=[convert_command(plan, gguf, build, script, tuple(leftovers))],
     )

@@ -19,6 +19,13 @@ steps, each written under a temporary name and renamed only when it finished:
 
 A method in neither list is refused before anything runs, in one line.
 
+Each ``--leftover`` (what an earlier conversion of the same checkpoint wrote in the GGUF folder
+and the plan no longer serves from, as the role names it) is removed once the served output is in
+place and verified: after this run made it, or found it current; never when a step failed, so
+the output a service still runs on stays until its replacement is there. A temporary output whose
+run is still alive (its pid is in its name) is kept. The result names what was removed and the
+bytes that freed.
+
 Each output gets a sidecar ``<file>.stamp.json`` naming what it was made from (the weights stamp
 written by the weights role, the llama.cpp commit, the out type) and the output's size in
 ``bytes``. A step whose output exists at its stamped size with a matching stamp is skipped, so a
@@ -86,6 +93,8 @@ DRY_RUN_PART = re.compile(r"^split [0-9]{5}: n_tensors = ([0-9]+), total_size = 
 then each part's tensors and its size in whole MB rounded down, the tensors' padding left out."""
 GGUF_ALIGNMENT = 32
 """Each tensor's data is padded to this many bytes in a part (``GGUF_DEFAULT_ALIGNMENT``)."""
+PARTIAL_PID = re.compile(r"\..+\.([0-9]+)\.partial")
+"""A step's output under its temporary name, ``.<output>.<pid>.partial`` (``_run_into``)."""
 
 
 class ConvertError(Exception):
@@ -376,8 +385,22 @@ def convert_and_quantize(args: argparse.Namespace) -> dict[str, object]:
     if is_current(served, served_inputs):
         if split is not None:  # a run killed between the rename and the removal left it
             _drop(args.out)
-        return result
+    else:
+        _convert(args, converter, weights, f16_inputs, out_inputs, served_inputs, result)
+        result["changed"] = True
+        result["bytes"] = size_of(served)
+    # here the served output is in place, stamped with its size and checked: current, or made
+    if args.leftover:
+        result.update(remove_leftovers(args.leftover))
+    return result
 
+
+def _convert(args: argparse.Namespace, converter: Path, weights: object,
+             f16_inputs: dict[str, object], out_inputs: dict[str, object],
+             served_inputs: dict[str, object], result: dict[str, object]) -> None:  # fmt: skip
+    """Make the served output: the quantized file, then, where the plan splits it, its parts;
+    each step's seconds into ``result``."""
+    split: Split | None = args.split
     if not is_current(args.out, out_inputs):
         result.update(_quantized(args, converter, weights, f16_inputs, out_inputs))
     if split is not None:
@@ -391,9 +414,37 @@ def convert_and_quantize(args: argparse.Namespace) -> dict[str, object]:
         ])  # fmt: skip
         result["parts"] = split.parts
         _drop(args.out)
-    result["changed"] = True
-    result["bytes"] = size_of(served)
-    return result
+
+
+def _running(path: Path) -> bool:
+    """Whether ``path`` is a temporary output whose run (the pid in its name) is still alive."""
+    pid = PARTIAL_PID.fullmatch(path.name)
+    if pid is None:
+        return False
+    try:
+        os.kill(int(pid[1]), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def remove_leftovers(leftovers: list[Path]) -> dict[str, object]:
+    """Remove each of ``leftovers`` that is there, unless a live run is writing it: what was
+    removed, the bytes that freed, and what was kept in use."""
+    removed, kept, freed = [], [], 0
+    for path in leftovers:
+        size = size_of(path)
+        if size is None:
+            continue
+        if _running(path):
+            kept.append(path.name)
+            continue
+        remove(path)
+        removed.append(path.name)
+        freed += size
+    return {"removed": removed, "freed_bytes": freed, "kept_in_use": kept}
 
 
 def _drop(output: Path) -> None:
@@ -454,6 +505,14 @@ def _split(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Split |
                  args.split_max_bytes, args.split_estimate)  # fmt: skip
 
 
+def _check_leftovers(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    served = args.split.folder if args.split else args.out
+    for path in args.leftover:
+        if path.parent != args.out.parent or path in (served, stamp_path(served)):
+            parser.error(f"--leftover {path}: expected a name in {args.out.parent} other than "
+                         f"the served output {served.name} and its stamp")  # fmt: skip
+
+
 def _methods(text: str) -> tuple[str, ...]:
     return tuple(m for m in text.split(",") if m)
 
@@ -492,9 +551,18 @@ def main(argv: list[str] | None = None) -> int:
     split.add_argument("--split-first", type=Path, help="part 1's path, as the service names it")
     split.add_argument("--split-max-bytes", type=int, help="the most one part may weigh")
     split.add_argument("--split-estimate", type=int, help="the size the count was planned from")
+    parser.add_argument(
+        "--leftover",
+        type=Path,
+        action="append",
+        default=[],
+        help="an earlier output in --out's folder the plan no longer serves from: removed once "
+        "the served output is verified (repeatable)",
+    )
     args = parser.parse_args(argv)
     args.bf16_dir = args.bf16_dir or args.f16.with_name(f"{args.f16.stem}.bf16")
     args.split = _split(parser, args)
+    _check_leftovers(parser, args)
     try:
         result = convert_and_quantize(args)
     except ConvertError as error:
