@@ -459,6 +459,11 @@ def _quantized(args: argparse.Namespace, converter: Path, weights: object,
     seconds."""
     model_dir: Path = args.model_dir
     timings: dict[str, object] = {}
+    # with --type F16 the converter's f16 is the output itself (the plan names one file for
+    # both): it is stamped as the output, nothing is quantized, and it is not dropped
+    served_f16 = args.out == args.f16
+    if served_f16:
+        f16_inputs = out_inputs
     if not is_current(args.f16, f16_inputs):
         checkpoint = weights.get("bytes") if isinstance(weights, dict) else None
         packed = quantization(model_dir).get("bits")
@@ -481,6 +486,8 @@ def _quantized(args: argparse.Namespace, converter: Path, weights: object,
         ])  # fmt: skip
     if args.drop_f16:
         _drop(args.bf16_dir)
+    if served_f16:
+        return timings
     threads = str(args.threads or os.cpu_count() or 1)
     quantize = Step("llama-quantize", args.out, out_inputs, args.f16.stat().st_size,
                     "at most the f16's size")  # fmt: skip

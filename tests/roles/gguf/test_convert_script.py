@@ -69,6 +69,22 @@ def test_it_converts_stamps_the_size_and_then_does_nothing(tmp_path: Path) -> No
     assert json.loads(host.run().stdout)["changed"] is False
 
 
+def test_f16_serves_the_converters_output_itself_and_then_does_nothing(tmp_path: Path) -> None:
+    """quant F16: the plan names one file for the f16 and the output; nothing is quantized, and
+    the --drop-f16 meant for the intermediate never removes what is served."""
+    host = Host(tmp_path)
+    host.out = host.f16
+    argv = host.args
+    argv[argv.index("--type") + 1] = "F16"
+    first = run_host_script(CONVERT_QUANTIZE, argv, host.env())
+    assert first.returncode == 0, first.stderr
+    assert "quantize_s" not in json.loads(first.stdout)
+    assert host.leftovers() == [host.f16.name, host.f16.name + ".stamp.json"]
+    assert _stamp(host.f16)["bytes"] == host.f16.stat().st_size == 4096
+    again = run_host_script(CONVERT_QUANTIZE, argv, host.env())
+    assert json.loads(again.stdout)["changed"] is False, again.stdout
+
+
 @pytest.mark.parametrize("damage", ["delete", "truncate"])
 def test_an_output_deleted_or_cut_short_is_made_again(tmp_path: Path, damage: str) -> None:
     host = Host(tmp_path)
