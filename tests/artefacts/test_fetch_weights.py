@@ -657,6 +657,23 @@ def test_a_redirect_to_another_host_never_carries_the_token_there() -> None:
 
 
 @pytest.mark.parametrize(
+    ("origin", "target", "kept"),
+    [
+        ("http://10.0.0.5:8090/a", "http://10.0.0.5:8090/b", True),
+        ("https://huggingface.co/a", "https://huggingface.co:443/b", True),
+        ("http://huggingface.co/a", "https://huggingface.co/b", True),
+        ("https://huggingface.co/a", "http://huggingface.co/b", False),
+        ("https://huggingface.co/a", "https://cas-bridge.xethub.hf.co/b?X-Amz-Signature=1", False),
+        ("http://10.0.0.5:8090/a", "http://10.0.0.5:8091/b", False),
+    ],
+)
+def test_the_token_follows_a_redirect_only_to_its_own_origin_or_up_to_https(
+    origin: str, target: str, kept: bool
+) -> None:
+    assert _fetcher_module().keeps_token(origin, target) is kept
+
+
+@pytest.mark.parametrize(
     ("proxies", "url", "expected"),
     [
         ({}, "http://10.0.0.5:8090", False),

@@ -468,6 +468,24 @@ def _connect(url: str) -> tuple[http.client.HTTPConnection, str]:
     return connection, parts.path + (f"?{parts.query}" if parts.query else "")
 
 
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def keeps_token(origin: str, target: str) -> bool:
+    """Whether a redirect from ``origin`` to ``target`` may carry the token on: to the same
+    scheme, host and port, or from http to https on the same host (as httpx decides). Another
+    host (the Hub's CDN, whose URL is signed) or a step down from https to http never gets it."""
+    a, b = urlsplit(origin), urlsplit(target)
+    if a.hostname != b.hostname:
+        return False
+    if a.scheme == "http" and b.scheme == "https":
+        return True
+    return (a.scheme, a.port or DEFAULT_PORTS.get(a.scheme)) == (
+        b.scheme,
+        b.port or DEFAULT_PORTS.get(b.scheme),
+    )
+
+
 def _open(url: str, headers: dict[str, str], start: int) -> tuple[http.client.HTTPResponse, int]:
     """A response streaming ``url`` from byte ``start`` on, redirects followed, and the byte it
     starts at (0 when the server ignored the ``Range``). The token goes no further than the host
@@ -482,7 +500,7 @@ def _open(url: str, headers: dict[str, str], start: int) -> tuple[http.client.HT
             following = urljoin(url, response.getheader("Location") or "")
             response.close()
             connection.close()
-            if urlsplit(following).netloc != urlsplit(url).netloc:
+            if not keeps_token(url, following):
                 asked = {k: v for k, v in asked.items() if k.lower() != "authorization"}
             url = following
             continue
