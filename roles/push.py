@@ -226,6 +226,15 @@ def stream_argv(argv: Sequence[str], names_file: str) -> list[str]:
     return [*options, f"--files-from={names_file}", *argv[at:]]
 
 
+def directories_argv(argv: Sequence[str]) -> list[str]:
+    """``argv`` for the folder's directories alone, never deleting: run before the parallel
+    streams, so that none of them makes a directory another is making too (rsync's ``--mkpath``
+    fails with "File exists" when two receivers race to create the same one)."""
+    at = argv.index("--")
+    options = [a for a in argv[:at] if a != "--delete"]
+    return [*options, "--include=*/", "--exclude=*", *argv[at:]]
+
+
 class PushCommand(PyinfraCommand):
     """rsync run on the control host: the big files' parallel streams, then the whole folder."""
 
@@ -239,7 +248,8 @@ class PushCommand(PyinfraCommand):
         parallel = [
             shlex.join(stream_argv(self.argv, "{" + ",".join(s) + "}")) for s in self.streams
         ]
-        return " & ".join([*parallel, shlex.join(self.argv)])
+        first = [shlex.join(directories_argv(self.argv))] if self.streams else []
+        return " ; ".join([*first, " & ".join([*parallel, shlex.join(self.argv)])])
 
     def execute(self, state: Any, host: Any, connector_arguments: Any) -> bool:
         started = time.monotonic()
@@ -257,7 +267,12 @@ class PushCommand(PyinfraCommand):
 
 
 def run_rsyncs(argv: list[str], streams: list[list[str]]) -> str | None:
-    """Run the streams at once, then ``argv``; the first failure in one line, or None."""
+    """The directories, then the streams at once, then ``argv``; the first failure in one line,
+    or None."""
+    if streams:
+        done = subprocess.run(directories_argv(argv), capture_output=True, text=True, check=False)
+        if done.returncode:
+            return _failure(done.returncode, done.stderr)
     with tempfile.TemporaryDirectory(prefix="metalserve-push-") as scratch:
         running = []
         for index, names in enumerate(streams):
@@ -278,9 +293,13 @@ def run_rsyncs(argv: list[str], streams: list[list[str]]) -> str | None:
         outcomes.append((done.returncode, done.stderr))
     for code, stderr in outcomes:
         if code:
-            lines = [line for line in stderr.splitlines() if line.strip()]
-            return f"rsync exit {code}: {lines[0] if lines else 'no message'}"
+            return _failure(code, stderr)
     return None
+
+
+def _failure(code: int, stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    return f"rsync exit {code}: {lines[0] if lines else 'no message'}"
 
 
 def itemize(argv: list[str]) -> list[Itemized] | None:

@@ -77,12 +77,18 @@ def _fact_getter(
         facts_here = (peer_facts or {}).get(host.name, facts)
         if facts_here is not facts:
             value = facts_here.get(key, facts.get(key))  # a peer's own facts, else the host's
-            return _by_arguments(key, value, args, kwargs)
+            return _as_pyinfra_gives(cls, _by_arguments(key, value, args, kwargs))
         if key not in facts:
             raise MissingFact(f"case has no fact {key!r}")
-        return _by_arguments(key, facts[key], args, kwargs)
+        return _as_pyinfra_gives(cls, _by_arguments(key, facts[key], args, kwargs))
 
     return get_fact
+
+
+def _as_pyinfra_gives(cls: type, value: Any) -> Any:
+    """A case's ``null`` is a command that printed nothing, for which pyinfra gives the fact's
+    ``default()`` (None unless the fact says otherwise), never its ``process``."""
+    return cls.default() if value is None else value  # type: ignore[attr-defined]
 
 
 def _by_arguments(key: str, value: Any, args: Any, kwargs: Any) -> Any:

@@ -334,7 +334,9 @@ def test_big_files_go_in_parallel_streams_and_arrive_whole(
     pushed = local_push(folder, dest)
     big = [n for n, s in FILES.items() if s >= 100_000]
     assert len(big) >= 2
-    assert pushed.commands[0].count("--files-from=") == len(big)
+    directories, streams = pushed.commands[0].split(" ; ")
+    assert "'--include=*/' '--exclude=*'" in directories and "--delete" not in directories
+    assert streams.count("--files-from=") == len(big)
     assert all((dest / n).read_bytes() == data for n, data in CHECKPOINT.items())
     assert local_push(folder, dest).commands == []
 
