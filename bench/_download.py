@@ -31,13 +31,19 @@ def synthetic_shards(folder: Path, megabytes: int, count: int, prefix: str) -> l
 
 
 def raw_copy_script(
-    base_url: str, files: list[str], token_file: str | None = None, sha256: bool = False
+    base_url: str,
+    files: list[str],
+    token_file: str | None = None,
+    sha256: bool = False,
+    scratch_in: str | None = None,
 ) -> str:
     """A bash script that fetches every file of ``base_url`` (``<endpoint>/<repo>/resolve/<commit>``)
     with curl, all at once, into a scratch folder it removes; it prints ``raw-copy BYTES SECONDS``.
     The token (if any) goes to curl on stdin (``-H @-``), never in an argument. With ``sha256``,
     each file is hashed as soon as its curl ends, while the others go on, and its digest printed:
-    the least a download that verifies what it got can cost. ``openssl dgst``: OpenSSL's sha256,
+    the least a download that verifies what it got can cost. ``scratch_in``: the folder the
+    scratch folder is made in (the same disk the download it is compared with writes to; a
+    host's ``/tmp`` may be a small tmpfs), else ``$TMPDIR`` or ``/tmp``. ``openssl dgst``: OpenSSL's sha256,
     as Python's ``hashlib`` (the fetcher's) uses; coreutils' ``sha256sum`` 9.1 has its own, about
     a quarter as fast where the CPU has SHA extensions."""
     header = (
@@ -53,7 +59,8 @@ def raw_copy_script(
 
     fetches = "\n".join(fetch(i, name) for i, name in enumerate(files))
     return (
-        "set -e\ndir=$(mktemp -d)\nstart=$(date +%s.%N)\n"
+        f"set -e\ndir=$(mktemp -d{' -p ' + shlex.quote(scratch_in) if scratch_in else ''})\n"
+        "start=$(date +%s.%N)\n"
         f"{fetches}\n"
         "wait\nend=$(date +%s.%N)\n"
         "size=$(find \"$dir\" -type f -printf '%s\\n' | awk '{ s += $1 } END { printf \"%.0f\", s }')\n"

@@ -148,11 +148,12 @@ def download_vs_raw_copy(state: SandboxState, host: str, plan: HostPlan,
     stamp = json.loads(on_host(state, host, f"cat {weights.local_dir}/{STAMP}"))
     base = f"{weights.source.endpoint}/{weights.repo_id}/resolve/{stamp['commit']}"
     files = sorted(stamp["sizes"])
-    script = raw_copy_script(base, files, weights.token_file)
-    copy = on_host(state, host, "bash -s", script.encode())
+    beside = str(Path(weights.local_dir).parent)  # the disk the fetcher writes to
+    script = raw_copy_script(base, files, weights.token_file, scratch_in=beside)
+    copy = on_host(state, host, "bash -s 2>&1", script.encode())
     copied, copy_s = raw_copy_result(copy)
     if copied != stamp["bytes"]:
-        raise SystemExit(f"the raw copy got {copied} bytes of {stamp['bytes']}")
+        raise SystemExit(f"the raw copy got {copied} bytes of {stamp['bytes']}: {copy[-500:]}")
     idle = on_host(state, host, "bash -s",
                    idle_fetch_script(weights, files, script_path(plan)).encode())  # fmt: skip
     idle_s = float(next(line.split()[1] for line in idle.splitlines()
