@@ -1,6 +1,6 @@
 """Download throughput of the project's fetcher over a raw copy of the same bytes from a Hub mirror.
 
-    .venv/bin/python bench/download.py [--mb 1024] [--files 4] [--repeat 2] [--fetcher FILE]
+    .venv/bin/python bench/download.py [--mb 4096] [--files 8] [--repeat 2] [--fetcher FILE]
                                        [--link-mbit N]
 
 Publishes --mb MB of synthetic safetensors files (random bytes, --files of them) as a repo of a
@@ -105,9 +105,11 @@ def shaped_link(mbit: int) -> Iterator[tuple[str, list[str]]]:
         subprocess.run(["ip", "netns", "del", netns], capture_output=True, check=False)
 
 
-def timed(argv: list[str], env: dict[str, str], dest: Path) -> float:
-    """Seconds ``argv`` takes to bring the repo into ``dest`` (emptied first)."""
-    shutil.rmtree(dest, ignore_errors=True)
+def timed(argv: list[str], env: dict[str, str], dest: Path, empty: bool = True) -> float:
+    """Seconds ``argv`` takes to bring the repo into ``dest`` (emptied first, unless not
+    ``empty``)."""
+    if empty:
+        shutil.rmtree(dest, ignore_errors=True)
     started = time.monotonic()
     done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
     seconds = time.monotonic() - started
@@ -144,8 +146,8 @@ def raw_copy(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mb", type=int, default=1024, help="MB (10^6 bytes) to publish")
-    parser.add_argument("--files", type=int, default=4, help="files they are split into")
+    parser.add_argument("--mb", type=int, default=4096, help="MB (10^6 bytes) to publish")
+    parser.add_argument("--files", type=int, default=8, help="files they are split into")
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--fetcher", type=Path, default=FETCHER,
                         help="the fetch_weights.py to measure (another checkout's)")  # fmt: skip
@@ -161,7 +163,7 @@ def main() -> None:
         shutil.rmtree(work / "source")
         total = sum(f.size for f in repo.files)
         digests = sorted(f.sha256 for f in repo.files)
-        fetches, snapshots, copies, floors = [], [], [], []
+        fetches, fixed, snapshots, copies, floors = [], [], [], [], []
         dest = work / "fetched"
         with contextlib.ExitStack() as stack:
             host, prefix = "127.0.0.1", []
@@ -172,6 +174,7 @@ def main() -> None:
             env = hub_environment(endpoint, dest)
             for _ in range(args.repeat):
                 fetches.append(timed([*prefix, *fetch_argv(args.fetcher, dest)], env, dest))
+                fixed.append(timed([*prefix, *fetch_argv(args.fetcher, dest)], env, dest, False))
                 snapshots.append(timed([*prefix, *snapshot_argv(dest)], env, dest))
                 copies.append(raw_copy(base, names, total, sha256=False, prefix=prefix)[0])
                 seconds, hashed = raw_copy(base, names, total, sha256=True, prefix=prefix)
@@ -186,6 +189,8 @@ def main() -> None:
         print(line)
     for line in compare_floor(total, min(fetches), total, min(floors)):
         print(line)
+    print(f"fixed cost: {min(fixed):.2f} s, a run with nothing to fetch (Python, imports, the "
+          "repo's commit): paid once per download, whatever its size")  # fmt: skip
     alone = min(snapshots)
     print(f"snapshot_download alone: {alone:6.2f} s = {total / alone / 1e6:7.1f} MB/s "
           "(one process, 16 threads, nothing checked)")  # fmt: skip
