@@ -46,10 +46,11 @@ vLLM leaves them out the same way (``DEFAULT_IGNORE_PATTERNS`` / ``original/**/*
 
 DOWNLOAD_WORKERS = 16
 """Files fetched at once, at most (as ``snapshot_download(max_workers=)``, 8 by default in
-huggingface_hub 2.4): the fetcher downloads each in a process of its own, no more of them than the
-host's CPUs (``fetch_weights.download_processes``: a Python download keeps one core busy). Each is
-one stream, so a fast link wants more of them; 16 per host keeps a 4-node cluster within a
-``metalserve mirror serve`` (32 workers and 32 waiting by default)."""
+huggingface_hub 2.4): the fetcher downloads each in a process of its own
+(``fetch_weights.download_processes``; through ``hf_hub_download``, behind a proxy, no more of them
+than the host's CPUs, as a Python download keeps one core busy). Each is one stream, so a fast
+link wants more of them; 16 per host keeps a 4-node cluster within a ``metalserve mirror serve``
+(32 workers and 32 waiting by default)."""
 
 PROGRESS_EVERY_S = 10
 """How often the download reports its bytes, total and rate (journal, progress file, deploy)."""
