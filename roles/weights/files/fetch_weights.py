@@ -210,6 +210,11 @@ class RunningDigest:
     def update(self, data: bytes | memoryview) -> None:
         self.hash.update(data)
 
+    def read_from(self, stream: Any) -> None:
+        """Every byte left in ``stream``, a file opened for binary reading."""
+        while chunk := stream.read(HASH_CHUNK):
+            self.hash.update(chunk)
+
     def hexdigest(self) -> str:
         return self.hash.hexdigest()
 
@@ -218,8 +223,7 @@ def _hash(path: Path, algorithm: str) -> str:
     """sha256 of an LFS file, or git's blob sha1 of another, read back from disk."""
     digest = RunningDigest(algorithm, path.stat().st_size)
     with path.open("rb") as stream:
-        while chunk := stream.read(HASH_CHUNK):
-            digest.update(chunk)
+        digest.read_from(stream)
     return digest.hexdigest()
 
 
@@ -252,7 +256,7 @@ class Verifier:
         if st.st_size != self.remote[name].size:
             return None
         algorithm, expected = expected_hash(self.remote[name])
-        key = [st.st_size, st.st_mtime_ns, expected]
+        key = self._key(name, st)
         with self.lock:
             cached = self.known.get(name)
         if isinstance(cached, list) and cached[:3] == key:
@@ -262,16 +266,15 @@ class Verifier:
             self.known[name] = [*key, ok]
         return ok
 
+    def _key(self, name: str, st: os.stat_result) -> list[Any]:
+        """What a result holds for: the file's size and time, and the checksum it was held to."""
+        return [st.st_size, st.st_mtime_ns, expected_hash(self.remote[name])[1]]
+
     def record(self, name: str) -> None:
         """``name`` was hashed as it arrived and matched (``_stream_file``)."""
-        st = (self.local_dir / name).stat()
+        key = self._key(name, (self.local_dir / name).stat())
         with self.lock:
-            self.known[name] = [
-                st.st_size,
-                st.st_mtime_ns,
-                expected_hash(self.remote[name])[1],
-                True,
-            ]
+            self.known[name] = [*key, True]
 
     def verified(self) -> int:
         with self.lock:
@@ -433,12 +436,11 @@ REDIRECT_CODES = (301, 302, 303, 307, 308)
 def proxied(url: str) -> bool:
     """Whether the environment sends ``url`` through a proxy (``HTTPS_PROXY``, ``NO_PROXY``...):
     the direct transfer does not speak to proxies, huggingface_hub's httpx does."""
-    host = urlsplit(url).hostname or ""
+    parts = urlsplit(url)
     proxies = urllib.request.getproxies_environment()
-    scheme = urlsplit(url).scheme
-    if not (proxies.get(scheme) or proxies.get("all")):
+    if not (proxies.get(parts.scheme) or proxies.get("all")):
         return False
-    return not urllib.request.proxy_bypass_environment(host, proxies)
+    return not urllib.request.proxy_bypass_environment(parts.hostname or "", proxies)
 
 
 class TransferError(Exception):
@@ -488,9 +490,8 @@ def keeps_token(origin: str, target: str) -> bool:
 
 def _open(url: str, headers: dict[str, str], start: int) -> tuple[http.client.HTTPResponse, int]:
     """A response streaming ``url`` from byte ``start`` on, redirects followed, and the byte it
-    starts at (0 when the server ignored the ``Range``). The token goes no further than the host
-    it was meant for: a redirect to another host (the Hub's CDN, whose URL is signed) drops it,
-    as httpx does."""
+    starts at (0 when the server ignored the ``Range``). The token goes no further than its own
+    origin (``keeps_token``): a redirect to the Hub's CDN, whose URL is signed, drops it."""
     asked = {**headers, **({"Range": f"bytes={start}-"} if start else {})}
     for _ in range(REDIRECTS + 1):
         connection, target = _connect(url)
@@ -535,12 +536,20 @@ def _receive(response: http.client.HTTPResponse, fd: int, digest: RunningDigest,
         got += count
 
 
+def _start_over(fd: int, digest: RunningDigest) -> None:
+    """Empty the partial file ``fd`` and its running hash, to fetch it from byte 0."""
+    os.ftruncate(fd, 0)
+    os.lseek(fd, 0, os.SEEK_SET)
+    digest.restart()
+
+
 def _transfer(
     url: str, headers: dict[str, str], fd: int, digest: RunningDigest, size: int, got: int
 ) -> None:
-    """``url`` into ``fd`` and ``digest`` from byte ``got`` to ``size``; a broken connection, a refusal or a
-    5xx is tried again from where it stopped, ``TRANSFER_ATTEMPTS`` times in all, waiting a little
-    longer each time; what cannot succeed (401, 403, 404, a certificate refused) raises at once."""
+    """``url`` into ``fd`` and ``digest`` from byte ``got`` to ``size``; a broken connection, a
+    refusal or a 5xx is tried again from where it stopped, ``TRANSFER_ATTEMPTS`` times in all,
+    waiting a little longer each time; what cannot succeed (401, 403, 404, a certificate refused)
+    raises at once."""
     buffer = memoryview(bytearray(TRANSFER_BUFFER))
     broken: BaseException | None = None
     for attempt in range(TRANSFER_ATTEMPTS):
@@ -559,10 +568,8 @@ def _transfer(
             broken = error
             continue
         if start != got:  # the server sends it from the start: so do we
-            os.ftruncate(fd, 0)
-            os.lseek(fd, 0, os.SEEK_SET)
+            _start_over(fd, digest)
             got = 0
-            digest.restart()
         with response:
             got, broken = _receive(response, fd, digest, buffer, got)
         if got >= size:  # all of it, even if the connection broke after the last byte
@@ -576,11 +583,10 @@ def _resume(fd: int, digest: RunningDigest, size: int) -> int:
     holds more than the file)."""
     have = os.fstat(fd).st_size
     if have > size:
-        os.ftruncate(fd, 0)
+        _start_over(fd, digest)
         return 0
     with open(fd, "rb", closefd=False) as stream:
-        while chunk := stream.read(HASH_CHUNK):
-            digest.update(chunk)
+        digest.read_from(stream)
     os.lseek(fd, have, os.SEEK_SET)
     return have
 
@@ -610,9 +616,7 @@ def _stream_file(repo: str, commit: str, local_dir: Path, name: str, size: int,
         resumed = _resume(fd, digest, size)
         _transfer(url, headers, fd, digest, size, resumed)
         if resumed and digest.hexdigest() != expected_digest:
-            os.ftruncate(fd, 0)  # the earlier run's bytes were not the file's
-            os.lseek(fd, 0, os.SEEK_SET)
-            digest.restart()
+            _start_over(fd, digest)  # the earlier run's bytes were not the file's
             _transfer(url, headers, fd, digest, size, 0)
     except TransferError as error:  # the partial file stays: the next run goes on from it
         raise TransferError(error.status, f"{name}: {error.reason}") from None
@@ -657,6 +661,19 @@ class Downloads:
 
     def check(self, name: str, kind: str) -> None:
         self.pending[self.hashing.submit(self.verifier.check, name)] = (kind, name)
+
+    def begin(self, xet: list[str], plain: list[str], direct: bool) -> None:
+        """Every file on its way: streamed, hashed where it is here already, or through
+        huggingface_hub."""
+        for name in plain:
+            if direct and (self.local_dir / name).is_file():
+                self.check(name, "present")
+            elif direct:
+                self.stream(name)
+            else:
+                self.through_hub(self.workers, name)
+        for name in xet:
+            self.through_hub(self.in_process, name)
 
     def settle(self, future: Future[Any]) -> None:
         """What to do once ``future`` is done: record, hash, or fetch again."""
@@ -704,16 +721,7 @@ def _download(repo: str, commit: str, local_dir: Path, opts: Options, remote: di
             run = Downloads(repo, commit, local_dir, remote, verifier, (pool, in_process, hashing))
             if plain:
                 pool.submit(os.getpid).result()  # forks the workers, before any thread
-            present = {n for n in plain if (local_dir / n).is_file()} if direct else set()
-            for name in plain:
-                if name in present:
-                    run.check(name, "present")
-                elif direct:
-                    run.stream(name)
-                else:
-                    run.through_hub(pool, name)
-            for name in xet:
-                run.through_hub(in_process, name)
+            run.begin(xet, plain, direct)
             due = time.monotonic() + progress.every
             try:
                 while run.pending:
