@@ -218,21 +218,25 @@ def rsync_argv(src: str, target: str, rsh: str, delete: bool, sudo: bool = False
     ]
 
 
+def _part_of(argv: Sequence[str], *selection: str) -> list[str]:
+    """``argv`` for the part of the folder ``selection`` (rsync options) names, never deleting:
+    the whole pass after it deletes."""
+    at = argv.index("--")
+    options = [a for a in argv[:at] if a != "--delete"]
+    return [*options, *selection, *argv[at:]]
+
+
 def stream_argv(argv: Sequence[str], names_file: str) -> list[str]:
     """One of the parallel rsyncs: ``argv`` for the files listed in ``names_file`` (one per line,
     relative to the folder), never deleting."""
-    at = argv.index("--")
-    options = [a for a in argv[:at] if a != "--delete"]
-    return [*options, f"--files-from={names_file}", *argv[at:]]
+    return _part_of(argv, f"--files-from={names_file}")
 
 
 def directories_argv(argv: Sequence[str]) -> list[str]:
     """``argv`` for the folder's directories alone, never deleting: run before the parallel
     streams, so that none of them makes a directory another is making too (rsync's ``--mkpath``
     fails with "File exists" when two receivers race to create the same one)."""
-    at = argv.index("--")
-    options = [a for a in argv[:at] if a != "--delete"]
-    return [*options, "--include=*/", "--exclude=*", *argv[at:]]
+    return _part_of(argv, "--include=*/", "--exclude=*")
 
 
 class PushCommand(PyinfraCommand):
