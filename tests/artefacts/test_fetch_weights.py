@@ -59,9 +59,11 @@ def _env(endpoint: str, token: Path | None = None) -> dict[str, str]:
 
 
 def _fetch(endpoint: str, local_dir: Path, *extra: str, token: Path | None = None,
-           repo: str = REPO, inject: str = "") -> subprocess.CompletedProcess[str]:  # fmt: skip
+           repo: str = REPO, inject: str = "", env: dict[str, str] | None = None,
+           ) -> subprocess.CompletedProcess[str]:  # fmt: skip
+    """The fetcher run as the unit runs it; ``env`` adds to the unit's environment."""
     args = ["--repo", repo, "--local-dir", str(local_dir), *extra]
-    return run_host_script(FETCH_WEIGHTS, args, _env(endpoint, token), inject)
+    return run_host_script(FETCH_WEIGHTS, args, {**_env(endpoint, token), **(env or {})}, inject)
 
 
 def summary(result: subprocess.CompletedProcess[str]) -> dict:
@@ -287,9 +289,8 @@ def test_a_killed_download_rerun_fetches_only_the_unfinished_files_the_cut_one_f
         killed = _fetch(url, local, "--max-workers", "1", inject=DOWNLOAD_KILLED_MID_SHARD)
         before = whole_files(local)
         orphans = [p.stat().st_size for p in local.rglob("*.incomplete")]
-        env = {**_env(url), "REQUESTS_LOG": str(log)}
-        args = ["--repo", REPO, "--local-dir", str(local), "--max-workers", "1"]
-        again = run_host_script(FETCH_WEIGHTS, args, env, REQUESTS_LOGGED)
+        again = _fetch(url, local, "--max-workers", "1", inject=REQUESTS_LOGGED,
+                       env={"REQUESTS_LOG": str(log)})  # fmt: skip
 
     assert killed.returncode == -signal.SIGKILL
     assert "model-00001-of-00002.safetensors" in before and SHARD not in before
@@ -324,9 +325,8 @@ def test_bytes_a_cut_run_left_that_are_not_the_files_are_fetched_again_from_the_
     killed = _fetch(endpoint, local, "--max-workers", "1", inject=DOWNLOAD_KILLED_MID_SHARD)
     (orphan,) = local.rglob("*.incomplete")
     orphan.write_bytes(bytes(65536))  # not the shard's first 64 KiB
-    env = {**_env(endpoint), "REQUESTS_LOG": str(log)}
-    args = ["--repo", REPO, "--local-dir", str(local), "--max-workers", "1"]
-    again = run_host_script(FETCH_WEIGHTS, args, env, REQUESTS_LOGGED)
+    again = _fetch(endpoint, local, "--max-workers", "1", inject=REQUESTS_LOGGED,
+                   env={"REQUESTS_LOG": str(log)})  # fmt: skip
 
     assert killed.returncode == -signal.SIGKILL
     assert again.returncode == 0, again.stderr
@@ -582,10 +582,8 @@ def test_a_connection_reset_mid_file_goes_on_from_where_it_stopped(
     endpoint: str, tmp_path: Path
 ) -> None:
     local, log = tmp_path / "m", tmp_path / "requests"
-    env = {**_env(endpoint), "REQUESTS_LOG": str(log)}
-    argv = host_script_argv(FETCH_WEIGHTS, ["--repo", REPO, "--local-dir", str(local),
-                                            "--max-workers", "1"], CONNECTION_RESET_ONCE)  # fmt: skip
-    run = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+    run = _fetch(endpoint, local, "--max-workers", "1", inject=CONNECTION_RESET_ONCE,
+                 env={"REQUESTS_LOG": str(log)})  # fmt: skip
 
     assert run.returncode == 0, run.stderr
     requests = requests_logged(log)
@@ -734,8 +732,9 @@ def test_behind_a_proxy_every_file_comes_through_it_and_is_verified(
 
     local = tmp_path / "m"
     with _serving(Forwarding) as port:
-        env = {**_env(endpoint), "HTTP_PROXY": f"http://127.0.0.1:{port}", "NO_PROXY": ""}
-        run = run_host_script(FETCH_WEIGHTS, ["--repo", REPO, "--local-dir", str(local)], env)
+        run = _fetch(
+            endpoint, local, env={"HTTP_PROXY": f"http://127.0.0.1:{port}", "NO_PROXY": ""}
+        )
 
     assert run.returncode == 0, run.stderr
     through = {unquote(urlsplit(url).path.rsplit("/", 1)[1]) for url in asked if "/resolve/" in url}
