@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import http.client
 import http.server
 import importlib.util
@@ -301,6 +302,26 @@ def test_a_killed_download_rerun_fetches_only_the_unfinished_files_the_cut_one_f
     assert asked.pop(SHARD) == "bytes=65536-" and set(asked.values()) <= {"-"}
     assert summary(again)["verified"] == len(served()) and whole_files(local) == set(served())
     assert not list(local.rglob("*.incomplete")), "the partial file became the shard"
+
+
+def test_a_partial_file_a_run_finished_but_did_not_rename_is_put_in_place_without_a_request(
+    endpoint: str, tmp_path: Path
+) -> None:
+    """Killed between its last byte and the rename (seen when the pool's other worker is
+    terminated): the next run has nothing left to ask for, and asking from past the end would
+    be refused (416)."""
+    local, log = tmp_path / "m", tmp_path / "requests"
+    assert _fetch(endpoint, local).returncode == 0
+    whole = (local / SHARD).read_bytes()
+    digest = hashlib.sha256(whole).hexdigest()
+    (local / SHARD).rename(local / f".cache/huggingface/download/{SHARD}.{digest}.incomplete")
+    (local / STAMP).unlink()
+    again = _fetch(endpoint, local, inject=REQUESTS_LOGGED, env={"REQUESTS_LOG": str(log)})
+
+    assert again.returncode == 0, again.stderr
+    assert not log.exists() or SHARD not in log.read_text()
+    assert (local / SHARD).read_bytes() == whole and not list(local.rglob("*.incomplete"))
+    assert summary(again)["verified"] == len(served())
 
 
 def test_the_free_space_asked_for_leaves_out_the_bytes_a_cut_run_already_holds(

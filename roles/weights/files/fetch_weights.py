@@ -550,6 +550,8 @@ def _transfer(
     refusal or a 5xx is tried again from where it stopped, ``TRANSFER_ATTEMPTS`` times in all,
     waiting a little longer each time; what cannot succeed (401, 403, 404, a certificate refused)
     raises at once."""
+    if got >= size:  # an earlier run had it all: asking for more would get a 416
+        return
     buffer = memoryview(bytearray(TRANSFER_BUFFER))
     broken: BaseException | None = None
     for attempt in range(TRANSFER_ATTEMPTS):
